@@ -1,0 +1,3 @@
+"""FLUX.2 [klein] inference engine for klein-serve."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,146 @@
+/**
+ * Configuration: read from the environment once, validated, typed. A bad value stops
+ * start-up with one message per bad variable (`ConfigError.problems`), naming it.
+ */
+import { existsSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export interface Config {
+  host: string;
+  port: number;
+  dataDir: string;
+  /** `tiny`, a local diffusers-layout directory, or a hub id. */
+  model: string;
+  /** Python interpreter of the engine's environment. */
+  enginePython: string;
+  /** CIDRs that the SSRF guard lets through (KLEIN_ALLOW_NETWORKS). */
+  allowNetworks: string;
+  logLevel: string;
+  /** Seconds a synchronous call may take before it is cancelled with 504. */
+  syncTimeoutS: number;
+  /** Largest request body in bytes (413 above it). */
+  bodyLimitBytes: number;
+  imageMaxBytes: number;
+  imageMaxPixels: number;
+  fetchTimeoutMs: number;
+  /** Limits for keys created without their own. */
+  defaultRpm: number;
+  defaultConcurrency: number;
+  /** Write the generation parameters into the image's metadata. */
+  imageMetadata: boolean;
+  /** How many times a job may be started before it is failed (engine crashes). */
+  maxAttempts: number;
+  /** Seconds a client is told to wait (Retry-After) while the engine starts. */
+  startingRetryAfterS: number;
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n  ${problems.join('\n  ')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+type Env = Record<string, string | undefined>;
+
+class Reader {
+  readonly problems: string[] = [];
+  constructor(private readonly env: Env) {}
+
+  str(name: string, dflt: string): string {
+    const v = this.env[name];
+    return v === undefined || v === '' ? dflt : v;
+  }
+
+  int(name: string, dflt: number, min: number, max: number): number {
+    const raw = this.env[name];
+    if (raw === undefined || raw === '') return dflt;
+    if (!/^-?\d+$/.test(raw.trim())) {
+      this.problems.push(`${name}: must be an integer from ${min} to ${max}, got "${raw}"`);
+      return dflt;
+    }
+    const n = Number(raw.trim());
+    if (n < min || n > max) {
+      this.problems.push(`${name}: must be an integer from ${min} to ${max}, got ${n}`);
+      return dflt;
+    }
+    return n;
+  }
+
+  num(name: string, dflt: number, min: number, max: number): number {
+    const raw = this.env[name];
+    if (raw === undefined || raw === '') return dflt;
+    const n = Number(raw.trim());
+    if (!Number.isFinite(n) || raw.trim() === '' || n < min || n > max) {
+      this.problems.push(`${name}: must be a number from ${min} to ${max}, got "${raw}"`);
+      return dflt;
+    }
+    return n;
+  }
+
+  bool(name: string, dflt: boolean): boolean {
+    const raw = this.env[name];
+    if (raw === undefined || raw === '') return dflt;
+    const v = raw.trim().toLowerCase();
+    if (['1', 'true', 'yes', 'on'].includes(v)) return true;
+    if (['0', 'false', 'no', 'off'].includes(v)) return false;
+    this.problems.push(`${name}: must be true or false, got "${raw}"`);
+    return dflt;
+  }
+
+  oneOf<T extends string>(name: string, dflt: T, allowed: readonly T[]): T {
+    const raw = this.env[name];
+    if (raw === undefined || raw === '') return dflt;
+    if ((allowed as readonly string[]).includes(raw)) return raw as T;
+    this.problems.push(`${name}: must be one of ${allowed.join(', ')}, got "${raw}"`);
+    return dflt;
+  }
+
+  decimal(name: string, dflt: string): string {
+    const raw = this.env[name];
+    if (raw === undefined || raw === '') return dflt;
+    if (!/^\d+(\.\d{1,6})?$/.test(raw.trim())) {
+      this.problems.push(`${name}: must be a non-negative decimal with at most 6 places, got "${raw}"`);
+      return dflt;
+    }
+    return raw.trim();
+  }
+}
+
+/** The repository root: the nearest folder above this module with a package.json
+ * (src/ under tsx, dist/src/ after tsc). */
+export function projectRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, 'package.json')) || dir.endsWith('/dist')) {
+    const up = dirname(dir);
+    if (up === dir) throw new Error('cannot find the project root');
+    dir = up;
+  }
+  return dir;
+}
+
+export function loadConfig(env: Env = process.env): Config {
+  const r = new Reader(env);
+  const cfg: Config = {
+    host: r.str('HOST', '127.0.0.1'),
+    port: r.int('PORT', 8080, 0, 65535),
+    dataDir: resolve(r.str('KLEIN_DATA_DIR', './data')),
+    model: r.str('KLEIN_MODEL', 'black-forest-labs/FLUX.2-klein-4B'),
+    enginePython: r.str('KLEIN_ENGINE_PYTHON', resolve(projectRoot(), 'engine/.venv/bin/python')),
+    allowNetworks: r.str('KLEIN_ALLOW_NETWORKS', ''),
+    logLevel: r.oneOf('KLEIN_LOG_LEVEL', 'info', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
+    syncTimeoutS: r.num('KLEIN_SYNC_TIMEOUT', 300, 1, 3600),
+    bodyLimitBytes: r.int('KLEIN_BODY_LIMIT', 64 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
+    imageMaxBytes: r.int('KLEIN_IMAGE_MAX_BYTES', 20 * 1024 * 1024, 1024, 512 * 1024 * 1024),
+    imageMaxPixels: r.int('KLEIN_IMAGE_MAX_PIXELS', 40_000_000, 4096, 400_000_000),
+    fetchTimeoutMs: r.int('KLEIN_FETCH_TIMEOUT_MS', 10_000, 100, 120_000),
+    defaultRpm: r.int('KLEIN_DEFAULT_RPM', 60, 1, 1_000_000),
+    defaultConcurrency: r.int('KLEIN_DEFAULT_CONCURRENCY', 4, 1, 10_000),
+    imageMetadata: r.bool('KLEIN_IMAGE_METADATA', true),
+    maxAttempts: r.int('KLEIN_MAX_ATTEMPTS', 2, 1, 10),
+    startingRetryAfterS: r.int('KLEIN_STARTING_RETRY_AFTER', 10, 1, 600),
+  };
+  if (r.problems.length > 0) throw new ConfigError(r.problems);
+  return cfg;
+}

@@ -1,0 +1,53 @@
+/**
+ * Prometheus metrics (served at GET /metrics). One registry per app instance so tests and
+ * several apps in one process do not share counters. Waiting and running work are counted
+ * separately (llama.cpp server style).
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export const STAGES = ['fetch', 'queue', 'text', 'denoise', 'decode', 'encode', 'total'] as const;
+export type Stage = (typeof STAGES)[number];
+
+export interface Metrics {
+  registry: Registry;
+  httpRequests: Counter<'route' | 'method' | 'status'>;
+  jobsWaiting: Gauge;
+  jobsRunning: Gauge;
+  stageSeconds: Histogram<'stage'>;
+  engineRestarts: Counter;
+  jobsFinished: Counter<'status'>;
+}
+
+export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics {
+  const registry = new Registry();
+  if (opts.defaultMetrics ?? true) collectDefaultMetrics({ register: registry, prefix: 'klein_process_' });
+  return {
+    registry,
+    httpRequests: new Counter({
+      name: 'klein_http_requests_total',
+      help: 'HTTP requests by route, method and status code',
+      labelNames: ['route', 'method', 'status'],
+      registers: [registry],
+    }),
+    jobsWaiting: new Gauge({ name: 'klein_jobs_waiting', help: 'Jobs queued, not yet started', registers: [registry] }),
+    jobsRunning: new Gauge({ name: 'klein_jobs_running', help: 'Jobs running on an engine', registers: [registry] }),
+    stageSeconds: new Histogram({
+      name: 'klein_stage_seconds',
+      help: 'Time per stage of a generation: fetch (reference images), queue, text, denoise, decode, encode, total',
+      labelNames: ['stage'],
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120],
+      registers: [registry],
+    }),
+    engineRestarts: new Counter({
+      name: 'klein_engine_restarts_total',
+      help: 'Engine processes restarted after a crash or failed start',
+      registers: [registry],
+    }),
+    jobsFinished: new Counter({
+      name: 'klein_jobs_finished_total',
+      help: 'Jobs that reached a terminal state, by state',
+      labelNames: ['status'],
+      registers: [registry],
+    }),
+  };
+}

@@ -1,0 +1,80 @@
+/**
+ * What a running request tells the parts of the gateway that wait on it (the sync route,
+ * and later the status, events and webhook paths). One `JobBus` per process: the queue
+ * publishes, waiters subscribe by request id.
+ */
+import { EventEmitter } from 'node:events';
+import type { ApiError } from '../gateway/errors.js';
+import type { ImageFormat, RgbImage } from '../contract/types.js';
+
+export interface EncodedOutput {
+  bytes: Buffer;
+  format: ImageFormat;
+  contentType: string;
+  width: number;
+  height: number;
+  seed: number;
+}
+
+export interface CompletedOutcome {
+  status: 'COMPLETED';
+  output: EncodedOutput;
+  costMicro: number;
+  balanceMicro: number;
+  /** Seconds from the start of processing to the encoded image (x-generation-time). */
+  generationTimeS: number;
+  timings: Record<string, number>;
+}
+
+export interface FailedOutcome {
+  status: 'FAILED';
+  error: ApiError;
+}
+
+export interface CancelledOutcome {
+  status: 'CANCELLED';
+  reason: CancelReason;
+}
+
+export type CancelReason = 'timeout' | 'client_gone' | 'user' | 'shutdown';
+
+export type JobOutcome = CompletedOutcome | FailedOutcome | CancelledOutcome;
+
+export interface ProgressEvent {
+  step: number;
+  total: number;
+  preview?: RgbImage;
+}
+
+export class JobBus {
+  private readonly emitter = new EventEmitter();
+  private readonly finished = new Map<string, JobOutcome>();
+
+  constructor() {
+    // Many concurrent waiters are normal for a busy server.
+    this.emitter.setMaxListeners(0);
+  }
+
+  progress(id: string, ev: ProgressEvent): void {
+    this.emitter.emit(`progress:${id}`, ev);
+  }
+
+  finish(id: string, outcome: JobOutcome): void {
+    // Kept briefly so a waiter that subscribes just after the end still gets it.
+    this.finished.set(id, outcome);
+    setTimeout(() => this.finished.delete(id), 30_000).unref();
+    this.emitter.emit(`done:${id}`, outcome);
+  }
+
+  onProgress(id: string, fn: (ev: ProgressEvent) => void): () => void {
+    this.emitter.on(`progress:${id}`, fn);
+    return () => this.emitter.off(`progress:${id}`, fn);
+  }
+
+  /** Resolves with the request's outcome (at once if it already finished recently). */
+  waitFor(id: string): Promise<JobOutcome> {
+    const done = this.finished.get(id);
+    if (done) return Promise.resolve(done);
+    return new Promise((resolve) => this.emitter.once(`done:${id}`, resolve));
+  }
+}

@@ -1,0 +1,111 @@
+/**
+ * `klein serve`: the embedded default in one process tree — gateway, SQLite, the durable
+ * local queue and one engine supervised by this process. SIGTERM/SIGINT drain: new work
+ * gets 503, open responses finish, running jobs are cancelled after the grace period.
+ */
+import { mkdirSync } from 'node:fs';
+import { hostname } from 'node:os';
+import type { Command } from 'commander';
+import { pino } from 'pino';
+import { loadConfig, type Config } from '../config.js';
+import { buildApp } from '../gateway/app.js';
+import { LocalLimiter } from '../gateway/limits.js';
+import { createMetrics } from '../gateway/metrics.js';
+import { parsePricing } from '../contract/pricing.js';
+import { JobBus } from '../queue/events.js';
+import { LocalQueue } from '../queue/local-queue.js';
+import { openDatabase } from '../store/db.js';
+import { migrateToLatest } from '../store/migrations/index.js';
+import { EngineProcess } from '../worker/engine-process.js';
+
+export interface RunningServer {
+  url: string;
+  close: () => Promise<void>;
+}
+
+export async function startServer(config: Config = loadConfig(), env: NodeJS.ProcessEnv = process.env): Promise<RunningServer> {
+  const logger = pino({ level: config.logLevel, base: { pid: process.pid } });
+  const pricing = parsePricing(env);
+  mkdirSync(config.dataDir, { recursive: true });
+  const db = openDatabase({ dataDir: config.dataDir });
+  await migrateToLatest(db);
+
+  const metrics = createMetrics();
+  const bus = new JobBus();
+  const engine = new EngineProcess({
+    python: config.enginePython,
+    env: { ...env, KLEIN_MODEL: config.model },
+    logger: logger.child({ component: 'engine' }),
+  });
+  const queue = new LocalQueue({
+    db,
+    bus,
+    engine,
+    metrics,
+    logger: logger.child({ component: 'queue' }),
+    workerId: `${hostname()}:${process.pid}`,
+    imageMetadata: config.imageMetadata,
+    maxAttempts: config.maxAttempts,
+  });
+  let draining = false;
+  const app = await buildApp({
+    config,
+    db,
+    queue,
+    bus,
+    engine,
+    limiter: new LocalLimiter(),
+    metrics,
+    logger,
+    pricing,
+    draining: () => draining,
+  });
+
+  let restartsSeen = 0;
+  engine.onStateChange(() => {
+    if (engine.restarts > restartsSeen) {
+      metrics.engineRestarts.inc(engine.restarts - restartsSeen);
+      restartsSeen = engine.restarts;
+    }
+    queue.wake();
+  });
+  engine.start();
+  await queue.start();
+  const address = await app.listen({ host: config.host, port: config.port });
+  logger.info({ address, model: config.model, data_dir: config.dataDir }, 'klein-serve listening');
+
+  return {
+    url: address,
+    close: async () => {
+      draining = true;
+      queue.stop();
+      await app.close();
+      await engine.stop();
+      await db.destroy();
+    },
+  };
+}
+
+export function registerServe(program: Command): void {
+  program
+    .command('serve')
+    .description('run the API server with one engine (configured by environment variables; see README)')
+    .action(async () => {
+      const server = await startServer();
+      let closing = false;
+      const shutdown = (signal: string) => {
+        if (closing) return;
+        closing = true;
+        console.error(`klein: ${signal}, draining`);
+        server.close().then(
+          () => process.exit(0),
+          (err) => {
+            console.error(err);
+            process.exit(1);
+          },
+        );
+      };
+      process.on('SIGTERM', () => shutdown('SIGTERM'));
+      process.on('SIGINT', () => shutdown('SIGINT'));
+    });
+}

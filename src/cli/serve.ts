@@ -20,6 +20,8 @@ import { EngineProcess } from '../worker/engine-process.js';
 
 export interface RunningServer {
   url: string;
+  /** The supervised engine (tests read its pid and state). */
+  engine: EngineProcess;
   close: () => Promise<void>;
 }
 
@@ -76,6 +78,7 @@ export async function startServer(config: Config = loadConfig(), env: NodeJS.Pro
 
   return {
     url: address,
+    engine,
     close: async () => {
       draining = true;
       queue.stop();

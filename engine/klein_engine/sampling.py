@@ -1,0 +1,121 @@
+"""Schedules and samplers for flow matching, as pure functions of a velocity callable.
+
+`velocity(x, i, sigma) -> v` is the model (with CFG already applied); x is the packed latent.
+Flow matching: x(σ) = (1 − σ)·x0 + σ·noise, dx/dσ = v, denoised estimate D = x − σ·v.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import numpy as np
+import torch
+
+Velocity = Callable[[torch.Tensor, int, torch.Tensor], torch.Tensor]
+# Called after each sampler step with (step index from 0, current x, denoised estimate).
+AfterStep = Callable[[int, torch.Tensor, torch.Tensor], None]
+BeforeStep = Callable[[int], None]
+
+
+def compute_empirical_mu(image_seq_len: int, num_steps: int) -> float:
+    """FLUX.2's resolution- and step-dependent shift (diffusers `compute_empirical_mu`,
+    BFL `sampling.py`; the same constants)."""
+    a1, b1 = 8.73809524e-05, 1.89833333
+    a2, b2 = 0.00016927, 0.45666666
+    if image_seq_len > 4300:
+        return float(a2 * image_seq_len + b2)
+    m_200 = a2 * image_seq_len + b2
+    m_10 = a1 * image_seq_len + b1
+    a = (m_200 - m_10) / 190.0
+    b = m_200 - 200.0 * a
+    return float(a * num_steps + b)
+
+
+def flux_sigmas(num_steps: int, image_seq_len: int) -> torch.Tensor:
+    """σ schedule with the terminal 0: linspace(1, 1/N, N), exponential time shift with
+    mu = compute_empirical_mu, in the dtypes FlowMatchEulerDiscreteScheduler uses (numpy
+    float32, then a float32 tensor), so timesteps match the reference bit for bit."""
+    if num_steps < 1:
+        raise ValueError("num_steps must be at least 1")
+    sigmas = np.linspace(1.0, 1 / num_steps, num_steps).astype(np.float32)
+    mu = compute_empirical_mu(image_seq_len=image_seq_len, num_steps=num_steps)
+    sigmas = math.exp(mu) / (math.exp(mu) + (1 / sigmas - 1) ** 1.0)
+    t = torch.from_numpy(np.asarray(sigmas)).to(torch.float32)
+    return torch.cat([t, torch.zeros(1)])
+
+
+def euler(x: torch.Tensor, sigmas: torch.Tensor, velocity: Velocity, before: BeforeStep, after: AfterStep) -> torch.Tensor:
+    """Flow-matching Euler: x ← x + (σ_next − σ)·v, computed in float32 and cast back to the
+    velocity's dtype (as the diffusers scheduler does)."""
+    n = len(sigmas) - 1
+    for i in range(n):
+        before(i)
+        s, s_next = sigmas[i], sigmas[i + 1]
+        v = velocity(x, i, s)
+        denoised = x.float() - s * v.float()
+        x = (x.float() + (s_next - s) * v.float()).to(v.dtype)
+        after(i, x, denoised)
+    return x
+
+
+def res_2s_coefficients(sigma: float, sigma_next: float, c2: float = 0.5):
+    """(σ2, correction) for one RES 2-stage step from σ to σ_next > 0: the stage-2 point
+    σ2 = σ·e^(−c2·h) and the weight h·φ2(−h)/c2 = (e^(−h) − 1 + h)/(h·c2) of (D2 − D1),
+    with h = ln(σ/σ_next) (RES4LYF `res_2s`, deterministic)."""
+    h = math.log(sigma / sigma_next)
+    sigma2 = sigma * math.exp(-c2 * h)
+    correction = (math.expm1(-h) + h) / (h * c2)
+    return sigma2, correction
+
+
+def res_2s(
+    x: torch.Tensor, sigmas: torch.Tensor, velocity: Velocity, before: BeforeStep, after: AfterStep, c2: float = 0.5
+) -> torch.Tensor:
+    """The 2-stage exponential integrator of RES4LYF (`res_2s`, eta = 0, c2 = 0.5):
+
+        D1 = x − σ·v(x, σ)
+        x2 = x + (σ2 − σ)·v1                       (exact flow step to σ2 = σ·e^(−c2·h))
+        D2 = x2 − σ2·v(x2, σ2)
+        x' = x + (σ' − σ)·v1 + (e^(−h) − 1 + h)/(h·c2) · (D2 − D1)
+
+    The first two terms are the Euler step, so it reduces to Euler when D2 = D1. The last
+    step to σ = 0 (h = ∞) takes the first stage's denoised estimate D1 (one evaluation).
+    """
+    n = len(sigmas) - 1
+    for i in range(n):
+        before(i)
+        s, s_next = float(sigmas[i]), float(sigmas[i + 1])
+        v1 = velocity(x, i, sigmas[i])
+        xf = x.float()
+        d1 = xf - s * v1.float()
+        if s_next <= 0.0:
+            x = d1.to(v1.dtype)
+            after(i, x, d1)
+            continue
+        sigma2, corr = res_2s_coefficients(s, s_next, c2)
+        x2 = (xf + (sigma2 - s) * v1.float()).to(v1.dtype)
+        v2 = velocity(x2, i, torch.tensor(sigma2, dtype=torch.float32))
+        d2 = x2.float() - sigma2 * v2.float()
+        x = (xf + (s_next - s) * v1.float() + corr * (d2 - d1)).to(v1.dtype)
+        after(i, x, d2)
+    return x
+
+
+SAMPLERS = {"euler": euler, "res_2s": res_2s}
+
+
+def evaluations(sampler: str, steps: int) -> int:
+    """Model evaluations (batched CFG counts once) a run takes."""
+    if sampler == "res_2s":
+        return 2 * steps - 1
+    return steps
+
+
+def integrate(sampler: str, x: torch.Tensor, sigmas: torch.Tensor, velocity: Velocity,
+              before: BeforeStep = lambda i: None, after: AfterStep = lambda i, x, d: None) -> torch.Tensor:
+    try:
+        fn = SAMPLERS[sampler]
+    except KeyError:
+        raise ValueError(f"unknown sampler {sampler!r}; one of {', '.join(SAMPLERS)}") from None
+    return fn(x, sigmas, velocity, before, after)

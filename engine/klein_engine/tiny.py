@@ -1,0 +1,213 @@
+"""`tiny`: a seeded random-weights miniature of FLUX.2 [klein], saved in diffusers layout.
+
+Same classes as the real model (Flux2Transformer2DModel, AutoencoderKLFlux2, Qwen3ForCausalLM,
+a byte-level BPE tokenizer with the Qwen3 chat template), tiny widths, so that the real
+loading code and the whole pipeline run in every test on a CPU in seconds. Its images are
+noise: it proves plumbing and numerics, not quality.
+
+The same seed always builds byte-identical files. Builds are cached under
+$KLEIN_CACHE_DIR (default engine/.cache) keyed by seed, variant and TINY_VERSION.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+# Bump when the recipe changes, so cached builds are rebuilt.
+TINY_VERSION = "1"
+
+# Text encoder: more than 27 layers so that the 9/18/27 read-out and the truncation to the
+# layers that are read are both exercised.
+TEXT_LAYERS = 30
+TEXT_HIDDEN = 16
+
+# The subset of Qwen3's chat template that the pipeline uses (one user turn, generation
+# prompt, thinking disabled); it renders exactly what Qwen3's template renders for that:
+# "<|im_start|>user\n{p}<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n".
+CHAT_TEMPLATE = (
+    "{%- for message in messages %}"
+    "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}"
+    "{{- '<|im_start|>assistant\\n' }}"
+    "{%- if enable_thinking is defined and enable_thinking is false %}"
+    "{{- '<think>\\n\\n</think>\\n\\n' }}"
+    "{%- endif %}"
+    "{%- endif %}"
+)
+
+SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"]
+
+# Training text for the tokenizer: fixed, so the vocabulary is always the same.
+_CORPUS = [
+    "a photo of a cat sitting on a wooden table in the morning light",
+    "an oil painting of a lighthouse at dusk, waves crashing on the rocks",
+    "a humanoid figure with a vintage television for a head, wearing a yellow raincoat",
+    "low quality, blurry, less details",
+    "make it blue; change the background to a snowy mountain; add a red hat",
+    "the quick brown fox jumps over the lazy dog 0123456789",
+    "portrait, landscape, studio lighting, cinematic, 35mm, bokeh, watercolor, sketch",
+    "user assistant system think",
+] * 4
+
+
+def cache_dir() -> Path:
+    env = os.environ.get("KLEIN_CACHE_DIR")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parent.parent / ".cache"
+
+
+def _build_tokenizer(path: Path) -> int:
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token=None))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=400,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(_CORPUS, trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        padding_side="right",
+        model_max_length=131072,
+    )
+    fast.chat_template = CHAT_TEMPLATE
+    fast.save_pretrained(str(path))
+    # Name the class the real repository names, so the same loader path is taken.
+    cfg_path = path / "tokenizer_config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["tokenizer_class"] = "Qwen2Tokenizer"
+    cfg_path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+    return len(fast)
+
+
+def build_tiny(path: str | os.PathLike, seed: int = 0, variant: str = "distilled") -> Path:
+    """Builds the miniature into `path` (created; must not exist or be empty)."""
+    import torch
+    from diffusers import AutoencoderKLFlux2, FlowMatchEulerDiscreteScheduler, Flux2Transformer2DModel
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    if variant not in ("distilled", "base"):
+        raise ValueError(f"variant must be 'distilled' or 'base', got {variant!r}")
+    out = Path(path)
+    out.mkdir(parents=True, exist_ok=True)
+
+    vocab = _build_tokenizer(out / "tokenizer")
+
+    torch.manual_seed(seed)
+    text_cfg = Qwen3Config(
+        vocab_size=vocab,
+        hidden_size=TEXT_HIDDEN,
+        intermediate_size=32,
+        num_hidden_layers=TEXT_LAYERS,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=8,
+        max_position_embeddings=1024,
+        rope_theta=1_000_000.0,
+        tie_word_embeddings=True,
+        pad_token_id=0,
+    )
+    text_encoder = Qwen3ForCausalLM(text_cfg).eval()
+    text_encoder.save_pretrained(str(out / "text_encoder"), safe_serialization=True)
+
+    transformer = Flux2Transformer2DModel(
+        patch_size=1,
+        in_channels=128,
+        num_layers=1,
+        num_single_layers=1,
+        attention_head_dim=8,
+        num_attention_heads=1,
+        joint_attention_dim=3 * TEXT_HIDDEN,
+        timestep_guidance_channels=32,
+        mlp_ratio=3.0,
+        axes_dims_rope=(2, 2, 2, 2),
+        rope_theta=2000,
+        eps=1e-6,
+        guidance_embeds=False,
+    ).eval()
+    transformer.save_pretrained(str(out / "transformer"), safe_serialization=True)
+
+    vae = AutoencoderKLFlux2(
+        block_out_channels=(4, 4, 4, 4),
+        layers_per_block=1,
+        latent_channels=32,
+        norm_num_groups=2,
+        mid_block_add_attention=True,
+        patch_size=(2, 2),
+    ).eval()
+    # Non-trivial latent statistics so the BatchNorm normalisation is really exercised.
+    with torch.no_grad():
+        vae.bn.running_mean.copy_(torch.randn_like(vae.bn.running_mean) * 0.1)
+        vae.bn.running_var.copy_(torch.rand_like(vae.bn.running_var) + 0.5)
+    vae.save_pretrained(str(out / "vae"), safe_serialization=True)
+
+    scheduler = FlowMatchEulerDiscreteScheduler(
+        num_train_timesteps=1000, shift=3.0, use_dynamic_shifting=True, time_shift_type="exponential"
+    )
+    scheduler.save_pretrained(str(out / "scheduler"))
+
+    import diffusers
+
+    index = {
+        "_class_name": "Flux2KleinPipeline",
+        "_diffusers_version": diffusers.__version__,
+        "scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"],
+        "text_encoder": ["transformers", "Qwen3ForCausalLM"],
+        "tokenizer": ["transformers", "Qwen2TokenizerFast"],
+        "transformer": ["diffusers", "Flux2Transformer2DModel"],
+        "vae": ["diffusers", "AutoencoderKLFlux2"],
+    }
+    if variant == "distilled":
+        index["is_distilled"] = True
+    (out / "model_index.json").write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+    return out
+
+
+def ensure_tiny(seed: int = 0, variant: str = "distilled") -> Path:
+    """Returns the cached build for (seed, variant), building it first if needed.
+
+    Builds into a temporary directory and renames it into place, so a crash or a concurrent
+    build never leaves a half-written model behind.
+    """
+    root = cache_dir()
+    target = root / f"tiny-v{TINY_VERSION}-{variant}-seed{seed}"
+    if (target / "model_index.json").exists():
+        return target
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=root))
+    try:
+        build_tiny(tmp, seed=seed, variant=variant)
+        try:
+            os.rename(tmp, target)
+        except OSError:
+            # Another process finished first: use its build.
+            if not (target / "model_index.json").exists():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m klein_engine build-tiny", description=__doc__.splitlines()[0])
+    p.add_argument("--out", help="directory to write (default: the cache)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--variant", choices=["distilled", "base"], default="distilled")
+    a = p.parse_args(argv)
+    path = build_tiny(a.out, a.seed, a.variant) if a.out else ensure_tiny(a.seed, a.variant)
+    print(path)
+    return 0

@@ -8,6 +8,7 @@ cancellation between steps, progress with cheap previews, per-stage timings, a p
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
@@ -25,6 +26,15 @@ MIN_SIDE = 64
 MAX_SIDE = 2048
 MAX_STEPS = 100
 PREVIEW_MAX_SIDE = 256
+
+@dataclass
+class Denoised:
+    x: torch.Tensor  # packed final latents (1, tokens, channels)
+    latent_ids: torch.Tensor
+    h: int
+    w: int
+    t_text: float
+
 
 # The pipeline's static helpers: position ids, (un)patchify, (un)pack. Reused, not copied.
 P = Flux2KleinPipeline
@@ -86,7 +96,29 @@ class KleinEngine:
     @torch.inference_mode()
     def generate(self, req: GenerateRequest, on_step: OnStep, should_stop: ShouldStop) -> GenerateResult:
         t_start = time.perf_counter()
+        run = self.denoise(req, on_step, should_stop)
+        self._sync()
+        t_denoise = time.perf_counter()
 
+        # 8. Decode to 8-bit RGB.
+        rgb = self._decode(run.x, run.latent_ids, run.h, run.w)
+        t_end = time.perf_counter()
+        return GenerateResult(
+            width=req.width,
+            height=req.height,
+            seed=req.seed,
+            rgb=rgb,
+            timings={
+                "text_ms": (run.t_text - t_start) * 1000,
+                "denoise_ms": (t_denoise - run.t_text) * 1000,
+                "decode_ms": (t_end - t_denoise) * 1000,
+                "total_ms": (t_end - t_start) * 1000,
+            },
+        )
+
+    @torch.inference_mode()
+    def denoise(self, req: GenerateRequest, on_step: OnStep, should_stop: ShouldStop) -> "Denoised":
+        """Steps 1–7: everything but the VAE decode. Returns the packed final latents."""
         # 1. Check inputs (concise errors, no silent correction).
         self._check(req)
 
@@ -150,24 +182,7 @@ class KleinEngine:
             on_step(i + 1, req.steps, preview)
 
         x = integrate(req.sampler, x, sigmas, velocity, before, after)
-        self._sync()
-        t_denoise = time.perf_counter()
-
-        # 8. Decode to 8-bit RGB.
-        rgb = self._decode(x, latent_ids, h, w)
-        t_end = time.perf_counter()
-        return GenerateResult(
-            width=req.width,
-            height=req.height,
-            seed=req.seed,
-            rgb=rgb,
-            timings={
-                "text_ms": (t_text - t_start) * 1000,
-                "denoise_ms": (t_denoise - t_text) * 1000,
-                "decode_ms": (t_end - t_denoise) * 1000,
-                "total_ms": (t_end - t_start) * 1000,
-            },
-        )
+        return Denoised(x=x, latent_ids=latent_ids, h=h, w=w, t_text=t_text)
 
     # ----------------------------------------------------------------- stages
     def _check(self, req: GenerateRequest) -> None:

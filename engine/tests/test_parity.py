@@ -1,0 +1,70 @@
+"""Our engine against diffusers' Flux2KleinPipeline on `tiny` in float32 (issue: parity)."""
+
+import numpy as np
+import pytest
+import torch
+from diffusers import FlowMatchEulerDiscreteScheduler, Flux2KleinPipeline
+from PIL import Image
+
+from klein_engine.job import ReferenceImage
+from klein_engine.pipeline import KleinEngine
+
+from .conftest import never, noop_step, request
+
+TOL = 1e-4
+
+
+def pipeline_for(engine: KleinEngine, path, distilled: bool) -> Flux2KleinPipeline:
+    c = engine.c
+    sched = FlowMatchEulerDiscreteScheduler.from_pretrained(str(path / "scheduler"))
+    pipe = Flux2KleinPipeline(scheduler=sched, vae=c.vae, text_encoder=c.text_encoder, tokenizer=c.tokenizer,
+                              transformer=c.transformer, is_distilled=distilled)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def ours(engine, req):
+    run = engine.denoise(req, noop_step, never)
+    return engine.final_latents(run.x, run.latent_ids, run.h, run.w)
+
+
+def theirs(pipe, req, images=None, guidance=1.0):
+    out = pipe(prompt=req.prompt, image=images, height=req.height, width=req.width, num_inference_steps=req.steps,
+               guidance_scale=guidance, generator=torch.Generator("cpu").manual_seed(req.seed), output_type="latent")
+    return out.images
+
+
+def ref_image(w, h, seed):
+    rng = np.random.default_rng(seed)
+    arr = rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8)
+    return ReferenceImage(w, h, arr.tobytes()), Image.fromarray(arr)
+
+
+@pytest.mark.parametrize("n_refs", [0, 1, 2])
+def test_matches_reference_pipeline(engine, tiny_path, n_refs):
+    pipe = pipeline_for(engine, tiny_path, distilled=True)
+    refs = [ref_image(64 + 16 * i, 64, 100 + i) for i in range(n_refs)]
+    req = request(width=96, height=64, steps=4, images=tuple(r for r, _ in refs))
+    a = ours(engine, req)
+    b = theirs(pipe, req, images=[im for _, im in refs] or None)
+    assert a.shape == b.shape
+    diff = (a - b).abs().max().item()
+    print(f"parity max abs diff: {diff:.3e}")
+    assert diff <= TOL, diff
+    # The references really take part: without them the result differs.
+    if n_refs:
+        assert (ours(engine, request(width=96, height=64, steps=4)) - a).abs().max().item() > 1e-3
+
+
+def test_cfg_matches_reference_pipeline_on_base_variant(tiny_base_path):
+    engine = KleinEngine.load(str(tiny_base_path), device="cpu")
+    assert engine.facts()["variant"] == "base"
+    pipe = pipeline_for(engine, tiny_base_path, distilled=False)
+    # The pipeline's own CFG uses the empty negative prompt; ours batches cond and negative.
+    req = request(cfg=4.0, negative_prompt="", steps=4)
+    a = ours(engine, req)
+    b = theirs(pipe, req, guidance=4.0)
+    diff = (a - b).abs().max().item()
+    print(f"parity max abs diff: {diff:.3e}")
+    assert diff <= TOL, diff
+    assert (ours(engine, request(cfg=1.0, steps=4)) - a).abs().max().item() > 1e-3, "CFG changes the result"

@@ -1,0 +1,84 @@
+/**
+ * Reference images (contract §3): format sniffed from the bytes (png, jpeg, webp), pixel
+ * count checked from the header before any pixel is decoded, EXIF orientation applied,
+ * alpha dropped (as PIL's convert("RGB") does), sRGB 8-bit RGB, downscaled with Lanczos to
+ * at most 1024×1024 pixels of area keeping the ratio (never upscaled), then centre-cropped
+ * to multiples of 16.
+ */
+import sharp, { type Metadata, type OutputInfo } from 'sharp';
+import type { RgbImage } from '../contract/types.js';
+import { ApiError, type ErrorCode } from '../gateway/errors.js';
+
+export const TARGET_AREA = 1024 * 1024;
+export const MULTIPLE = 16;
+export const MIN_SIDE = 64;
+export const MAX_RATIO = 8;
+
+export type SniffedFormat = 'png' | 'jpeg' | 'webp';
+
+export function sniffFormat(b: Buffer): SniffedFormat | null {
+  if (b.length >= 8 && b.readUInt32BE(0) === 0x89504e47 && b.readUInt32BE(4) === 0x0d0a1a0a) return 'png';
+  if (b.length >= 3 && b[0] === 0xff && b[1] === 0xd8 && b[2] === 0xff) return 'jpeg';
+  if (b.length >= 12 && b.toString('latin1', 0, 4) === 'RIFF' && b.toString('latin1', 8, 12) === 'WEBP') return 'webp';
+  return null;
+}
+
+function fail(code: ErrorCode, field: string, message: string): ApiError {
+  return new ApiError(code, `${field}: ${message}`, { details: [{ field, message }] });
+}
+
+/** The size after downscaling to at most TARGET_AREA (the reference pipeline's rule). */
+export function targetSize(width: number, height: number): { width: number; height: number } {
+  if (width * height <= TARGET_AREA) return { width, height };
+  const scale = Math.sqrt(TARGET_AREA / (width * height));
+  return { width: Math.floor(width * scale), height: Math.floor(height * scale) };
+}
+
+export interface DecodedReference {
+  image: RgbImage;
+  /** Size after EXIF orientation, before resizing (decides match_input_image). */
+  original: { width: number; height: number };
+  format: SniffedFormat;
+}
+
+export async function decodeReference(bytes: Buffer, o: { maxPixels: number; field: string }): Promise<DecodedReference> {
+  const format = sniffFormat(bytes);
+  if (!format) throw fail('image_invalid', o.field, 'is not a PNG, JPEG or WebP image');
+  let meta: Metadata;
+  try {
+    meta = await sharp(bytes, { limitInputPixels: false, failOn: 'none' }).metadata();
+  } catch {
+    throw fail('image_invalid', o.field, `is not a readable ${format.toUpperCase()} image`);
+  }
+  if (!meta.width || !meta.height) throw fail('image_invalid', o.field, 'has no dimensions');
+  if (meta.width * meta.height > o.maxPixels) {
+    throw fail('image_too_large', o.field, `has ${meta.width}×${meta.height} pixels; at most ${o.maxPixels} are accepted`);
+  }
+  const rotated = (meta.orientation ?? 1) >= 5;
+  const w = rotated ? meta.height : meta.width;
+  const h = rotated ? meta.width : meta.height;
+  if (Math.min(w, h) < MIN_SIDE) throw fail('image_too_small', o.field, `is ${w}×${h}; each side must be at least ${MIN_SIDE} pixels`);
+  if (Math.max(w, h) / Math.min(w, h) > MAX_RATIO) throw fail('image_bad_ratio', o.field, `is ${w}×${h}; the long side may be at most ${MAX_RATIO}× the short side`);
+
+  const t = targetSize(w, h);
+  let resized: { data: Buffer; info: OutputInfo };
+  try {
+    let pipe = sharp(bytes, { limitInputPixels: o.maxPixels, failOn: 'error' }).rotate().removeAlpha().toColourspace('srgb');
+    if (t.width !== w || t.height !== h) pipe = pipe.resize(t.width, t.height, { kernel: 'lanczos3', fit: 'fill' });
+    resized = await pipe.raw().toBuffer({ resolveWithObject: true });
+  } catch {
+    throw fail('image_invalid', o.field, `could not be decoded as ${format.toUpperCase()}`);
+  }
+  const { data, info } = resized;
+  if (info.channels !== 3) throw fail('image_invalid', o.field, `decoded to ${info.channels} channels`);
+  const cw = Math.floor(info.width / MULTIPLE) * MULTIPLE;
+  const ch = Math.floor(info.height / MULTIPLE) * MULTIPLE;
+  const left = Math.floor((info.width - cw) / 2);
+  const top = Math.floor((info.height - ch) / 2);
+  const out = Buffer.allocUnsafe(cw * ch * 3);
+  for (let y = 0; y < ch; y++) {
+    const src = ((top + y) * info.width + left) * 3;
+    data.copy(out, y * cw * 3, src, src + cw * 3);
+  }
+  return { image: { width: cw, height: ch, data: out }, original: { width: w, height: h }, format };
+}

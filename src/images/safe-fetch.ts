@@ -1,0 +1,150 @@
+/**
+ * Server-side fetch of user-given URLs, safe against SSRF. For each hop:
+ *   1. http or https only, no credentials in the URL;
+ *   2. the host is resolved ONCE (IP literals in any form are normalised by the WHATWG
+ *      URL parser: decimal, octal, hex, short IPv4, bracketed IPv6) and EVERY address is
+ *      checked against the policy (networks.ts);
+ *   3. the connection is pinned to the checked address (the socket's lookup answers with
+ *      it), so DNS rebinding cannot move the target; TLS still verifies the host name;
+ *   4. redirects are followed by hand (at most 3), each target checked from step 1.
+ * Caps on bytes (Content-Length early, then the stream) and on total time.
+ */
+import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
+import { Agent, request } from 'undici';
+import { ApiError } from '../gateway/errors.js';
+import { addressBlockReason, type Cidr } from './networks.js';
+import ipaddr from 'ipaddr.js';
+
+export type Lookup = (hostname: string) => Promise<LookupAddress[]>;
+
+export interface SafeFetchOptions {
+  allow: Cidr[];
+  maxBytes: number;
+  timeoutMs: number;
+  maxRedirects?: number;
+  field: string;
+  lookup?: Lookup;
+  userAgent?: string;
+}
+
+const defaultLookup: Lookup = (hostname) =>
+  new Promise((resolve, reject) => dnsLookup(hostname, { all: true, verbatim: true }, (err, addrs) => (err ? reject(err) : resolve(addrs))));
+
+function origin(u: URL): string {
+  return `${u.protocol}//${u.host}`;
+}
+
+async function resolveChecked(u: URL, o: SafeFetchOptions): Promise<LookupAddress> {
+  const host = u.hostname.startsWith('[') ? u.hostname.slice(1, -1) : u.hostname;
+  let addrs: LookupAddress[];
+  if (ipaddr.isValid(host)) {
+    addrs = [{ address: host, family: host.includes(':') ? 6 : 4 }];
+  } else {
+    if (/^localhost\.?$/i.test(host) || /\.localhost\.?$/i.test(host)) {
+      throw new ApiError('url_blocked', `${o.field}: ${origin(u)} points at a blocked address (localhost)`, { details: [{ field: o.field, message: 'points at a blocked address (localhost)' }] });
+    }
+    try {
+      addrs = await (o.lookup ?? defaultLookup)(host);
+    } catch {
+      throw new ApiError('image_fetch_failed', `${o.field}: cannot resolve ${host}`, { details: [{ field: o.field, message: `cannot resolve ${host}` }] });
+    }
+    if (addrs.length === 0) throw new ApiError('image_fetch_failed', `${o.field}: ${host} has no address`, { details: [{ field: o.field, message: `${host} has no address` }] });
+  }
+  for (const a of addrs) {
+    const why = addressBlockReason(a.address, o.allow);
+    if (why) {
+      throw new ApiError('url_blocked', `${o.field}: ${origin(u)} points at a blocked address (${why})`, {
+        details: [{ field: o.field, message: `points at a blocked address (${why})` }],
+      });
+    }
+  }
+  return addrs[0]!;
+}
+
+function checkUrl(raw: string, o: SafeFetchOptions): URL {
+  let u: URL;
+  try {
+    u = new URL(raw);
+  } catch {
+    throw new ApiError('image_fetch_failed', `${o.field}: not a valid URL`, { details: [{ field: o.field, message: 'is not a valid URL' }] });
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') {
+    throw new ApiError('url_blocked', `${o.field}: only http and https URLs may be fetched`, { details: [{ field: o.field, message: 'only http and https URLs may be fetched' }] });
+  }
+  if (u.username || u.password) {
+    throw new ApiError('url_blocked', `${o.field}: URLs with credentials are not fetched`, { details: [{ field: o.field, message: 'URLs with credentials are not fetched' }] });
+  }
+  return u;
+}
+
+export async function safeFetch(url: string, o: SafeFetchOptions): Promise<{ bytes: Buffer; finalUrl: string }> {
+  const deadline = AbortSignal.timeout(o.timeoutMs);
+  const maxRedirects = o.maxRedirects ?? 3;
+  let current = checkUrl(url, o);
+  for (let hop = 0; ; hop++) {
+    const pinned = await resolveChecked(current, o);
+    const agent = new Agent({
+      connect: {
+        // Every socket of this agent goes to the address that was checked.
+        lookup: ((_host: string, opts: { all?: boolean }, cb: (...a: unknown[]) => void) => {
+          if (opts?.all) cb(null, [{ address: pinned.address, family: pinned.family }]);
+          else cb(null, pinned.address, pinned.family);
+        }) as never,
+      },
+    });
+    try {
+      const res = await request(current, {
+        method: 'GET',
+        dispatcher: agent,
+        signal: deadline,
+        headers: { 'user-agent': o.userAgent ?? 'klein-serve/0.1 (+reference image fetch)', accept: 'image/png,image/jpeg,image/webp;q=0.9,*/*;q=0.1' },
+      }).catch((err: unknown) => {
+        const why = deadline.aborted ? 'timed out' : `failed (${(err as { code?: string }).code ?? 'network error'})`;
+        throw new ApiError('image_fetch_failed', `${o.field}: fetching ${origin(current)} ${why}`, { details: [{ field: o.field, message: `fetch ${why}` }] });
+      });
+      if (res.statusCode >= 300 && res.statusCode < 400 && res.headers.location) {
+        await res.body.dump();
+        if (hop >= maxRedirects) {
+          throw new ApiError('image_fetch_failed', `${o.field}: more than ${maxRedirects} redirects`, { details: [{ field: o.field, message: `more than ${maxRedirects} redirects` }] });
+        }
+        const loc = Array.isArray(res.headers.location) ? res.headers.location[0]! : res.headers.location;
+        current = checkUrl(new URL(loc, current).toString(), o);
+        continue;
+      }
+      if (res.statusCode < 200 || res.statusCode >= 300) {
+        await res.body.dump();
+        throw new ApiError('image_fetch_failed', `${o.field}: ${origin(current)} answered ${res.statusCode}`, { details: [{ field: o.field, message: `the server answered ${res.statusCode}` }] });
+      }
+      const len = Number(res.headers['content-length']);
+      if (Number.isFinite(len) && len > o.maxBytes) {
+        res.body.destroy();
+        throw tooLarge(o);
+      }
+      const chunks: Buffer[] = [];
+      let total = 0;
+      try {
+        for await (const chunk of res.body) {
+          total += (chunk as Buffer).length;
+          if (total > o.maxBytes) {
+            res.body.destroy();
+            throw tooLarge(o);
+          }
+          chunks.push(chunk as Buffer);
+        }
+      } catch (err) {
+        if (err instanceof ApiError) throw err;
+        const why = deadline.aborted ? 'timed out' : 'was cut off';
+        throw new ApiError('image_fetch_failed', `${o.field}: the download ${why}`, { details: [{ field: o.field, message: `the download ${why}` }] });
+      }
+      return { bytes: Buffer.concat(chunks), finalUrl: current.toString() };
+    } finally {
+      void agent.close().catch(() => undefined);
+    }
+  }
+}
+
+function tooLarge(o: SafeFetchOptions): ApiError {
+  return new ApiError('image_too_large', `${o.field}: the image is larger than ${o.maxBytes} bytes`, {
+    details: [{ field: o.field, message: `is larger than ${o.maxBytes} bytes` }],
+  });
+}

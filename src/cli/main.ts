@@ -13,11 +13,11 @@ export function buildProgram(): Command {
   const program = new Command('klein')
     .description('klein-serve: a self-hosted, Segmind-compatible API for FLUX.2 [klein] 4B')
     .showHelpAfterError();
-  const dataDir = () => process.env.KLEIN_DATA_DIR ?? './data';
+  const ctx = { dataDir: () => process.env.KLEIN_DATA_DIR || './data' };
   registerServe(program);
-  registerKeys(program, { dataDir });
-  registerCredits(program, { dataDir });
-  registerUsage(program, { dataDir });
+  registerKeys(program, ctx);
+  registerCredits(program, ctx);
+  registerUsage(program, ctx);
   return program;
 }
 

@@ -26,6 +26,7 @@ import { encodeImage } from '../images/encode.js';
 import type { EngineProcess } from '../worker/engine-process.js';
 import { Cancelled } from '../worker/engine-process.js';
 
+
 export interface SubmitSpec {
   id: string;
   accountId: string;
@@ -194,7 +195,7 @@ export class LocalQueue {
         output_format: params.image_format,
       });
       if (!moved) throw new ApiError('internal', 'request left PROCESSING while running');
-      await settle(this.o.db, id, spec.priceMicro);
+      await settle(this.o.db, id);
       const balanceMicro = await balance(this.o.db, spec.accountId);
       this.o.metrics.jobsFinished.inc({ status: 'COMPLETED' });
       this.finish(id, {

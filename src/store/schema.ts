@@ -1,6 +1,13 @@
 /**
- * Table types for Kysely. Portable across SQLite and PostgreSQL: text ids, integer
- * micro-credits (bigint, always within 2^53), times as epoch milliseconds (bigint).
+ * Table types for Kysely, written to stay portable between SQLite (embedded default) and
+ * PostgreSQL (scale-out, a later dialect) with the same migrations:
+ * - ids are text (generated in code, never autoincrement);
+ * - money is integer micro-credits (1 credit = 1,000,000) in `bigint` columns, read as JS
+ *   numbers: every amount is checked to be a safe integer (< 2^53) before it is written;
+ * - times are epoch milliseconds in `bigint` columns;
+ * - booleans are integers 0/1; JSON is text.
+ * The Postgres dialect must read int8 as a JS number (pg returns strings by default); the
+ * values above are all below 2^53, so that is exact.
  */
 import type { Generated } from 'kysely';
 import type { RequestStatus } from './request-states.js';
@@ -8,9 +15,13 @@ import type { RequestStatus } from './request-states.js';
 export interface AccountsTable {
   id: string;
   name: string | null;
+  /** Spendable balance: granted − reserved + released (never negative, a CHECK guards it). */
   balance_micro: number;
+  /** Requests per minute; null means the server default. */
   rpm: number | null;
+  /** Concurrent requests; null means the server default. */
   concurrency: number | null;
+  /** Standard Webhooks secret (`whsec_` + base64) used to sign this account's webhooks. */
   webhook_secret: string;
   created_at: number;
 }
@@ -18,10 +29,12 @@ export interface AccountsTable {
 export interface ApiKeysTable {
   id: string;
   account_id: string;
+  /** sha256 of the whole key, lower-case hex. The key itself is never stored. */
   key_hash: string;
+  /** What people see, e.g. `kl_Ab12Cd…`; not unique and not a secret. */
   prefix: string;
   name: string | null;
-  is_admin: number;
+  is_admin: Generated<number>;
   created_at: number;
   revoked_at: number | null;
   last_used_at: number | null;
@@ -29,12 +42,24 @@ export interface ApiKeysTable {
 
 export type LedgerKind = 'grant' | 'reserve' | 'settle' | 'release';
 
+/**
+ * `open` marks a reservation, `close` its settle or release. UNIQUE(request_id, phase)
+ * makes settle and release exclude each other in the database itself, so they cannot both
+ * happen even when they race on two connections (portable: no locking SQL needed).
+ */
+export type LedgerPhase = 'open' | 'close';
+
 export interface LedgerTable {
-  id: Generated<number>;
+  id: string;
   account_id: string;
+  /** Null for grants. */
   request_id: string | null;
   kind: LedgerKind;
-  /** Signed change of the spendable balance (settle is 0: the reserve already took it). */
+  phase: LedgerPhase | null;
+  /**
+   * Signed change of the spendable balance: grant +n, reserve −price, release +price,
+   * settle +(price − cost) (0 when the whole reservation is charged).
+   */
   amount_micro: number;
   note: string | null;
   created_at: number;
@@ -44,9 +69,10 @@ export interface RequestsTable {
   id: string;
   account_id: string;
   key_id: string;
+  /** Which API took it, e.g. `v1/flux-2-klein-4b`. */
   route: string;
   status: RequestStatus;
-  /** ResolvedParams as JSON, without image bytes. */
+  /** ResolvedParams as JSON, without image bytes (data: URIs are replaced by the caller). */
   params: string;
   seed: number;
   width: number;
@@ -55,6 +81,7 @@ export interface RequestsTable {
   cost_micro: number | null;
   error_code: string | null;
   error_message: string | null;
+  /** Stage timings as JSON (`{"text_ms":…, "denoise_ms":…}`). */
   timings: string | null;
   output_key: string | null;
   output_format: string | null;
@@ -62,6 +89,7 @@ export interface RequestsTable {
   worker_id: string | null;
   lease_until: number | null;
   idempotency_key: string | null;
+  /** Hash of the request body that first used `idempotency_key` (a different body is a 422). */
   idempotency_hash: string | null;
   webhook_url: string | null;
   created_at: number;

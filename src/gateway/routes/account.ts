@@ -10,6 +10,6 @@ export function registerAccountRoutes(app: FastifyInstance, deps: AppDeps): void
   app.get('/v1/get-user-credits', { onRequest: auth }, async (req) => {
     const caller = requireCaller(req);
     const micro = await balance(deps.db, caller.accountId);
-    return { credits: microToCredits(micro), account_id: caller.accountId };
+    return { credits: Number(microToCredits(micro)), account_id: caller.accountId };
   });
 }

@@ -1,4 +1,8 @@
-/** The initial schema, written with the portable schema builder (SQLite and PostgreSQL). */
+/**
+ * The initial schema. Written only with Kysely's schema builder and portable types (text,
+ * integer, bigint; CHECK constraints; a partial unique index), so the same migration runs
+ * on SQLite and on PostgreSQL. Frozen once released: change the schema with a new file.
+ */
 import { type Kysely, sql } from 'kysely';
 
 export async function up(db: Kysely<unknown>): Promise<void> {
@@ -11,6 +15,7 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     .addColumn('concurrency', 'integer')
     .addColumn('webhook_secret', 'text', (c) => c.notNull())
     .addColumn('created_at', 'bigint', (c) => c.notNull())
+    // The last line of defence: a bug elsewhere cannot spend money the account lacks.
     .addCheckConstraint('accounts_balance_nonnegative', sql`balance_micro >= 0`)
     .execute();
 
@@ -26,17 +31,30 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     .addColumn('revoked_at', 'bigint')
     .addColumn('last_used_at', 'bigint')
     .execute();
+  await db.schema.createIndex('api_keys_account').on('api_keys').column('account_id').execute();
+  await db.schema.createIndex('api_keys_prefix').on('api_keys').column('prefix').execute();
 
+  // No foreign key from request_id to requests: the reservation is written before the
+  // request row exists, and ledger entries outlive expired requests.
   await db.schema
     .createTable('ledger')
-    .addColumn('id', 'integer', (c) => c.primaryKey().autoIncrement())
+    .addColumn('id', 'text', (c) => c.primaryKey())
     .addColumn('account_id', 'text', (c) => c.notNull().references('accounts.id'))
     .addColumn('request_id', 'text')
     .addColumn('kind', 'text', (c) => c.notNull())
+    .addColumn('phase', 'text')
     .addColumn('amount_micro', 'bigint', (c) => c.notNull())
     .addColumn('note', 'text')
     .addColumn('created_at', 'bigint', (c) => c.notNull())
+    .addCheckConstraint('ledger_kind', sql`kind in ('grant', 'reserve', 'settle', 'release')`)
+    .addCheckConstraint(
+      'ledger_phase',
+      sql`(kind = 'grant' and phase is null and request_id is null) or (kind = 'reserve' and phase = 'open' and request_id is not null) or (kind in ('settle', 'release') and phase = 'close' and request_id is not null)`,
+    )
+    // One reservation per request, and one closing entry (settle XOR release) per request.
+    // NULL request ids (grants) never collide, in SQLite and in PostgreSQL alike.
     .addUniqueConstraint('ledger_request_kind', ['request_id', 'kind'])
+    .addUniqueConstraint('ledger_request_phase', ['request_id', 'phase'])
     .execute();
   await db.schema.createIndex('ledger_account').on('ledger').columns(['account_id', 'created_at']).execute();
 
@@ -68,7 +86,9 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     .addColumn('started_at', 'bigint')
     .addColumn('completed_at', 'bigint')
     .addColumn('expires_at', 'bigint', (c) => c.notNull())
+    .addCheckConstraint('requests_status', sql`status in ('QUEUED', 'PROCESSING', 'COMPLETED', 'FAILED', 'CANCELLED')`)
     .execute();
+  // The queue: oldest QUEUED first (claimNext, queuePosition, countByStatus).
   await db.schema.createIndex('requests_queue').on('requests').columns(['status', 'created_at']).execute();
   await db.schema.createIndex('requests_account').on('requests').columns(['account_id', 'created_at']).execute();
   await db.schema.createIndex('requests_expiry').on('requests').column('expires_at').execute();

@@ -1,20 +1,31 @@
-/** Migrations in code (no files read at run time), applied in name order. */
+/**
+ * Migrations live in code (an in-code provider: nothing is read from disk at run time, so
+ * the compiled build and tsx behave the same), applied in name order by Kysely's Migrator,
+ * which records them in `kysely_migration` and takes its own lock, so running it at every
+ * start, or from the CLI while the server runs, is safe.
+ */
 import { type Kysely, type Migration, type MigrationProvider, Migrator } from 'kysely';
 import * as m001 from './001-initial.js';
 
-const MIGRATIONS: Record<string, Migration> = {
+const MIGRATIONS: Readonly<Record<string, Migration>> = {
   '001-initial': m001,
 };
 
 class InCodeProvider implements MigrationProvider {
   async getMigrations(): Promise<Record<string, Migration>> {
-    return MIGRATIONS;
+    return { ...MIGRATIONS };
   }
 }
 
+/** Applies every pending migration; returns the names applied by this call (often none). */
+// biome-ignore lint: the migrator works on any schema
 export async function migrateToLatest(db: Kysely<any>): Promise<string[]> {
   const migrator = new Migrator({ db, provider: new InCodeProvider() });
   const { error, results } = await migrator.migrateToLatest();
-  if (error) throw error instanceof Error ? error : new Error(String(error));
+  const failed = results?.find((r) => r.status === 'Error');
+  if (error) {
+    const where = failed ? ` (migration ${failed.migrationName})` : '';
+    throw new Error(`database migration failed${where}: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+  }
   return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
 }

@@ -1,0 +1,311 @@
+/**
+ * Supervises one engine process (one GPU): spawns `python -m klein_engine serve`, waits for
+ * `ready`, runs one job at a time over the frame protocol, and restarts the engine with
+ * exponential backoff when it crashes, hangs at start or breaks the stream. The job in
+ * flight when an engine dies fails with engine_failed (502); the caller releases it.
+ *
+ *   STOPPED ─start─▶ STARTING ─ready─▶ READY ⇄ BUSY
+ *                       │  ▲                │ exit / broken stream
+ *                       ▼  └── backoff ── UNHEALTHY(reason)
+ */
+import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import type { ResolvedParams, RgbImage } from '../contract/types.js';
+import { ApiError } from '../gateway/errors.js';
+import {
+  type EngineFacts,
+  type EngineMessage,
+  EngineMessageDecoder,
+  type EngineTimings,
+  encodeCancel,
+  encodeGenerate,
+  encodeShutdown,
+} from './protocol.js';
+
+export type EngineState = 'STOPPED' | 'STARTING' | 'READY' | 'BUSY' | 'UNHEALTHY';
+
+export interface EngineLogger {
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+}
+
+export interface EngineOptions {
+  python: string;
+  args?: string[];
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+  logger: EngineLogger;
+  /** Time allowed from spawn to `ready` (weights may be read from disk or downloaded). */
+  startTimeoutMs?: number;
+  backoffInitialMs?: number;
+  backoffMaxMs?: number;
+  /** After a cancel, how long the engine may take to answer before it is killed. */
+  cancelGraceMs?: number;
+}
+
+export interface EngineJob {
+  id: string;
+  params: ResolvedParams;
+  images: RgbImage[];
+  preview: boolean;
+}
+
+export interface EngineOutput {
+  image: RgbImage;
+  seed: number;
+  timings: EngineTimings;
+}
+
+/** The job was cancelled (by the caller's signal); not an engine failure. */
+export class Cancelled extends Error {
+  constructor(readonly reason: string = 'cancelled') {
+    super(`cancelled (${reason})`);
+    this.name = 'Cancelled';
+  }
+}
+
+interface Current {
+  id: string;
+  resolve: (o: EngineOutput) => void;
+  reject: (e: Error) => void;
+  onProgress?: (step: number, total: number, preview?: RgbImage) => void;
+  graceTimer?: NodeJS.Timeout;
+  cancelled: boolean;
+}
+
+export class EngineProcess {
+  state: EngineState = 'STOPPED';
+  facts: EngineFacts | null = null;
+  /** Why the engine is not serving (a load failure's own message, or the crash). */
+  lastError: string | null = null;
+  restarts = 0;
+
+  private child: ChildProcessWithoutNullStreams | null = null;
+  private current: Current | null = null;
+  private stopping = false;
+  private backoffMs: number;
+  private restartTimer: NodeJS.Timeout | null = null;
+  private startTimer: NodeJS.Timeout | null = null;
+  private healthyTimer: NodeJS.Timeout | null = null;
+  private loadFailure: string | null = null;
+  private readonly listeners: Array<(s: EngineState) => void> = [];
+  private exited: Promise<void> = Promise.resolve();
+
+  constructor(private readonly o: EngineOptions) {
+    this.backoffMs = o.backoffInitialMs ?? 500;
+  }
+
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
+  onStateChange(fn: (s: EngineState) => void): void {
+    this.listeners.push(fn);
+  }
+
+  start(): void {
+    this.stopping = false;
+    this.spawn();
+  }
+
+  /** Asks the engine to finish and exit; kills it after `timeoutMs`. */
+  async stop(timeoutMs = 10_000): Promise<void> {
+    this.stopping = true;
+    for (const t of [this.restartTimer, this.startTimer, this.healthyTimer]) if (t) clearTimeout(t);
+    const child = this.child;
+    if (!child) {
+      this.setState('STOPPED');
+      return;
+    }
+    try {
+      child.stdin.write(encodeShutdown());
+      child.stdin.end();
+    } catch {
+      /* already gone */
+    }
+    const killer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    await this.exited;
+    clearTimeout(killer);
+  }
+
+  generate(
+    job: EngineJob,
+    opts: { onProgress?: (step: number, total: number, preview?: RgbImage) => void; signal?: AbortSignal } = {},
+  ): Promise<EngineOutput> {
+    if (this.current) return Promise.reject(new Error('EngineProcess.generate: a job is already running on this engine'));
+    if (this.state !== 'READY' || !this.child) {
+      return Promise.reject(new ApiError('engine_unavailable', `No engine can take work (${this.lastError ?? this.state.toLowerCase()})`));
+    }
+    if (opts.signal?.aborted) return Promise.reject(new Cancelled(String(opts.signal.reason ?? 'cancelled')));
+    const child = this.child;
+    return new Promise<EngineOutput>((resolve, reject) => {
+      const cur: Current = { id: job.id, resolve, reject, onProgress: opts.onProgress, cancelled: false };
+      this.current = cur;
+      this.setState('BUSY');
+      const onAbort = () => {
+        if (this.current !== cur || cur.cancelled) return;
+        cur.cancelled = true;
+        try {
+          child.stdin.write(encodeCancel(job.id));
+        } catch {
+          /* the exit handler fails the job */
+        }
+        cur.graceTimer = setTimeout(() => {
+          this.o.logger.warn({ engine_pid: child.pid, request_id: job.id }, 'engine did not answer a cancel; killing it');
+          child.kill('SIGKILL');
+        }, this.o.cancelGraceMs ?? 10_000);
+      };
+      opts.signal?.addEventListener('abort', onAbort, { once: true });
+      const cleanup = () => opts.signal?.removeEventListener('abort', onAbort);
+      cur.resolve = (o) => {
+        cleanup();
+        resolve(o);
+      };
+      cur.reject = (e) => {
+        cleanup();
+        reject(e);
+      };
+      child.stdin.write(encodeGenerate({ id: job.id, params: job.params, images: job.images, preview: job.preview }));
+    });
+  }
+
+  // -------------------------------------------------------------- internals
+  private setState(s: EngineState): void {
+    if (this.state === s) return;
+    this.state = s;
+    for (const fn of this.listeners) fn(s);
+  }
+
+  private spawn(): void {
+    this.loadFailure = null;
+    this.setState('STARTING');
+    const child = spawn(this.o.python, this.o.args ?? ['-m', 'klein_engine', 'serve'], {
+      env: this.o.env ?? process.env,
+      cwd: this.o.cwd,
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    this.child = child;
+    let resolveExit!: () => void;
+    this.exited = new Promise((r) => (resolveExit = r));
+    const decoder = new EngineMessageDecoder();
+    const log = { engine_pid: child.pid };
+    this.o.logger.info(log, 'engine starting');
+
+    this.startTimer = setTimeout(() => {
+      if (this.child === child && this.state === 'STARTING') {
+        this.lastError = `the engine did not become ready within ${Math.round((this.o.startTimeoutMs ?? 600_000) / 1000)} s`;
+        this.o.logger.error(log, this.lastError);
+        child.kill('SIGKILL');
+      }
+    }, this.o.startTimeoutMs ?? 600_000);
+
+    child.stdout.on('data', (chunk: Buffer) => {
+      let messages: EngineMessage[];
+      try {
+        messages = decoder.push(chunk);
+      } catch (err) {
+        // A bad frame or a malformed known message: nothing the engine says next can be trusted.
+        this.o.logger.error({ ...log, err: String(err) }, 'engine broke the protocol stream; restarting it');
+        child.kill('SIGKILL');
+        return;
+      }
+      for (const m of messages) this.onMessage(m, child);
+    });
+    createInterface({ input: child.stderr }).on('line', (line) => this.o.logger.info(log, line));
+    child.stdin.on('error', () => undefined); // EPIPE when it dies: handled on exit
+    child.on('error', (err) => {
+      this.lastError = `cannot start the engine (${this.o.python}): ${err.message}`;
+      this.o.logger.error(log, this.lastError);
+    });
+    child.on('close', (code, signal) => {
+      if (this.startTimer) clearTimeout(this.startTimer);
+      if (this.healthyTimer) clearTimeout(this.healthyTimer);
+      this.child = null;
+      const how = signal ? `killed by ${signal}` : `exit status ${code}`;
+      const cur = this.current;
+      this.current = null;
+      if (cur) {
+        if (cur.graceTimer) clearTimeout(cur.graceTimer);
+        if (cur.cancelled) cur.reject(new Cancelled('cancelled'));
+        else cur.reject(new ApiError('engine_failed', `The engine stopped while generating (${how}); the request was not charged`));
+      }
+      resolveExit();
+      if (this.stopping) {
+        this.setState('STOPPED');
+        return;
+      }
+      if (code === 2 && this.loadFailure) {
+        this.lastError = this.loadFailure;
+        // A model that cannot load will not load in a second either: back off harder.
+        this.backoffMs = Math.max(this.backoffMs, 5_000);
+      } else {
+        this.lastError = `the engine crashed (${how})`;
+      }
+      this.o.logger.error({ ...log, reason: this.lastError }, 'engine exited; restarting it');
+      this.setState('UNHEALTHY');
+      const delay = this.backoffMs;
+      this.backoffMs = Math.min(this.backoffMs * 2, this.o.backoffMaxMs ?? 30_000);
+      this.restartTimer = setTimeout(() => {
+        this.restarts += 1;
+        this.spawn();
+      }, delay);
+    });
+  }
+
+  private onMessage(m: EngineMessage, child: ChildProcessWithoutNullStreams): void {
+    switch (m.type) {
+      case 'ready':
+        if (this.startTimer) clearTimeout(this.startTimer);
+        this.facts = m.facts;
+        this.lastError = null;
+        this.o.logger.info({ engine_pid: child.pid, model: m.facts.model, device: m.facts.device, dtype: m.facts.dtype }, 'engine ready');
+        // Reset the backoff once the engine has stayed up for a while.
+        this.healthyTimer = setTimeout(() => (this.backoffMs = this.o.backoffInitialMs ?? 500), 60_000);
+        this.setState('READY');
+        return;
+      case 'progress':
+        if (this.current?.id === m.id) this.current.onProgress?.(m.step, m.total, m.preview);
+        return;
+      case 'result': {
+        const cur = this.current;
+        if (!cur || cur.id !== m.id) return;
+        if (cur.graceTimer) clearTimeout(cur.graceTimer);
+        this.current = null;
+        this.setState('READY');
+        if (cur.cancelled) cur.reject(new Cancelled('cancelled'));
+        else cur.resolve({ image: m.image, seed: m.seed, timings: m.timings });
+        return;
+      }
+      case 'error': {
+        if (m.id === null) {
+          this.loadFailure = m.message;
+          this.o.logger.error({ engine_pid: child.pid, reason: m.message }, 'engine could not load the model');
+          return;
+        }
+        const cur = this.current;
+        if (!cur || cur.id !== m.id) return;
+        if (cur.graceTimer) clearTimeout(cur.graceTimer);
+        this.current = null;
+        this.setState('READY');
+        cur.reject(mapEngineError(m.code, m.message));
+        return;
+      }
+      default:
+        return;
+    }
+  }
+}
+
+function mapEngineError(code: string, message: string): Error {
+  switch (code) {
+    case 'cancelled':
+      return new Cancelled('cancelled');
+    case 'out_of_memory':
+      return new ApiError('out_of_memory', `The engine ran out of GPU memory: ${message}`);
+    case 'invalid_input':
+      return new ApiError('validation_failed', `The engine refused the parameters: ${message}`);
+    default:
+      return new ApiError('engine_failed', `The engine failed while generating: ${message}`);
+  }
+}

@@ -6,6 +6,9 @@
 import { mkdirSync } from 'node:fs';
 import { hostname } from 'node:os';
 import type { Command } from 'commander';
+import type { FastifyInstance } from 'fastify';
+import type { Kysely } from 'kysely';
+import type { Database } from '../store/schema.js';
 import { pino } from 'pino';
 import { loadConfig, type Config } from '../config.js';
 import { buildApp } from '../gateway/app.js';
@@ -25,7 +28,17 @@ export interface RunningServer {
   close: () => Promise<void>;
 }
 
-export async function startServer(config: Config = loadConfig(), env: NodeJS.ProcessEnv = process.env): Promise<RunningServer> {
+export interface BuiltServer {
+  app: FastifyInstance;
+  engine: EngineProcess;
+  db: Kysely<Database>;
+  /** Starts the engine and the queue (the app answers before that, with 503). */
+  start: () => Promise<void>;
+  close: () => Promise<void>;
+}
+
+/** Everything of `serve` but listening: tests drive it with inject(). */
+export async function buildServer(config: Config = loadConfig(), env: NodeJS.ProcessEnv = process.env): Promise<BuiltServer> {
   const logger = pino({ level: config.logLevel, base: { pid: process.pid } });
   const pricing = parsePricing(env);
   mkdirSync(config.dataDir, { recursive: true });
@@ -71,14 +84,14 @@ export async function startServer(config: Config = loadConfig(), env: NodeJS.Pro
     }
     queue.wake();
   });
-  engine.start();
-  await queue.start();
-  const address = await app.listen({ host: config.host, port: config.port });
-  logger.info({ address, model: config.model, data_dir: config.dataDir }, 'klein-serve listening');
-
   return {
-    url: address,
+    app,
     engine,
+    db,
+    start: async () => {
+      engine.start();
+      await queue.start();
+    },
     close: async () => {
       draining = true;
       queue.stop();
@@ -87,6 +100,14 @@ export async function startServer(config: Config = loadConfig(), env: NodeJS.Pro
       await db.destroy();
     },
   };
+}
+
+export async function startServer(config: Config = loadConfig(), env: NodeJS.ProcessEnv = process.env): Promise<RunningServer> {
+  const built = await buildServer(config, env);
+  await built.start();
+  const address = await built.app.listen({ host: config.host, port: config.port });
+  built.app.log.info({ address, model: config.model, data_dir: config.dataDir }, 'klein-serve listening');
+  return { url: address, engine: built.engine, close: built.close };
 }
 
 export function registerServe(program: Command): void {

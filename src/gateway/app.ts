@@ -51,7 +51,6 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     loggerInstance: deps.logger as unknown as FastifyBaseLogger,
     bodyLimit: deps.config.bodyLimitBytes,
     genReqId: () => randomUUID(),
-    requestIdLogLabel: 'request_id',
     return503OnClosing: false,
   });
 

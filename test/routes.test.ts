@@ -95,7 +95,7 @@ describe('routes on a ready server', () => {
       [{ prompt: 'x', image_format: 'gif' }, 'image_format'],
       [{ prompt: 'x', go_fast: 'yes' }, 'go_fast'],
       [{ prompt: 'x', width: 512 }, 'height'],
-      [{ prompt: 'x', width: 2048, height: 2048, steps: 1 }, 'width'],
+      [{ prompt: 'x', width: 2064, height: 512 }, 'width'],
       [{ prompt: 'x', image_urls: ['ftp://x'] }, 'image_urls[0]'],
       [{ prompt: 'x', image_urls: ['a', 'b', 'c', 'd', 'e'] }, 'image_urls'],
       [{ prompt: 'x', unknown_field: 1 }, 'unknown_field'],

@@ -1,14 +1,61 @@
-/** Opens the embedded database: SQLite in `<dataDir>/klein.db`, WAL, foreign keys on. */
+/**
+ * Opens the embedded database: SQLite in `<dataDir>/klein.db` (better-sqlite3), with
+ * - WAL, so readers (status polls, the CLI) never block the writer;
+ * - foreign keys on (SQLite leaves them off by default);
+ * - busy_timeout, so a second process (the `klein` CLI while the server runs) waits for
+ *   the write lock instead of failing at once;
+ * - every transaction opened with BEGIN IMMEDIATE (below).
+ *
+ * Why IMMEDIATE: a plain BEGIN starts as a reader; when such a transaction later writes
+ * while another connection has committed since its first read, WAL refuses the upgrade
+ * with SQLITE_BUSY_SNAPSHOT, which busy_timeout cannot wait out
+ * (https://sqlite.org/lang_transaction.html, https://sqlite.org/wal.html). All our
+ * transactions write, so they take the write lock up front and wait for it politely.
+ * This is dialect plumbing only: the queries themselves stay portable.
+ *
+ * Within one process use one `Kysely` per file: Kysely's SQLite driver has a single
+ * connection and runs one transaction at a time, while better-sqlite3 waits for a lock
+ * synchronously, so two connections in one process could stall each other.
+ */
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import SQLite from 'better-sqlite3';
-import { Kysely, SqliteDialect } from 'kysely';
+import { CompiledQuery, type DatabaseConnection, Kysely, SqliteDialect, type SqliteDialectConfig, SqliteDriver } from 'kysely';
 import type { Database } from './schema.js';
 
-export function openDatabase(opts: { dataDir: string; file?: string }): Kysely<Database> {
-  const sqlite = new SQLite(join(opts.dataDir, opts.file ?? 'klein.db'));
+export const DB_FILE = 'klein.db';
+
+export interface OpenOptions {
+  dataDir: string;
+  /** How long to wait for another process's write lock (ms). */
+  busyTimeoutMs?: number;
+}
+
+class ImmediateSqliteDriver extends SqliteDriver {
+  override async beginTransaction(connection: DatabaseConnection): Promise<void> {
+    await connection.executeQuery(CompiledQuery.raw('begin immediate'));
+  }
+}
+
+class ImmediateSqliteDialect extends SqliteDialect {
+  readonly #config: SqliteDialectConfig;
+  constructor(config: SqliteDialectConfig) {
+    super(config);
+    this.#config = config;
+  }
+  override createDriver(): SqliteDriver {
+    return new ImmediateSqliteDriver(this.#config);
+  }
+}
+
+export function openDatabase(opts: OpenOptions): Kysely<Database> {
+  mkdirSync(opts.dataDir, { recursive: true });
+  const sqlite = new SQLite(join(opts.dataDir, DB_FILE));
   sqlite.pragma('journal_mode = WAL');
   sqlite.pragma('foreign_keys = ON');
-  sqlite.pragma('busy_timeout = 5000');
+  sqlite.pragma(`busy_timeout = ${Math.max(0, Math.floor(opts.busyTimeoutMs ?? 5000))}`);
+  // NORMAL is durable across application crashes in WAL mode; only an OS crash or power
+  // loss can lose the last commits (https://sqlite.org/pragma.html#pragma_synchronous).
   sqlite.pragma('synchronous = NORMAL');
-  return new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) });
+  return new Kysely<Database>({ dialect: new ImmediateSqliteDialect({ database: sqlite }) });
 }

@@ -1,10 +1,17 @@
 /**
- * Request rows, which are also the embedded queue. Each function is one atomic statement
- * or one transaction; the header of each says what it guarantees.
+ * Request rows, which are also the embedded default's durable queue (a job is a row;
+ * a restart finds the rows again). Each function is one atomic statement or one
+ * transaction, and its header says what it guarantees. Status changes follow
+ * `request-states.ts`. Queue order is (created_at, id) everywhere.
+ *
+ * Portable SQL only (UPDATE … RETURNING, DELETE … RETURNING, scalar subqueries): SQLite
+ * 3.35+ and PostgreSQL both run every statement here.
  */
-import type { Kysely, Selectable, Updateable } from 'kysely';
+import type { Kysely, Selectable, Transaction, Updateable } from 'kysely';
 import type { Database, RequestsTable } from './schema.js';
-import { canTransition, REQUEST_STATUSES, type RequestStatus } from './request-states.js';
+import { canTransition, isTerminal, REQUEST_STATUSES, type RequestStatus } from './request-states.js';
+
+type Db = Kysely<Database> | Transaction<Database>;
 
 export type RequestRow = Selectable<RequestsTable>;
 
@@ -13,6 +20,7 @@ export interface NewRequest {
   account_id: string;
   key_id: string;
   route: string;
+  /** ResolvedParams as stored: no image bytes (data: URIs replaced by a digest). */
   params: Record<string, unknown>;
   seed: number;
   width: number;
@@ -21,63 +29,96 @@ export interface NewRequest {
   webhook_url?: string | null;
   idempotency_key?: string | null;
   idempotency_hash?: string | null;
-  /** How long the record lives (ms); default 24 h. */
+  /** How long the record lives after creation (ms); default 24 h (contract §4). */
   retention_ms?: number;
 }
 
-const DAY_MS = 24 * 3600 * 1000;
+export const DEFAULT_RETENTION_MS = 24 * 3600 * 1000;
 
-/** Inserts a QUEUED row. Fails (unique id) rather than overwrite an existing request. */
-export async function createRequest(db: Kysely<Database>, r: NewRequest, now = Date.now()): Promise<void> {
-  await db
-    .insertInto('requests')
-    .values({
-      id: r.id,
-      account_id: r.account_id,
-      key_id: r.key_id,
-      route: r.route,
-      status: 'QUEUED',
-      params: JSON.stringify(r.params),
-      seed: r.seed,
-      width: r.width,
-      height: r.height,
-      price_micro: r.price_micro,
-      webhook_url: r.webhook_url ?? null,
-      idempotency_key: r.idempotency_key ?? null,
-      idempotency_hash: r.idempotency_hash ?? null,
-      attempts: 0,
-      created_at: now,
-      expires_at: now + (r.retention_ms ?? DAY_MS),
-    })
-    .execute();
-}
-
-export async function getRequest(db: Kysely<Database>, id: string): Promise<RequestRow | undefined> {
-  return db.selectFrom('requests').selectAll().where('id', '=', id).executeTakeFirst();
-}
-
-/** The row only if it belongs to `accountId` (another account's id reads as missing). */
-export async function getRequestForAccount(db: Kysely<Database>, id: string, accountId: string): Promise<RequestRow | undefined> {
-  return db.selectFrom('requests').selectAll().where('id', '=', id).where('account_id', '=', accountId).executeTakeFirst();
+/** Another request of the same account already holds this Idempotency-Key. */
+export class IdempotencyKeyTaken extends Error {
+  constructor(readonly existing: RequestRow) {
+    super(`idempotency key already used by request ${existing.id}`);
+    this.name = 'IdempotencyKeyTaken';
+  }
 }
 
 /**
- * Takes the oldest QUEUED row and makes it PROCESSING for `workerId`, in one transaction:
- * the conditional UPDATE (`… AND status = 'QUEUED'`) means two claimers can never both
- * get the same row; the loser moves on to the next candidate.
+ * Inserts one QUEUED row and returns it. Never overwrites: a duplicate id fails, and a
+ * duplicate (account, idempotency key) fails with `IdempotencyKeyTaken` carrying the row
+ * that won (the unique index decides, so two racing submissions cannot both get in).
  */
-export async function claimNext(db: Kysely<Database>, workerId: string, leaseMs: number, now = Date.now()): Promise<RequestRow | undefined> {
-  for (let tries = 0; tries < 5; tries++) {
-    const next = await db
+export async function createRequest(db: Db, r: NewRequest, now = Date.now()): Promise<RequestRow> {
+  for (const [k, v] of [['price_micro', r.price_micro], ['seed', r.seed]] as const) {
+    if (!Number.isSafeInteger(v) || v < 0) throw new Error(`${k} must be a non-negative safe integer, got ${v}`);
+  }
+  try {
+    return await db
+      .insertInto('requests')
+      .values({
+        id: r.id,
+        account_id: r.account_id,
+        key_id: r.key_id,
+        route: r.route,
+        status: 'QUEUED',
+        params: JSON.stringify(r.params),
+        seed: r.seed,
+        width: r.width,
+        height: r.height,
+        price_micro: r.price_micro,
+        webhook_url: r.webhook_url ?? null,
+        idempotency_key: r.idempotency_key ?? null,
+        idempotency_hash: r.idempotency_hash ?? null,
+        attempts: 0,
+        created_at: now,
+        expires_at: now + (r.retention_ms ?? DEFAULT_RETENTION_MS),
+      })
+      .returningAll()
+      .executeTakeFirstOrThrow();
+  } catch (err) {
+    if (r.idempotency_key) {
+      const existing = await findByIdempotencyKey(db, r.account_id, r.idempotency_key);
+      if (existing && existing.id !== r.id) throw new IdempotencyKeyTaken(existing);
+    }
+    throw err;
+  }
+}
+
+/** One row by id, or null. */
+export async function getRequest(db: Db, id: string): Promise<RequestRow | null> {
+  return (await db.selectFrom('requests').selectAll().where('id', '=', id).executeTakeFirst()) ?? null;
+}
+
+/** The row only if it belongs to `accountId`: another account's id reads as missing (404). */
+export async function getRequestForAccount(db: Db, id: string, accountId: string): Promise<RequestRow | null> {
+  return (
+    (await db.selectFrom('requests').selectAll().where('id', '=', id).where('account_id', '=', accountId).executeTakeFirst()) ??
+    null
+  );
+}
+
+/** The account's request that holds this Idempotency-Key, or null. */
+export async function findByIdempotencyKey(db: Db, accountId: string, key: string): Promise<RequestRow | null> {
+  return (
+    (await db
       .selectFrom('requests')
-      .select('id')
-      .where('status', '=', 'QUEUED')
-      .orderBy('created_at')
-      .orderBy('id')
-      .limit(1)
-      .executeTakeFirst();
-    if (!next) return undefined;
-    const res = await db
+      .selectAll()
+      .where('account_id', '=', accountId)
+      .where('idempotency_key', '=', key)
+      .executeTakeFirst()) ?? null
+  );
+}
+
+/**
+ * Takes the oldest QUEUED row for `workerId`: PROCESSING, attempts + 1, started_at and a
+ * lease until now + leaseMs. One UPDATE … WHERE id = (oldest queued) AND status = 'QUEUED'
+ * … RETURNING, so a row is handed to at most one claimer: SQLite runs the statement under
+ * its write lock; on PostgreSQL a concurrent claimer's re-check of `status` fails and it
+ * gets no row, hence the short retry while work remains. Null when the queue is empty.
+ */
+export async function claimNext(db: Db, workerId: string, leaseMs: number, now = Date.now()): Promise<RequestRow | null> {
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const row = await db
       .updateTable('requests')
       .set((eb) => ({
         status: 'PROCESSING',
@@ -86,104 +127,146 @@ export async function claimNext(db: Kysely<Database>, workerId: string, leaseMs:
         started_at: now,
         attempts: eb('attempts', '+', 1),
       }))
-      .where('id', '=', next.id)
+      .where('id', '=', (eb) =>
+        eb
+          .selectFrom('requests as q')
+          .select('q.id')
+          .where('q.status', '=', 'QUEUED')
+          .orderBy('q.created_at')
+          .orderBy('q.id')
+          .limit(1),
+      )
       .where('status', '=', 'QUEUED')
+      .returningAll()
       .executeTakeFirst();
-    if (Number(res.numUpdatedRows) === 1) return getRequest(db, next.id);
+    if (row) return row;
+    const left = await db.selectFrom('requests').select('id').where('status', '=', 'QUEUED').limit(1).executeTakeFirst();
+    if (!left) return null;
   }
-  return undefined;
+  return null;
 }
 
+/** What a transition may write besides the status (never the identity of the row). */
+export type TransitionFields = Omit<Updateable<RequestsTable>, 'id' | 'status' | 'account_id' | 'key_id' | 'created_at'>;
+
 /**
- * Moves `id` from one of `from` to `to` with `fields`, as one conditional UPDATE. Returns
- * whether it happened (false: the row was already elsewhere, e.g. cancelled meanwhile).
- * Terminal states also stamp completed_at.
+ * Moves `id` from one of `from` to `to` and writes `fields`, as one conditional UPDATE
+ * (… WHERE id = ? AND status IN from). Returns whether it happened: false means the row
+ * was elsewhere (e.g. cancelled meanwhile) or is gone, and nothing was written. Throws if
+ * any from → to is not in the state table (a bug, not a race). Terminal states stamp
+ * completed_at; going back to QUEUED clears the worker and its lease.
  */
 export async function transition(
-  db: Kysely<Database>,
+  db: Db,
   id: string,
-  from: RequestStatus[],
+  from: readonly RequestStatus[],
   to: RequestStatus,
-  fields: Updateable<RequestsTable> = {},
+  fields: TransitionFields = {},
   now = Date.now(),
 ): Promise<boolean> {
-  const legal = from.filter((f) => canTransition(f, to));
-  if (legal.length === 0) throw new Error(`illegal transition ${from.join('|')} → ${to}`);
+  const illegal = from.filter((f) => !canTransition(f, to));
+  if (from.length === 0 || illegal.length > 0) throw new Error(`illegal request transition ${illegal.join('|') || '(none)'} → ${to}`);
   const set: Updateable<RequestsTable> = { ...fields, status: to };
-  if (to === 'COMPLETED' || to === 'FAILED' || to === 'CANCELLED') set.completed_at = now;
+  if (isTerminal(to)) set.completed_at = now;
   if (to === 'QUEUED') {
     set.worker_id = null;
     set.lease_until = null;
   }
-  const res = await db.updateTable('requests').set(set).where('id', '=', id).where('status', 'in', legal).executeTakeFirst();
+  const res = await db.updateTable('requests').set(set).where('id', '=', id).where('status', 'in', [...from]).executeTakeFirst();
   return Number(res.numUpdatedRows) === 1;
 }
 
-/** 1-based position among QUEUED rows (oldest first); 0 when the row is not queued. */
-export async function queuePosition(db: Kysely<Database>, id: string): Promise<number> {
-  const row = await db.selectFrom('requests').select(['status', 'created_at']).where('id', '=', id).executeTakeFirst();
-  if (!row || row.status !== 'QUEUED') return 0;
-  const ahead = await db
-    .selectFrom('requests')
-    .select((eb) => eb.fn.countAll<number>().as('n'))
-    .where('status', '=', 'QUEUED')
-    .where((eb) => eb.or([eb('created_at', '<', row.created_at), eb.and([eb('created_at', '=', row.created_at), eb('id', '<', id)])]))
-    .executeTakeFirstOrThrow();
-  return Number(ahead.n) + 1;
+/**
+ * 1-based position of `id` among QUEUED rows in queue order; 0 when it is not queued (or
+ * unknown). One SELECT, so the count and the row's own status come from one snapshot.
+ */
+export async function queuePosition(db: Db, id: string): Promise<number> {
+  const row = await db
+    .selectFrom('requests as me')
+    .innerJoin('requests as q', (j) => j.on('q.status', '=', 'QUEUED'))
+    .select((eb) => eb.fn.countAll().as('n'))
+    .where('me.id', '=', id)
+    .where('me.status', '=', 'QUEUED')
+    .where((eb) =>
+      eb.or([
+        eb('q.created_at', '<', eb.ref('me.created_at')),
+        eb.and([eb('q.created_at', '=', eb.ref('me.created_at')), eb('q.id', '<=', eb.ref('me.id'))]),
+      ]),
+    )
+    .executeTakeFirst();
+  return Number(row?.n ?? 0);
 }
 
-export async function countByStatus(db: Kysely<Database>): Promise<Partial<Record<RequestStatus, number>>> {
+/**
+ * How many rows are in each status (all five, or only those in `only`; each asked-for
+ * status is present, zero included). One grouped SELECT.
+ */
+export async function countByStatus(
+  db: Db,
+  only: readonly RequestStatus[] = REQUEST_STATUSES,
+): Promise<Partial<Record<RequestStatus, number>>> {
   const rows = await db
     .selectFrom('requests')
-    .select(['status', (eb) => eb.fn.countAll<number>().as('n')])
-    .where('status', 'in', ['QUEUED', 'PROCESSING'])
+    .select(['status', (eb) => eb.fn.countAll().as('n')])
+    .where('status', 'in', [...only])
     .groupBy('status')
     .execute();
   const out: Partial<Record<RequestStatus, number>> = {};
-  for (const s of REQUEST_STATUSES) out[s] = 0;
+  for (const s of only) out[s] = 0;
   for (const r of rows) out[r.status] = Number(r.n);
   return out;
 }
 
 /**
- * After a restart: rows left PROCESSING by a previous run are requeued while they have
- * attempts left, else FAILED. Returns the ids of each; the caller releases the failed ones.
+ * At start-up, before taking work: rows a previous run left PROCESSING go back to QUEUED
+ * while attempts < maxAttempts, else to FAILED (error_code engine_failed). One
+ * transaction. Returns the ids of each; the caller must release the credits of `failed`
+ * (release is idempotent, so a crash between the two steps is safe to repeat).
  */
 export async function recoverOnStartup(
   db: Kysely<Database>,
   opts: { maxAttempts: number },
+  now = Date.now(),
 ): Promise<{ requeued: string[]; failed: string[] }> {
-  const stuck = await db.selectFrom('requests').select(['id', 'attempts']).where('status', '=', 'PROCESSING').execute();
-  const requeued: string[] = [];
-  const failed: string[] = [];
-  for (const r of stuck) {
-    if (r.attempts < opts.maxAttempts) {
-      if (await transition(db, r.id, ['PROCESSING'], 'QUEUED')) requeued.push(r.id);
-    } else if (
-      await transition(db, r.id, ['PROCESSING'], 'FAILED', {
+  return db.transaction().execute(async (trx) => {
+    const failed = await trx
+      .updateTable('requests')
+      .set({
+        status: 'FAILED',
         error_code: 'engine_failed',
         error_message: 'the server stopped while this request was running',
+        completed_at: now,
+        worker_id: null,
+        lease_until: null,
       })
-    ) {
-      failed.push(r.id);
-    }
-  }
-  return { requeued, failed };
+      .where('status', '=', 'PROCESSING')
+      .where('attempts', '>=', opts.maxAttempts)
+      .returning('id')
+      .execute();
+    const requeued = await trx
+      .updateTable('requests')
+      .set({ status: 'QUEUED', worker_id: null, lease_until: null })
+      .where('status', '=', 'PROCESSING')
+      .returning('id')
+      .execute();
+    return { requeued: requeued.map((r) => r.id).sort(), failed: failed.map((r) => r.id).sort() };
+  });
 }
 
-/** Deletes terminal rows past their expiry; returns their output keys for storage cleanup. */
-export async function expireOlderThan(db: Kysely<Database>, now = Date.now()): Promise<string[]> {
+/**
+ * Deletes finished (terminal) rows whose expires_at ≤ now, in one DELETE … RETURNING, and
+ * returns their ids and output keys so the caller can delete the stored outputs. Rows still
+ * QUEUED or PROCESSING are never deleted: their credits are still reserved.
+ */
+export async function expireOlderThan(db: Db, now = Date.now()): Promise<{ ids: string[]; outputKeys: string[] }> {
   const rows = await db
-    .selectFrom('requests')
-    .select(['id', 'output_key'])
+    .deleteFrom('requests')
     .where('expires_at', '<=', now)
     .where('status', 'in', ['COMPLETED', 'FAILED', 'CANCELLED'])
+    .returning(['id', 'output_key'])
     .execute();
-  if (rows.length === 0) return [];
-  await db.deleteFrom('requests').where('id', 'in', rows.map((r) => r.id)).execute();
-  return rows.map((r) => r.output_key).filter((k): k is string => k !== null);
-}
-
-export async function findByIdempotencyKey(db: Kysely<Database>, accountId: string, key: string): Promise<RequestRow | undefined> {
-  return db.selectFrom('requests').selectAll().where('account_id', '=', accountId).where('idempotency_key', '=', key).executeTakeFirst();
+  return {
+    ids: rows.map((r) => r.id),
+    outputKeys: rows.map((r) => r.output_key).filter((k): k is string => k !== null),
+  };
 }

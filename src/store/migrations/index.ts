@@ -18,7 +18,6 @@ class InCodeProvider implements MigrationProvider {
 }
 
 /** Applies every pending migration; returns the names applied by this call (often none). */
-// biome-ignore lint: the migrator works on any schema
 export async function migrateToLatest(db: Kysely<any>): Promise<string[]> {
   const migrator = new Migrator({ db, provider: new InCodeProvider() });
   const { error, results } = await migrator.migrateToLatest();

@@ -1,100 +1,125 @@
 /**
- * API keys: 32 random bytes, shown once, stored only as a SHA-256 hash plus a display
- * prefix. Lookup is by hash; the stored and presented hashes are compared in constant time.
- * A revoked key fails from the next request on (every request reads the row).
+ * API keys. A key is `kl_` + 43 base62 characters (32 random bytes: 256 bits), shown once
+ * at creation. Only its SHA-256 (hex) and a display prefix (`kl_Ab12Cd…`) are stored, so a
+ * copy of the database does not reveal usable keys. Authentication looks the key up by its
+ * hash (the index never compares the secret itself) and compares the hashes again with
+ * crypto.timingSafeEqual; revocation is read on every request, so it takes effect at once.
  */
 import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
 import type { Kysely, Selectable } from 'kysely';
-import type { AccountsTable, ApiKeysTable, Database } from '../store/schema.js';
+import type { ApiKeysTable, Database } from '../store/schema.js';
+import { type Account, createAccountIn, getAccount, setLimits } from './accounts.js';
+import { grantIn } from './ledger.js';
 
 export const KEY_PREFIX = 'kl_';
+const BASE62 = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
+/** 62^43 > 2^256, so 43 digits hold any 32-byte value: every key has the same length. */
+const KEY_DIGITS = 43;
+/** Characters of the key body shown in the display prefix (~36 bits of the 256). */
+const SHOWN = 6;
+/** Keys longer than this are refused before hashing (ours are 46 characters). */
+const MAX_PRESENTED = 256;
+/** last_used_at is written at most this often per key, not on every request. */
+const LAST_USED_RESOLUTION_MS = 60_000;
 
+export type ApiKey = Selectable<ApiKeysTable>;
+
+function base62(bytes: Buffer): string {
+  let n = BigInt(`0x${bytes.toString('hex')}`);
+  let out = '';
+  for (let i = 0; i < KEY_DIGITS; i++) {
+    out = BASE62[Number(n % 62n)] + out;
+    n /= 62n;
+  }
+  return out;
+}
+
+/** A new key: `kl_` + 32 random bytes in base62. */
 export function generateKey(): string {
-  return KEY_PREFIX + randomBytes(32).toString('base64url');
+  return KEY_PREFIX + base62(randomBytes(32));
 }
 
 export function hashKey(key: string): string {
   return createHash('sha256').update(key, 'utf8').digest('hex');
 }
 
+/** What lists and logs show instead of the key, e.g. `kl_Ab12Cd…`. */
 export function displayPrefix(key: string): string {
-  return `${key.slice(0, KEY_PREFIX.length + 6)}…`;
+  return `${key.slice(0, KEY_PREFIX.length + SHOWN)}…`;
 }
 
 export interface Authenticated {
-  account: Selectable<AccountsTable>;
-  key: Selectable<ApiKeysTable>;
+  account: Account;
+  key: ApiKey;
 }
 
-export async function authenticate(db: Kysely<Database>, presented: string): Promise<Authenticated | null> {
-  if (presented.length > 256) return null;
-  const h = hashKey(presented);
-  const key = await db.selectFrom('api_keys').selectAll().where('key_hash', '=', h).executeTakeFirst();
+/**
+ * The account and key for a presented key, or null when it is unknown or revoked (the
+ * caller answers 401 without saying which). Also records last_used_at, at most once a
+ * minute per key.
+ */
+export async function authenticate(db: Kysely<Database>, presented: string, now = Date.now()): Promise<Authenticated | null> {
+  if (presented.length === 0 || presented.length > MAX_PRESENTED) return null;
+  const hash = hashKey(presented);
+  const key = await db.selectFrom('api_keys').selectAll().where('key_hash', '=', hash).executeTakeFirst();
   if (!key || key.revoked_at !== null) return null;
-  if (!timingSafeEqual(Buffer.from(key.key_hash, 'hex'), Buffer.from(h, 'hex'))) return null;
-  const account = await db.selectFrom('accounts').selectAll().where('id', '=', key.account_id).executeTakeFirst();
-  return account ? { account, key } : null;
+  if (!timingSafeEqual(Buffer.from(key.key_hash, 'hex'), Buffer.from(hash, 'hex'))) return null;
+  const account = await getAccount(db, key.account_id);
+  if (!account) return null;
+  if (key.last_used_at === null || now - key.last_used_at >= LAST_USED_RESOLUTION_MS) {
+    await db.updateTable('api_keys').set({ last_used_at: now }).where('id', '=', key.id).execute();
+    key.last_used_at = now;
+  }
+  return { account, key };
 }
 
 export interface CreateKeyOptions {
-  /** Existing account; a new one is made when absent. */
+  /** Existing account to add the key to; a new account is created when absent. */
   accountId?: string;
+  /** New account: its opening balance. Existing account: credits added to it (a grant). */
   creditsMicro?: number;
+  /** Account limits; with an existing account they replace its current ones. */
   rpm?: number | null;
   concurrency?: number | null;
+  /** The key's name (and the new account's name). */
   name?: string | null;
   admin?: boolean;
 }
 
 export interface CreatedKey {
+  /** The key itself: shown this once, never stored. */
   key: string;
   key_id: string;
   account_id: string;
   prefix: string;
   name: string | null;
   admin: boolean;
+  balance_micro: number;
+  rpm: number | null;
+  concurrency: number | null;
   webhook_secret: string;
 }
 
-/** Creates a key (and its account when needed) in one transaction. */
-export async function createKey(db: Kysely<Database>, o: CreateKeyOptions, now = Date.now()): Promise<CreatedKey> {
+/** Creates a key, and its account when `accountId` is absent, in one transaction. */
+export async function createKey(db: Kysely<Database>, o: CreateKeyOptions = {}, now = Date.now()): Promise<CreatedKey> {
   const key = generateKey();
   const keyId = `key_${randomUUID()}`;
   return db.transaction().execute(async (trx) => {
-    let accountId = o.accountId;
-    let secret: string;
-    if (accountId) {
-      const acc = await trx.selectFrom('accounts').select(['id', 'webhook_secret']).where('id', '=', accountId).executeTakeFirst();
-      if (!acc) throw new Error(`no account ${accountId}`);
-      secret = acc.webhook_secret;
-      if (o.rpm !== undefined || o.concurrency !== undefined) {
-        await trx
-          .updateTable('accounts')
-          .set({ ...(o.rpm !== undefined ? { rpm: o.rpm } : {}), ...(o.concurrency !== undefined ? { concurrency: o.concurrency } : {}) })
-          .where('id', '=', accountId)
-          .execute();
-      }
+    let account: Account;
+    if (o.accountId !== undefined) {
+      const found = await getAccount(trx, o.accountId);
+      if (!found) throw new Error(`no account ${o.accountId}`);
+      await setLimits(trx, found.id, { rpm: o.rpm, concurrency: o.concurrency });
+      if (o.creditsMicro) await grantIn(trx, found.id, o.creditsMicro, `key ${keyId} created`, now);
+      account = (await getAccount(trx, found.id)) ?? found;
     } else {
-      accountId = `acct_${randomUUID()}`;
-      secret = `whsec_${randomBytes(24).toString('base64')}`;
-      await trx
-        .insertInto('accounts')
-        .values({
-          id: accountId,
-          name: o.name ?? null,
-          balance_micro: 0,
-          rpm: o.rpm ?? null,
-          concurrency: o.concurrency ?? null,
-          webhook_secret: secret,
-          created_at: now,
-        })
-        .execute();
+      account = await createAccountIn(trx, { name: o.name ?? null, creditsMicro: o.creditsMicro ?? 0, rpm: o.rpm, concurrency: o.concurrency }, now);
     }
     await trx
       .insertInto('api_keys')
       .values({
         id: keyId,
-        account_id: accountId,
+        account_id: account.id,
         key_hash: hashKey(key),
         prefix: displayPrefix(key),
         name: o.name ?? null,
@@ -104,45 +129,80 @@ export async function createKey(db: Kysely<Database>, o: CreateKeyOptions, now =
         last_used_at: null,
       })
       .execute();
-    if (o.creditsMicro && o.creditsMicro > 0) {
-      await trx.updateTable('accounts').set((eb) => ({ balance_micro: eb('balance_micro', '+', o.creditsMicro!) })).where('id', '=', accountId).execute();
-      await trx
-        .insertInto('ledger')
-        .values({ account_id: accountId, request_id: null, kind: 'grant', amount_micro: o.creditsMicro, note: 'key created', created_at: now })
-        .execute();
-    }
-    return { key, key_id: keyId, account_id: accountId, prefix: displayPrefix(key), name: o.name ?? null, admin: Boolean(o.admin), webhook_secret: secret };
+    return {
+      key,
+      key_id: keyId,
+      account_id: account.id,
+      prefix: displayPrefix(key),
+      name: o.name ?? null,
+      admin: Boolean(o.admin),
+      balance_micro: Number(account.balance_micro),
+      rpm: account.rpm,
+      concurrency: account.concurrency,
+      webhook_secret: account.webhook_secret,
+    };
   });
 }
 
-export async function listKeys(db: Kysely<Database>) {
-  return db
-    .selectFrom('api_keys')
-    .innerJoin('accounts', 'accounts.id', 'api_keys.account_id')
-    .select([
-      'api_keys.id as key_id',
-      'api_keys.prefix',
-      'api_keys.name',
-      'api_keys.is_admin',
-      'api_keys.created_at',
-      'api_keys.revoked_at',
-      'accounts.id as account_id',
-      'accounts.balance_micro',
-      'accounts.rpm',
-      'accounts.concurrency',
-    ])
-    .orderBy('api_keys.created_at')
-    .execute();
+/** A key as lists show it: never the key or its hash. */
+export interface KeyInfo {
+  key_id: string;
+  prefix: string;
+  name: string | null;
+  account_id: string;
+  admin: boolean;
+  created_at: number;
+  revoked_at: number | null;
+  last_used_at: number | null;
 }
 
-/** Revokes by key id or display prefix (without the ellipsis). Returns how many keys. */
-export async function revokeKey(db: Kysely<Database>, idOrPrefix: string, now = Date.now()): Promise<number> {
-  const p = idOrPrefix.replace(/…$/, '');
-  const res = await db
-    .updateTable('api_keys')
-    .set({ revoked_at: now })
-    .where('revoked_at', 'is', null)
-    .where((eb) => eb.or([eb('id', '=', p), eb('prefix', '=', `${p}…`)]))
-    .executeTakeFirst();
-  return Number(res.numUpdatedRows);
+export async function listKeys(db: Kysely<Database>, o: { accountId?: string } = {}): Promise<KeyInfo[]> {
+  let q = db
+    .selectFrom('api_keys')
+    .select(['id', 'prefix', 'name', 'account_id', 'is_admin', 'created_at', 'revoked_at', 'last_used_at'])
+    .orderBy('created_at')
+    .orderBy('id');
+  if (o.accountId !== undefined) q = q.where('account_id', '=', o.accountId);
+  const rows = await q.execute();
+  return rows.map((r) => ({
+    key_id: r.id,
+    prefix: r.prefix,
+    name: r.name,
+    account_id: r.account_id,
+    admin: Boolean(r.is_admin),
+    created_at: Number(r.created_at),
+    revoked_at: r.revoked_at === null ? null : Number(r.revoked_at),
+    last_used_at: r.last_used_at === null ? null : Number(r.last_used_at),
+  }));
+}
+
+export type RevokeResult =
+  | { status: 'revoked'; key_id: string }
+  | { status: 'already_revoked'; key_id: string }
+  | { status: 'not_found' }
+  | { status: 'ambiguous'; key_ids: string[] };
+
+/**
+ * Revokes one key named by its id, its display prefix (with or without the `…`), or the
+ * key itself. A prefix is not unique: when it names several live keys nothing is revoked
+ * and `ambiguous` lists them. One transaction.
+ */
+export async function revokeKey(db: Kysely<Database>, ref: string, now = Date.now()): Promise<RevokeResult> {
+  const r = ref.trim();
+  const bare = r.replace(/(…|\.\.\.)$/, '');
+  return db.transaction().execute(async (trx): Promise<RevokeResult> => {
+    const matches = await trx
+      .selectFrom('api_keys')
+      .select(['id', 'revoked_at'])
+      .where((eb) => eb.or([eb('id', '=', r), eb('prefix', '=', `${bare}…`), eb('key_hash', '=', hashKey(r))]))
+      .orderBy('id')
+      .execute();
+    if (matches.length === 0) return { status: 'not_found' };
+    const live = matches.filter((m) => m.revoked_at === null);
+    if (live.length > 1) return { status: 'ambiguous', key_ids: live.map((m) => m.id) };
+    const target = live[0];
+    if (!target) return { status: 'already_revoked', key_id: matches[0]?.id ?? r };
+    await trx.updateTable('api_keys').set({ revoked_at: now }).where('id', '=', target.id).where('revoked_at', 'is', null).execute();
+    return { status: 'revoked', key_id: target.id };
+  });
 }

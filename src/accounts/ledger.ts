@@ -1,122 +1,266 @@
 /**
- * Credits in integer micro-credits (1 credit = 1,000,000). The spendable balance lives on
- * the account; the ledger records each change once, keyed by (request_id, kind):
+ * Credits, in integer micro-credits (1 credit = 1,000,000; see money.ts). The spendable
+ * balance lives on the account row; the ledger records every change once:
  *
- *   reserve  −price   before the job exists           (406 when the balance is short)
- *   settle      0     on COMPLETED: the reservation becomes the charge
- *   release  +price   on FAILED / CANCELLED: the reservation comes back
+ *   grant    +n              operator adds credits                    (no request)
+ *   reserve  −price          before the job is queued; 406 if short    phase open
+ *   settle   +(price − cost) on COMPLETED: the reservation is charged   phase close
+ *   release  +price          on FAILED / CANCELLED: it comes back       phase close
  *
- * Each is one transaction, and settle and release exclude each other, so a replay or a
- * crash between steps can neither charge twice nor lose a refund.
+ * Each operation is one transaction keyed by request id. UNIQUE(request_id, kind) makes
+ * each step happen at most once; UNIQUE(request_id, phase) makes settle and release
+ * exclude each other. So replays, retries after a crash, and races between connections
+ * can neither charge twice nor lose a refund, and `balance_micro >= 0` (a CHECK) means no
+ * sequence of reserves can overdraw an account. Invariant, tested: balance = sum(ledger).
  */
+import { randomUUID } from 'node:crypto';
 import type { Kysely, Transaction } from 'kysely';
 import type { Database, LedgerKind } from '../store/schema.js';
 
 type Db = Kysely<Database> | Transaction<Database>;
 
-export async function balance(db: Db, accountId: string): Promise<number> {
+function assertMicro(name: string, v: number, min: number): void {
+  if (!Number.isSafeInteger(v) || v < min) throw new RangeError(`${name} must be a whole number of micro-credits ≥ ${min}, got ${v}`);
+}
+
+/** The spendable balance in micro-credits; null for an unknown account. */
+export async function findBalance(db: Db, accountId: string): Promise<number | null> {
   const row = await db.selectFrom('accounts').select('balance_micro').where('id', '=', accountId).executeTakeFirst();
-  return row ? Number(row.balance_micro) : 0;
+  return row ? Number(row.balance_micro) : null;
 }
 
-export async function grant(db: Kysely<Database>, accountId: string, micro: number, note: string | null = null, now = Date.now()): Promise<void> {
-  if (!Number.isSafeInteger(micro) || micro <= 0) throw new Error('grant must be a positive whole number of micro-credits');
-  await db.transaction().execute(async (trx) => {
-    const res = await trx.updateTable('accounts').set((eb) => ({ balance_micro: eb('balance_micro', '+', micro) })).where('id', '=', accountId).executeTakeFirst();
-    if (Number(res.numUpdatedRows) !== 1) throw new Error(`no account ${accountId}`);
-    await trx.insertInto('ledger').values({ account_id: accountId, request_id: null, kind: 'grant', amount_micro: micro, note, created_at: now }).execute();
-  });
+/** The spendable balance in micro-credits; throws for an unknown account. */
+export async function balance(db: Db, accountId: string): Promise<number> {
+  const b = await findBalance(db, accountId);
+  if (b === null) throw new Error(`no account ${accountId}`);
+  return b;
 }
 
-async function entries(trx: Db, requestId: string): Promise<Map<LedgerKind, { account_id: string; amount_micro: number }>> {
-  const rows = await trx.selectFrom('ledger').select(['kind', 'account_id', 'amount_micro']).where('request_id', '=', requestId).execute();
+/** `grant` inside a caller's transaction (account creation uses it). */
+export async function grantIn(trx: Transaction<Database>, accountId: string, micro: number, note: string | null, now: number): Promise<number> {
+  assertMicro('grant', micro, 1);
+  const row = await trx
+    .updateTable('accounts')
+    .set((eb) => ({ balance_micro: eb('balance_micro', '+', micro) }))
+    .where('id', '=', accountId)
+    .returning('balance_micro')
+    .executeTakeFirst();
+  if (!row) throw new Error(`no account ${accountId}`);
+  const after = Number(row.balance_micro);
+  assertMicro('the new balance', after, 0);
+  await trx
+    .insertInto('ledger')
+    .values({ id: randomUUID(), account_id: accountId, request_id: null, kind: 'grant', phase: null, amount_micro: micro, note, created_at: now })
+    .execute();
+  return after;
+}
+
+/** Adds `micro` (> 0) to the balance, recorded as a grant. One transaction. Returns the new balance. */
+export async function grant(db: Kysely<Database>, accountId: string, micro: number, note: string | null = null, now = Date.now()): Promise<number> {
+  return db.transaction().execute((trx) => grantIn(trx, accountId, micro, note, now));
+}
+
+async function entries(db: Db, requestId: string): Promise<Map<LedgerKind, { account_id: string; amount_micro: number }>> {
+  const rows = await db.selectFrom('ledger').select(['kind', 'account_id', 'amount_micro']).where('request_id', '=', requestId).execute();
   return new Map(rows.map((r) => [r.kind, { account_id: r.account_id, amount_micro: Number(r.amount_micro) }]));
 }
 
 export type ReserveResult = { ok: true; balanceMicro: number } | { ok: false; balanceMicro: number };
 
-/** Takes `priceMicro` from the balance for `requestId`; idempotent for the same request. */
-export async function reserve(db: Kysely<Database>, o: { accountId: string; requestId: string; priceMicro: number }, now = Date.now()): Promise<ReserveResult> {
-  if (!Number.isSafeInteger(o.priceMicro) || o.priceMicro < 0) throw new Error('price must be a whole number of micro-credits');
+class Short extends Error {
+  constructor(readonly balanceMicro: number) {
+    super('insufficient balance');
+  }
+}
+
+/**
+ * Takes `priceMicro` from the balance for `requestId`, in one transaction: the reserve
+ * entry is inserted (at most once per request), then the balance is lowered only where
+ * balance ≥ price; when it is short, the whole transaction rolls back and `ok: false`
+ * carries the balance (for the 406 message). A replay for an already reserved request is
+ * `ok: true` without a second charge; for a request already settled or released it throws.
+ */
+export async function reserve(
+  db: Kysely<Database>,
+  o: { accountId: string; requestId: string; priceMicro: number },
+  now = Date.now(),
+): Promise<ReserveResult> {
+  assertMicro('price', o.priceMicro, 0);
+  try {
+    return await db.transaction().execute(async (trx): Promise<ReserveResult> => {
+      // Checked first for a clear message (the foreign key would refuse it anyway).
+      if ((await findBalance(trx, o.accountId)) === null) throw new Error(`no account ${o.accountId}`);
+      const ins = await trx
+        .insertInto('ledger')
+        .values({
+          id: randomUUID(),
+          account_id: o.accountId,
+          request_id: o.requestId,
+          kind: 'reserve',
+          phase: 'open',
+          amount_micro: -o.priceMicro,
+          note: null,
+          created_at: now,
+        })
+        .onConflict((oc) => oc.doNothing())
+        .executeTakeFirst();
+      if (Number(ins.numInsertedOrUpdatedRows ?? 0) === 0) {
+        const e = await entries(trx, o.requestId);
+        if (e.has('settle') || e.has('release')) throw new Error(`request ${o.requestId} was already settled or released`);
+        return { ok: true, balanceMicro: await balance(trx, e.get('reserve')?.account_id ?? o.accountId) };
+      }
+      const row = await trx
+        .updateTable('accounts')
+        .set((eb) => ({ balance_micro: eb('balance_micro', '-', o.priceMicro) }))
+        .where('id', '=', o.accountId)
+        .where('balance_micro', '>=', o.priceMicro)
+        .returning('balance_micro')
+        .executeTakeFirst();
+      if (!row) {
+        throw new Short(await balance(trx, o.accountId));
+      }
+      return { ok: true, balanceMicro: Number(row.balance_micro) };
+    });
+  } catch (err) {
+    if (err instanceof Short) return { ok: false, balanceMicro: err.balanceMicro };
+    throw err;
+  }
+}
+
+/**
+ * `settled`: this call charged the request. `already_settled`: an earlier call did (a
+ * replay; nothing changed). `released`: the reservation was given back, so nothing can be
+ * charged any more. `not_reserved`: there was never a reservation.
+ */
+export type SettleOutcome = 'settled' | 'already_settled' | 'released' | 'not_reserved';
+
+/**
+ * Charges the reservation of `requestId`, in one transaction: `costMicro` (default: all of
+ * it, at most all of it) is kept and the rest goes back to the balance. Idempotent, and
+ * refused once the request was released (see SettleOutcome).
+ */
+export async function settle(db: Kysely<Database>, requestId: string, costMicro?: number, now = Date.now()): Promise<SettleOutcome> {
   return db.transaction().execute(async (trx) => {
-    if ((await entries(trx, o.requestId)).has('reserve')) return { ok: true, balanceMicro: await balance(trx, o.accountId) };
-    const res = await trx
-      .updateTable('accounts')
-      .set((eb) => ({ balance_micro: eb('balance_micro', '-', o.priceMicro) }))
-      .where('id', '=', o.accountId)
-      .where('balance_micro', '>=', o.priceMicro)
-      .executeTakeFirst();
-    if (Number(res.numUpdatedRows) !== 1) return { ok: false, balanceMicro: await balance(trx, o.accountId) };
-    await trx
+    const e = await entries(trx, requestId);
+    const r = e.get('reserve');
+    if (!r) return 'not_reserved';
+    if (e.has('settle')) return 'already_settled';
+    if (e.has('release')) return 'released';
+    const reserved = -r.amount_micro;
+    const cost = costMicro ?? reserved;
+    assertMicro('cost', cost, 0);
+    if (cost > reserved) throw new RangeError(`cost ${cost} exceeds the ${reserved} micro-credits reserved for ${requestId}`);
+    const refund = reserved - cost;
+    const ins = await trx
       .insertInto('ledger')
-      .values({ account_id: o.accountId, request_id: o.requestId, kind: 'reserve', amount_micro: -o.priceMicro, note: null, created_at: now })
-      .execute();
-    return { ok: true, balanceMicro: await balance(trx, o.accountId) };
+      .values({ id: randomUUID(), account_id: r.account_id, request_id: requestId, kind: 'settle', phase: 'close', amount_micro: refund, note: null, created_at: now })
+      .onConflict((oc) => oc.doNothing())
+      .executeTakeFirst();
+    if (Number(ins.numInsertedOrUpdatedRows ?? 0) === 0) {
+      // Lost a race on another connection (only possible where writes are not serialised).
+      return (await entries(trx, requestId)).has('settle') ? 'already_settled' : 'released';
+    }
+    if (refund > 0) {
+      await trx.updateTable('accounts').set((eb) => ({ balance_micro: eb('balance_micro', '+', refund) })).where('id', '=', r.account_id).execute();
+    }
+    return 'settled';
   });
 }
 
-/** Turns the reservation into the charge. False when there is none or it was released. */
-export async function settle(db: Kysely<Database>, requestId: string, now = Date.now()): Promise<boolean> {
-  return db.transaction().execute(async (trx) => {
-    const e = await entries(trx, requestId);
-    const r = e.get('reserve');
-    if (!r || e.has('release')) return false;
-    if (e.has('settle')) return true;
-    await trx.insertInto('ledger').values({ account_id: r.account_id, request_id: requestId, kind: 'settle', amount_micro: 0, note: null, created_at: now }).execute();
-    return true;
-  });
-}
+/** `released`: this call gave the reservation back; the others mean nothing changed. */
+export type ReleaseOutcome = 'released' | 'already_released' | 'settled' | 'not_reserved';
 
-/** Gives the reservation back. False when there is none, or it was settled or released. */
-export async function release(db: Kysely<Database>, requestId: string, now = Date.now()): Promise<boolean> {
+/**
+ * Gives the reservation of `requestId` back to the balance, in one transaction, unless it
+ * was settled or released before. Idempotent: safe to call again after a crash or replay.
+ */
+export async function release(db: Kysely<Database>, requestId: string, now = Date.now()): Promise<ReleaseOutcome> {
   return db.transaction().execute(async (trx) => {
     const e = await entries(trx, requestId);
     const r = e.get('reserve');
-    if (!r || e.has('settle') || e.has('release')) return false;
+    if (!r) return 'not_reserved';
+    if (e.has('release')) return 'already_released';
+    if (e.has('settle')) return 'settled';
     const amount = -r.amount_micro;
-    await trx.updateTable('accounts').set((eb) => ({ balance_micro: eb('balance_micro', '+', amount) })).where('id', '=', r.account_id).execute();
-    await trx.insertInto('ledger').values({ account_id: r.account_id, request_id: requestId, kind: 'release', amount_micro: amount, note: null, created_at: now }).execute();
-    return true;
+    const ins = await trx
+      .insertInto('ledger')
+      .values({ id: randomUUID(), account_id: r.account_id, request_id: requestId, kind: 'release', phase: 'close', amount_micro: amount, note: null, created_at: now })
+      .onConflict((oc) => oc.doNothing())
+      .executeTakeFirst();
+    if (Number(ins.numInsertedOrUpdatedRows ?? 0) === 0) {
+      return (await entries(trx, requestId)).has('release') ? 'already_released' : 'settled';
+    }
+    if (amount > 0) {
+      await trx.updateTable('accounts').set((eb) => ({ balance_micro: eb('balance_micro', '+', amount) })).where('id', '=', r.account_id).execute();
+    }
+    return 'released';
   });
 }
 
 export interface Usage {
   account_id: string;
+  /** Epoch ms the summary starts at (0: everything kept). */
+  since: number;
   balance_micro: number;
-  requests: Record<string, number>;
-  charged_micro: number;
+  /** Reservations not yet settled or released (requests in flight), any age. */
+  held_micro: number;
   granted_micro: number;
+  /** What settled requests cost: reserved minus what settle gave back. */
+  charged_micro: number;
+  /** What failed and cancelled requests got back. */
+  refunded_micro: number;
+  /** Request rows by status (rows older than the retention are gone; the ledger is not). */
+  requests: Record<string, number>;
+  settled_requests: number;
 }
 
-export async function usage(db: Kysely<Database>, accountId: string, o: { sinceMs?: number }): Promise<Usage> {
-  const since = o.sinceMs ?? 0;
+/** A summary of an account's requests and money since `since` (epoch ms). Null for an unknown account. */
+export async function usage(db: Db, accountId: string, o: { since?: number } = {}): Promise<Usage | null> {
+  const since = o.since ?? 0;
+  const bal = await findBalance(db, accountId);
+  if (bal === null) return null;
   const byStatus = await db
     .selectFrom('requests')
-    .select(['status', (eb) => eb.fn.countAll<number>().as('n')])
+    .select(['status', (eb) => eb.fn.countAll().as('n')])
     .where('account_id', '=', accountId)
     .where('created_at', '>=', since)
     .groupBy('status')
     .execute();
+  const byKind = await db
+    .selectFrom('ledger')
+    .select(['kind', (eb) => eb.fn.sum('amount_micro').as('total')])
+    .where('account_id', '=', accountId)
+    .where('created_at', '>=', since)
+    .groupBy('kind')
+    .execute();
+  const sums = new Map(byKind.map((r) => [r.kind, Number(r.total ?? 0)]));
+  // Charged = the reservations of the requests settled in the window, minus what settle returned.
   const charged = await db
     .selectFrom('ledger as s')
     .innerJoin('ledger as r', (j) => j.onRef('r.request_id', '=', 's.request_id').on('r.kind', '=', 'reserve'))
-    .select((eb) => eb.fn.sum<number>('r.amount_micro').as('total'))
+    .select([(eb) => eb.fn.sum(eb('r.amount_micro', '+', eb.ref('s.amount_micro'))).as('total'), (eb) => eb.fn.countAll().as('n')])
     .where('s.kind', '=', 'settle')
     .where('s.account_id', '=', accountId)
     .where('s.created_at', '>=', since)
     .executeTakeFirst();
-  const granted = await db
-    .selectFrom('ledger')
-    .select((eb) => eb.fn.sum<number>('amount_micro').as('total'))
-    .where('kind', '=', 'grant')
-    .where('account_id', '=', accountId)
-    .where('created_at', '>=', since)
+  const held = await db
+    .selectFrom('ledger as r')
+    .select((eb) => eb.fn.sum('r.amount_micro').as('total'))
+    .where('r.account_id', '=', accountId)
+    .where('r.kind', '=', 'reserve')
+    .where(({ not, exists, selectFrom }) =>
+      not(exists(selectFrom('ledger as c').select('c.id').whereRef('c.request_id', '=', 'r.request_id').where('c.phase', '=', 'close'))),
+    )
     .executeTakeFirst();
   return {
     account_id: accountId,
-    balance_micro: await balance(db, accountId),
+    since,
+    balance_micro: bal,
+    held_micro: 0 - Number(held?.total ?? 0),
+    granted_micro: sums.get('grant') ?? 0,
+    charged_micro: 0 - Number(charged?.total ?? 0),
+    refunded_micro: sums.get('release') ?? 0,
     requests: Object.fromEntries(byStatus.map((r) => [r.status, Number(r.n)])),
-    charged_micro: -Number(charged?.total ?? 0),
-    granted_micro: Number(granted?.total ?? 0),
+    settled_requests: Number(charged?.n ?? 0),
   };
 }

@@ -1,79 +1,139 @@
 /**
  * `klein keys create|list|revoke`. `create` prints only the new key on stdout (or, with
- * --json, one JSON object); the key is shown this once and stored only as a hash.
+ * --json, one JSON object), so `KEY=$(klein keys create --credits 10)` works; the key is
+ * shown this once and stored only as a hash. `list` never shows keys, only prefixes.
+ * Credits are decimal strings converted to micro-credits exactly (no float rounding).
  */
 import type { Command } from 'commander';
+import type { Kysely } from 'kysely';
 import { createKey, listKeys, revokeKey } from '../accounts/keys.js';
 import { creditsToMicro, microToCredits } from '../contract/pricing.js';
+import type { Database } from '../store/schema.js';
 import { type CliContext, positiveInt, withDb } from './db-cli.js';
 
-export function register(program: Command, ctx: CliContext): void {
+/** Where a command's stdout goes (tests capture it). */
+export interface CliIo {
+  out: (text: string) => void;
+}
+
+export const stdoutIo: CliIo = { out: (t) => void process.stdout.write(t) };
+
+/** Exact decimal credits → micro-credits, or an error that says what is wrong. */
+export function parseCreditsOption(flag: string, text: string, opts: { positive?: boolean } = {}): number {
+  const micro = creditsToMicro(text);
+  if (micro === null || !Number.isSafeInteger(micro) || (opts.positive && micro <= 0)) {
+    throw new Error(`${flag} must be a ${opts.positive ? 'positive' : 'non-negative'} decimal number of credits with at most 6 decimal places, got "${text}"`);
+  }
+  return micro;
+}
+
+export interface KeysCreateOptions {
+  credits?: string;
+  rpm?: number;
+  concurrency?: number;
+  name?: string;
+  admin?: boolean;
+  account?: string;
+  json?: boolean;
+}
+
+/** Creates the key; returns exactly what `keys create` prints. */
+export async function keysCreate(db: Kysely<Database>, o: KeysCreateOptions): Promise<string> {
+  const micro = parseCreditsOption('--credits', o.credits ?? '0');
+  const k = await createKey(db, {
+    accountId: o.account,
+    creditsMicro: micro,
+    rpm: o.rpm,
+    concurrency: o.concurrency,
+    name: o.name ?? null,
+    admin: Boolean(o.admin),
+  });
+  if (!o.json) return `${k.key}\n`;
+  return `${JSON.stringify({
+    key: k.key,
+    account_id: k.account_id,
+    key_id: k.key_id,
+    prefix: k.prefix,
+    name: k.name,
+    credits: Number(microToCredits(k.balance_micro)),
+    rpm: k.rpm,
+    concurrency: k.concurrency,
+    admin: k.admin,
+    webhook_secret: k.webhook_secret,
+  })}\n`;
+}
+
+const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
+
+/** Every key (or one account's), prefixes only. */
+export async function keysList(db: Kysely<Database>, o: { json?: boolean; account?: string }): Promise<string> {
+  const keys = await listKeys(db, { accountId: o.account });
+  const rows = keys.map((k) => ({
+    key_id: k.key_id,
+    prefix: k.prefix,
+    name: k.name,
+    account_id: k.account_id,
+    admin: k.admin,
+    status: k.revoked_at === null ? 'active' : 'revoked',
+    created_at: iso(k.created_at),
+    revoked_at: iso(k.revoked_at),
+    last_used_at: iso(k.last_used_at),
+  }));
+  if (o.json) return `${JSON.stringify(rows)}\n`;
+  if (rows.length === 0) return 'no keys\n';
+  return rows
+    .map((r) => `${r.key_id}  ${r.prefix}  ${r.status.padEnd(7)}  ${r.admin ? 'admin' : '     '}  ${r.account_id}  used ${r.last_used_at ?? 'never'}  ${r.name ?? ''}`.trimEnd())
+    .join('\n')
+    .concat('\n');
+}
+
+/** Revokes one key by id, display prefix or the key itself; throws when that names none or several. */
+export async function keysRevoke(db: Kysely<Database>, ref: string): Promise<string> {
+  const r = await revokeKey(db, ref);
+  switch (r.status) {
+    case 'revoked':
+      return `revoked ${r.key_id}\n`;
+    case 'already_revoked':
+      return `${r.key_id} was already revoked\n`;
+    case 'not_found':
+      throw new Error(`no key matches "${ref}" (give a key id, a prefix like kl_Ab12Cd, or the key)`);
+    case 'ambiguous':
+      throw new Error(`"${ref}" matches ${r.key_ids.length} active keys (${r.key_ids.join(', ')}); give the key id`);
+  }
+}
+
+export function register(program: Command, ctx: CliContext, io: CliIo = stdoutIo): void {
   const keys = program.command('keys').description('create, list and revoke API keys');
 
   keys
     .command('create')
     .description('create an API key (and a new account unless --account is given); prints only the key')
-    .option('--credits <n>', 'credits to grant (decimal)', '0')
-    .option('--rpm <n>', 'requests per minute for this account', positiveInt('--rpm'))
-    .option('--concurrency <n>', 'concurrent requests for this account', positiveInt('--concurrency'))
-    .option('--name <s>', 'a name to recognise the key by')
+    .option('--credits <n>', 'credits: a new account starts with them; an existing one gets them added (decimal)', '0')
+    .option('--rpm <n>', "the account's requests per minute", positiveInt('--rpm'))
+    .option('--concurrency <n>', "the account's concurrent requests", positiveInt('--concurrency'))
+    .option('--name <s>', 'a name to recognise the key (and a new account) by')
     .option('--admin', 'the key may use the admin routes', false)
-    .option('--account <id>', 'add the key to an existing account')
+    .option('--account <id>', 'add the key to this existing account')
     .option('--json', 'print a JSON object instead of only the key', false)
-    .action(async (o: { credits: string; rpm?: number; concurrency?: number; name?: string; admin: boolean; account?: string; json: boolean }) => {
-      const micro = creditsToMicro(o.credits);
-      if (micro === null) throw new Error(`--credits must be a non-negative decimal with at most 6 places, got "${o.credits}"`);
-      const k = await withDb(ctx, (db) =>
-        createKey(db, { accountId: o.account, creditsMicro: micro, rpm: o.rpm, concurrency: o.concurrency, name: o.name ?? null, admin: o.admin }),
-      );
-      if (o.json) {
-        process.stdout.write(
-          `${JSON.stringify({
-            key: k.key,
-            account_id: k.account_id,
-            key_id: k.key_id,
-            prefix: k.prefix,
-            name: k.name,
-            credits: Number(microToCredits(micro)),
-            rpm: o.rpm ?? null,
-            concurrency: o.concurrency ?? null,
-            admin: k.admin,
-            webhook_secret: k.webhook_secret,
-          })}\n`,
-        );
-      } else {
-        process.stdout.write(`${k.key}\n`);
-      }
+    .action(async (o: KeysCreateOptions) => {
+      // Parse before opening the database, so a typo changes nothing.
+      parseCreditsOption('--credits', o.credits ?? '0');
+      io.out(await withDb(ctx, (db) => keysCreate(db, o)));
     });
 
   keys
     .command('list')
-    .description('list keys (prefixes only; keys themselves are never stored)')
+    .description('list keys (prefixes only: keys themselves are never stored)')
+    .option('--account <id>', "only this account's keys")
     .option('--json', 'print JSON', false)
-    .action(async (o: { json: boolean }) => {
-      const rows = await withDb(ctx, (db) => listKeys(db));
-      const out = rows.map((r) => ({
-        key_id: r.key_id,
-        prefix: r.prefix,
-        name: r.name,
-        admin: Boolean(r.is_admin),
-        account_id: r.account_id,
-        credits: microToCredits(Number(r.balance_micro)),
-        rpm: r.rpm,
-        concurrency: r.concurrency,
-        created_at: new Date(Number(r.created_at)).toISOString(),
-        revoked: r.revoked_at !== null,
-      }));
-      if (o.json) process.stdout.write(`${JSON.stringify(out)}\n`);
-      else for (const r of out) process.stdout.write(`${r.key_id}  ${r.prefix}  ${r.revoked ? 'REVOKED' : 'active '}  ${r.admin ? 'admin' : '     '}  account ${r.account_id}  credits ${r.credits}  ${r.name ?? ''}\n`);
+    .action(async (o: { json: boolean; account?: string }) => {
+      io.out(await withDb(ctx, (db) => keysList(db, o)));
     });
 
   keys
     .command('revoke <key-id-or-prefix>')
-    .description('revoke a key; it fails from the next request on')
-    .action(async (id: string) => {
-      const n = await withDb(ctx, (db) => revokeKey(db, id));
-      if (n === 0) throw new Error(`no active key matches "${id}"`);
-      process.stdout.write(`revoked ${n} key${n === 1 ? '' : 's'}\n`);
+    .description('revoke a key; it is refused from the next request on')
+    .action(async (ref: string) => {
+      io.out(await withDb(ctx, (db) => keysRevoke(db, ref)));
     });
 }

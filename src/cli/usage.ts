@@ -1,32 +1,63 @@
-/** `klein usage [account-id]`: requests by status, credits charged and granted, balance. */
+/** `klein usage [account-id]`: balance, money in and out, and requests by status. */
 import type { Command } from 'commander';
-import { usage } from '../accounts/ledger.js';
+import type { Kysely } from 'kysely';
+import { listAccounts } from '../accounts/accounts.js';
+import { type Usage, usage } from '../accounts/ledger.js';
 import { microToCredits } from '../contract/pricing.js';
+import type { Database } from '../store/schema.js';
 import { type CliContext, withDb } from './db-cli.js';
+import { type CliIo, stdoutIo } from './keys.js';
 
-export function register(program: Command, ctx: CliContext): void {
+export interface UsageOptions {
+  accountId?: string;
+  /** ISO-8601 time; everything kept when absent. */
+  since?: string;
+  json?: boolean;
+}
+
+function view(u: Usage) {
+  return {
+    account_id: u.account_id,
+    since: new Date(u.since).toISOString(),
+    credits: microToCredits(u.balance_micro),
+    held: microToCredits(u.held_micro),
+    granted: microToCredits(u.granted_micro),
+    charged: microToCredits(u.charged_micro),
+    refunded: microToCredits(u.refunded_micro),
+    settled_requests: u.settled_requests,
+    requests: u.requests,
+  };
+}
+
+/** One account's usage (a JSON object) or every account's (a JSON array); returns what is printed. */
+export async function usageReport(db: Kysely<Database>, o: UsageOptions): Promise<string> {
+  const since = o.since === undefined ? 0 : Date.parse(o.since);
+  if (Number.isNaN(since)) throw new Error(`--since must be an ISO-8601 time, got "${o.since}"`);
+  const ids = o.accountId !== undefined ? [o.accountId] : (await listAccounts(db)).map((a) => a.id);
+  const rows: ReturnType<typeof view>[] = [];
+  for (const id of ids) {
+    const u = await usage(db, id, { since });
+    if (!u) throw new Error(`no account ${id}`);
+    rows.push(view(u));
+  }
+  if (o.json) return `${JSON.stringify(o.accountId !== undefined ? rows[0] : rows)}\n`;
+  if (rows.length === 0) return 'no accounts\n';
+  return rows
+    .map((u) => {
+      const reqs = Object.entries(u.requests).map(([s, n]) => `${s.toLowerCase()} ${n}`).join(', ') || 'none';
+      return `${u.account_id}  credits ${u.credits}  held ${u.held}  granted ${u.granted}  charged ${u.charged} (${u.settled_requests} requests)  refunded ${u.refunded}  requests: ${reqs}`;
+    })
+    .join('\n')
+    .concat('\n');
+}
+
+export function register(program: Command, ctx: CliContext, io: CliIo = stdoutIo): void {
   program
     .command('usage [account-id]')
     .description('usage of one account, or of every account')
     .option('--since <iso>', 'only since this time (ISO-8601)')
     .option('--json', 'print JSON', false)
     .action(async (accountId: string | undefined, o: { since?: string; json: boolean }) => {
-      const sinceMs = o.since ? Date.parse(o.since) : 0;
-      if (Number.isNaN(sinceMs)) throw new Error(`--since must be an ISO-8601 time, got "${o.since}"`);
-      const rows = await withDb(ctx, async (db) => {
-        const ids = accountId ? [accountId] : (await db.selectFrom('accounts').select('id').orderBy('created_at').execute()).map((r) => r.id);
-        const exists = accountId ? await db.selectFrom('accounts').select('id').where('id', '=', accountId).executeTakeFirst() : true;
-        if (!exists) throw new Error(`no account ${accountId}`);
-        return Promise.all(ids.map((id) => usage(db, id, { sinceMs })));
-      });
-      const out = rows.map((u) => ({
-        account_id: u.account_id,
-        credits: microToCredits(u.balance_micro),
-        charged: microToCredits(u.charged_micro),
-        granted: microToCredits(u.granted_micro),
-        requests: u.requests,
-      }));
-      if (o.json) process.stdout.write(`${JSON.stringify(accountId ? out[0] : out)}\n`);
-      else for (const u of out) process.stdout.write(`${u.account_id}  credits ${u.credits}  charged ${u.charged}  granted ${u.granted}  requests ${JSON.stringify(u.requests)}\n`);
+      io.out(await withDb(ctx, (db) => usageReport(db, { accountId, since: o.since, json: o.json })));
     });
 }

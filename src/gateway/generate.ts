@@ -77,7 +77,7 @@ export async function admit(
   const images: RgbImage[] = refs.map((r) => r.image);
 
   // 4. Resolve defaults, seed and size; price it.
-  const params = resolveParams(input, images.map((i) => ({ width: i.width, height: i.height })), () => randomInt(0, 2 ** 48));
+  const params = resolveParams(input, refs.map((r) => r.original), randomSeed);
   const price = priceMicro(params, deps.pricing);
 
   // 5. Concurrency slot (429).
@@ -113,6 +113,11 @@ export async function admit(
     releaseSlot();
     throw err;
   }
+}
+
+/** A uniform seed in 0…2^53−1 from the CSPRNG (randomInt takes ranges up to 2^48). */
+export function randomSeed(): number {
+  return randomInt(0, 2 ** 26) * 2 ** 27 + randomInt(0, 2 ** 27);
 }
 
 function summarise(details: Array<{ field: string; message: string }>): string {

@@ -223,11 +223,11 @@ describe('POST /v1/flux-2-klein-4b end to end (tiny engine)', () => {
 
 describe('sync timeout, start-up and body limit (separate servers)', () => {
   it('cancels with 504 when the sync timeout passes, without charging', async () => {
-    const s = await startTestServer({ KLEIN_ENGINE_FAULTS: '1', KLEIN_SYNC_TIMEOUT: '1' });
+    const s = await startTestServer({ KLEIN_ENGINE_FAULTS: '1', KLEIN_SYNC_TIMEOUT: '2' });
     try {
       const k = s.createKey({ credits: '100' });
       const before = await credits(s.url, k.key);
-      const r = await generate(s.url, k.key, { prompt: 'slow [[fault:sleep:400]]', ...FAST, steps: 10 });
+      const r = await generate(s.url, k.key, { prompt: 'slow [[fault:sleep:400]]', ...FAST, steps: 20 });
       assert.equal(r.status, 504);
       assert.equal(((await r.json()) as { code: string }).code, 'timeout');
       assert.equal(await credits(s.url, k.key), before);

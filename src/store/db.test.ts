@@ -1,0 +1,83 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { sql } from 'kysely';
+import { DB_FILE, openDatabase } from './db.js';
+import { migrateToLatest } from './migrations/index.js';
+
+test('openDatabase creates <dataDir>/klein.db with WAL, foreign keys and a busy timeout', async () => {
+  const root = mkdtempSync(join(tmpdir(), 'klein-db-'));
+  const dataDir = join(root, 'nested', 'data');
+  const db = openDatabase({ dataDir, busyTimeoutMs: 1234 });
+  try {
+    await migrateToLatest(db);
+    assert.ok(existsSync(join(dataDir, DB_FILE)));
+    const mode = await sql<{ journal_mode: string }>`pragma journal_mode`.execute(db);
+    assert.equal(mode.rows[0]?.journal_mode, 'wal');
+    const fk = await sql<{ foreign_keys: number }>`pragma foreign_keys`.execute(db);
+    assert.equal(fk.rows[0]?.foreign_keys, 1);
+    const bt = await sql<{ timeout: number }>`pragma busy_timeout`.execute(db);
+    assert.equal(bt.rows[0]?.timeout, 1234);
+    // Foreign keys are enforced: a key for a missing account is refused.
+    await assert.rejects(
+      db
+        .insertInto('api_keys')
+        .values({ id: 'k', account_id: 'nope', key_hash: 'h', prefix: 'p', name: null, created_at: 0, revoked_at: null, last_used_at: null })
+        .execute(),
+      /FOREIGN KEY/,
+    );
+  } finally {
+    await db.destroy();
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('migrations run once: a second run, and a run after reopening, apply nothing and keep data', async () => {
+  const dataDir = mkdtempSync(join(tmpdir(), 'klein-db-'));
+  try {
+    const db1 = openDatabase({ dataDir });
+    assert.deepEqual(await migrateToLatest(db1), ['001-initial']);
+    assert.deepEqual(await migrateToLatest(db1), []);
+    await db1
+      .insertInto('accounts')
+      .values({ id: 'a1', name: null, balance_micro: 5, rpm: null, concurrency: null, webhook_secret: 's', created_at: 1 })
+      .execute();
+    await db1.destroy();
+
+    const db2 = openDatabase({ dataDir });
+    assert.deepEqual(await migrateToLatest(db2), []);
+    const tables = (await db2.introspection.getTables()).map((t) => t.name).sort();
+    assert.deepEqual(tables, ['accounts', 'api_keys', 'ledger', 'requests']);
+    const row = await db2.selectFrom('accounts').select('balance_micro').where('id', '=', 'a1').executeTakeFirstOrThrow();
+    assert.equal(row.balance_micro, 5);
+    await db2.destroy();
+  } finally {
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+});
+
+test('the schema refuses a negative balance and an unknown status (CHECK constraints)', async () => {
+  const dataDir = mkdtempSync(join(tmpdir(), 'klein-db-'));
+  const db = openDatabase({ dataDir });
+  try {
+    await migrateToLatest(db);
+    await assert.rejects(
+      db.insertInto('accounts').values({ id: 'a', name: null, balance_micro: -1, rpm: null, concurrency: null, webhook_secret: 's', created_at: 0 }).execute(),
+      /CHECK/,
+    );
+    await db.insertInto('accounts').values({ id: 'a', name: null, balance_micro: 0, rpm: null, concurrency: null, webhook_secret: 's', created_at: 0 }).execute();
+    await assert.rejects(
+      db
+        .insertInto('requests')
+        // @ts-expect-error: deliberately not a RequestStatus
+        .values({ id: 'r', account_id: 'a', key_id: 'k', route: 'x', status: 'RUNNING', params: '{}', seed: 0, width: 64, height: 64, price_micro: 0, attempts: 0, created_at: 0, expires_at: 1 })
+        .execute(),
+      /CHECK/,
+    );
+  } finally {
+    await db.destroy();
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+});

@@ -79,7 +79,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
 
   app.setErrorHandler((err: FastifyError | ApiError, req, reply) => {
     const apiErr = toApiError(err);
-    if (apiErr.status >= 500) req.log.error({ err, code: apiErr.code }, 'request failed');
+    // Bugs (500) are logged with their stack; engine and timeout answers (502–504) are
+    // expected operating conditions and are logged as one line.
+    if (apiErr.status === 500) req.log.error({ err, code: apiErr.code }, 'request failed');
+    else if (apiErr.status > 500) req.log.warn({ code: apiErr.code, reason: apiErr.message }, 'request not served');
     for (const [k, v] of Object.entries(apiErr.headers)) reply.header(k, v);
     return reply.status(apiErr.status).type('application/json').send(errorBody(apiErr, req.id));
   });

@@ -33,6 +33,13 @@ export interface Config {
   maxAttempts: number;
   /** Seconds a client is told to wait (Retry-After) while the engine starts. */
   startingRetryAfterS: number;
+  /** Base URL put in status/response/cancel/events URLs and webhooks. */
+  publicUrl: string;
+  /** How long request records and outputs are kept (ms). */
+  retentionMs: number;
+  webhookAttempts: number;
+  webhookBackoffMs: number;
+  webhookTimeoutMs: number;
 }
 
 export class ConfigError extends Error {
@@ -97,15 +104,24 @@ class Reader {
     return dflt;
   }
 
-  decimal(name: string, dflt: string): string {
+  /** A duration: plain seconds, or a number with s, m, h or d (`24h`, `90m`). */
+  duration(name: string, dfltMs: number): number {
     const raw = this.env[name];
-    if (raw === undefined || raw === '') return dflt;
-    if (!/^\d+(\.\d{1,6})?$/.test(raw.trim())) {
-      this.problems.push(`${name}: must be a non-negative decimal with at most 6 places, got "${raw}"`);
-      return dflt;
+    if (raw === undefined || raw === '') return dfltMs;
+    const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$/.exec(raw);
+    if (!m) {
+      this.problems.push(`${name}: must be a duration such as 3600, 90m, 24h or 7d, got "${raw}"`);
+      return dfltMs;
     }
-    return raw.trim();
+    const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[(m[2] ?? 's') as 'ms' | 's' | 'm' | 'h' | 'd'];
+    const ms = Number(m[1]) * unit;
+    if (ms < 1000) {
+      this.problems.push(`${name}: must be at least one second, got "${raw}"`);
+      return dfltMs;
+    }
+    return ms;
   }
+
 }
 
 /** The repository root: the nearest folder above this module with a package.json
@@ -138,9 +154,17 @@ export function loadConfig(env: Env = process.env): Config {
     defaultRpm: r.int('KLEIN_DEFAULT_RPM', 60, 1, 1_000_000),
     defaultConcurrency: r.int('KLEIN_DEFAULT_CONCURRENCY', 4, 1, 10_000),
     imageMetadata: r.bool('KLEIN_IMAGE_METADATA', true),
-    maxAttempts: r.int('KLEIN_MAX_ATTEMPTS', 2, 1, 10),
+    maxAttempts: r.int('KLEIN_MAX_ATTEMPTS', 3, 1, 10),
     startingRetryAfterS: r.int('KLEIN_STARTING_RETRY_AFTER', 10, 1, 600),
+    publicUrl: '',
+    retentionMs: r.duration('KLEIN_RETENTION', 24 * 3_600_000),
+    webhookAttempts: r.int('KLEIN_WEBHOOK_ATTEMPTS', 9, 1, 50),
+    webhookBackoffMs: r.int('KLEIN_WEBHOOK_BACKOFF_MS', 15_000, 10, 3_600_000),
+    webhookTimeoutMs: r.int('KLEIN_WEBHOOK_TIMEOUT_MS', 10_000, 100, 120_000),
   };
+  const pub = r.str('KLEIN_PUBLIC_URL', '');
+  if (pub && !/^https?:\/\/[^/]+/.test(pub)) r.problems.push(`KLEIN_PUBLIC_URL: must be an http(s) URL, got "${pub}"`);
+  cfg.publicUrl = pub.replace(/\/$/, '');
   if (r.problems.length > 0) throw new ConfigError(r.problems);
   return cfg;
 }

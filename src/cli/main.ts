@@ -8,6 +8,7 @@ import { registerServe } from './serve.js';
 import { register as registerKeys } from './keys.js';
 import { register as registerCredits } from './credits.js';
 import { register as registerUsage } from './usage.js';
+import { register as registerWebhooks } from './webhooks.js';
 
 export function buildProgram(): Command {
   const program = new Command('klein')
@@ -18,6 +19,7 @@ export function buildProgram(): Command {
   registerKeys(program, ctx);
   registerCredits(program, ctx);
   registerUsage(program, ctx);
+  registerWebhooks(program, ctx);
   return program;
 }
 

@@ -20,6 +20,9 @@ import { LocalQueue } from '../queue/local-queue.js';
 import { openDatabase } from '../store/db.js';
 import { migrateToLatest } from '../store/migrations/index.js';
 import { EngineProcess } from '../worker/engine-process.js';
+import { LocalDiskStorage } from '../storage/local-disk.js';
+import { Webhooks } from '../webhooks/dispatcher.js';
+import { Sweeper } from '../queue/sweeper.js';
 
 export interface RunningServer {
   url: string;
@@ -52,6 +55,17 @@ export async function buildServer(config: Config = loadConfig(), env: NodeJS.Pro
     env: { ...env, KLEIN_MODEL: config.model },
     logger: logger.child({ component: 'engine' }),
   });
+  const storage = new LocalDiskStorage(config.dataDir);
+  const webhooks = new Webhooks({
+    db,
+    logger: logger.child({ component: 'webhooks' }),
+    publicUrl: () => config.publicUrl,
+    allowNetworks: config.allowNetworks,
+    maxAttempts: config.webhookAttempts,
+    backoffMs: config.webhookBackoffMs,
+    timeoutMs: config.webhookTimeoutMs,
+  });
+  const sweeper = new Sweeper({ db, storage, logger: logger.child({ component: 'retention' }), intervalMs: Math.min(60_000, Math.max(1000, config.retentionMs / 10)) });
   const queue = new LocalQueue({
     db,
     bus,
@@ -61,6 +75,9 @@ export async function buildServer(config: Config = loadConfig(), env: NodeJS.Pro
     workerId: `${hostname()}:${process.pid}`,
     imageMetadata: config.imageMetadata,
     maxAttempts: config.maxAttempts,
+    retentionMs: config.retentionMs,
+    storage,
+    webhooks,
   });
   let draining = false;
   const app = await buildApp({
@@ -73,6 +90,7 @@ export async function buildServer(config: Config = loadConfig(), env: NodeJS.Pro
     metrics,
     logger,
     pricing,
+    storage,
     draining: () => draining,
   });
 
@@ -91,12 +109,17 @@ export async function buildServer(config: Config = loadConfig(), env: NodeJS.Pro
     start: async () => {
       engine.start();
       await queue.start();
+      webhooks.start();
+      sweeper.start();
     },
     close: async () => {
       draining = true;
       queue.stop();
+      webhooks.stop();
+      sweeper.stop();
       await app.close();
       await engine.stop();
+      await queue.idle();
       await db.destroy();
     },
   };
@@ -106,6 +129,8 @@ export async function startServer(config: Config = loadConfig(), env: NodeJS.Pro
   const built = await buildServer(config, env);
   await built.start();
   const address = await built.app.listen({ host: config.host, port: config.port });
+  // Links in responses and webhooks use the listening address unless KLEIN_PUBLIC_URL says otherwise.
+  if (!config.publicUrl) config.publicUrl = address;
   built.app.log.info({ address, model: config.model, data_dir: config.dataDir }, 'klein-serve listening');
   return { url: address, engine: built.engine, close: built.close };
 }

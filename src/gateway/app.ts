@@ -29,6 +29,8 @@ import type { Limiter } from './limits.js';
 import type { Metrics } from './metrics.js';
 import { registerHealthRoutes } from './routes/health.js';
 import { registerSegmindV1Routes } from './routes/segmind-v1.js';
+import { registerSegmindV2Routes } from './routes/segmind-v2.js';
+import type { OutputStorage } from '../storage/types.js';
 import { registerAccountRoutes } from './routes/account.js';
 import { registerAdminRoutes } from './routes/admin.js';
 
@@ -42,6 +44,7 @@ export interface AppDeps {
   metrics: Metrics;
   logger: Logger;
   pricing: PricingConfig;
+  storage: OutputStorage;
   /** Set while the server drains on shutdown: new work gets 503. */
   draining?: () => boolean;
 }
@@ -95,6 +98,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   registerHealthRoutes(app, deps);
   registerAccountRoutes(app, deps);
   registerSegmindV1Routes(app, deps);
+  registerSegmindV2Routes(app, deps);
   registerAdminRoutes(app, deps);
   return app;
 }

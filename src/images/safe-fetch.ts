@@ -34,7 +34,8 @@ function origin(u: URL): string {
   return `${u.protocol}//${u.host}`;
 }
 
-async function resolveChecked(u: URL, o: SafeFetchOptions): Promise<LookupAddress> {
+/** Resolves the host once and checks every address; returns the one to connect to. */
+export async function resolveChecked(u: URL, o: Pick<SafeFetchOptions, 'allow' | 'field' | 'lookup'>): Promise<LookupAddress> {
   const host = u.hostname.startsWith('[') ? u.hostname.slice(1, -1) : u.hostname;
   let addrs: LookupAddress[];
   if (ipaddr.isValid(host)) {
@@ -61,7 +62,8 @@ async function resolveChecked(u: URL, o: SafeFetchOptions): Promise<LookupAddres
   return addrs[0]!;
 }
 
-function checkUrl(raw: string, o: SafeFetchOptions): URL {
+/** http(s) only, no credentials. */
+export function checkUrl(raw: string, o: Pick<SafeFetchOptions, 'field'>): URL {
   let u: URL;
   try {
     u = new URL(raw);
@@ -83,15 +85,7 @@ export async function safeFetch(url: string, o: SafeFetchOptions): Promise<{ byt
   let current = checkUrl(url, o);
   for (let hop = 0; ; hop++) {
     const pinned = await resolveChecked(current, o);
-    const agent = new Agent({
-      connect: {
-        // Every socket of this agent goes to the address that was checked.
-        lookup: ((_host: string, opts: { all?: boolean }, cb: (...a: unknown[]) => void) => {
-          if (opts?.all) cb(null, [{ address: pinned.address, family: pinned.family }]);
-          else cb(null, pinned.address, pinned.family);
-        }) as never,
-      },
-    });
+    const agent = pinnedAgent(pinned);
     try {
       const res = await request(current, {
         method: 'GET',
@@ -141,6 +135,18 @@ export async function safeFetch(url: string, o: SafeFetchOptions): Promise<{ byt
       void agent.close().catch(() => undefined);
     }
   }
+}
+
+/** An undici Agent whose every socket goes to `pinned`, whatever name the URL has. */
+export function pinnedAgent(pinned: LookupAddress): Agent {
+  return new Agent({
+    connect: {
+      lookup: ((_host: string, opts: { all?: boolean }, cb: (...a: unknown[]) => void) => {
+        if (opts?.all) cb(null, [{ address: pinned.address, family: pinned.family }]);
+        else cb(null, pinned.address, pinned.family);
+      }) as never,
+    },
+  });
 }
 
 function tooLarge(o: SafeFetchOptions): ApiError {

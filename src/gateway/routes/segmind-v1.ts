@@ -8,6 +8,7 @@ import { ApiError } from '../errors.js';
 import { authHook, requireCaller } from '../auth.js';
 import type { AppDeps } from '../app.js';
 import { admit } from '../generate.js';
+import { outcomeOfRow } from '../outcomes.js';
 import { rateLimitHook } from '../rate-limit-hook.js';
 import type { JobOutcome } from '../../queue/events.js';
 
@@ -25,7 +26,16 @@ export function registerSegmindV1Routes(app: FastifyInstance, deps: AppDeps): vo
         throw new ApiError('not_found', `Unknown model "${req.params.model}": this server serves ${MODEL_SLUG}`);
       }
       const caller = requireCaller(req);
-      const admitted = await admit(deps, req, caller, req.body, { route: 'v1' });
+      const idem = req.headers['idempotency-key'];
+      const admitted = await admit(deps, req, caller, req.body, { route: 'v1', idempotencyKey: typeof idem === 'string' ? idem : undefined });
+      if (admitted.kind === 'existing') {
+        // A replay: the finished result, or the one in flight.
+        reply.header('x-request-id', admitted.row.id);
+        reply.header('idempotent-replayed', 'true');
+        const wantBase64 = Boolean((JSON.parse(admitted.row.params) as { base64?: boolean }).base64);
+        const outcome = (await outcomeOfRow(deps, admitted.row)) ?? (await deps.bus.waitFor(admitted.row.id));
+        return sendOutcome(req, reply, outcome, wantBase64);
+      }
       try {
         const outcome = await waitForOutcome(deps, req, reply, admitted.id);
         return sendOutcome(req, reply, outcome, admitted.params.base64);
@@ -84,7 +94,7 @@ function sendOutcome(req: FastifyRequest, reply: FastifyReply, outcome: JobOutco
       width: output.width,
       height: output.height,
       seed: output.seed,
-      request_id: req.id,
+      request_id: String(reply.getHeader('x-request-id') ?? req.id),
       generation_time: Number(outcome.generationTimeS.toFixed(3)),
       cost: Number(cost),
       remaining_credits: Number(remaining),

@@ -6,9 +6,11 @@
  */
 import { type Kysely, type Migration, type MigrationProvider, Migrator } from 'kysely';
 import * as m001 from './001-initial.js';
+import * as m002 from './002-webhooks.js';
 
 const MIGRATIONS: Readonly<Record<string, Migration>> = {
   '001-initial': m001,
+  '002-webhooks': m002,
 };
 
 class InCodeProvider implements MigrationProvider {

@@ -1,0 +1,53 @@
+/**
+ * The public view of a request (cog's envelope: id, status, input, output, error, metrics,
+ * timestamps), used by GET /v2/requests/{id} and by webhooks. Internal columns (key ids,
+ * leases, worker ids, idempotency hashes) never leave through here.
+ */
+import { microToCredits } from '../contract/pricing.js';
+import type { RequestRow } from '../store/requests.js';
+
+export interface RequestUrls {
+  status_url: string;
+  response_url: string;
+  output_url: string;
+  cancel_url: string;
+  events_url: string;
+}
+
+export function urlsFor(base: string, id: string): RequestUrls {
+  const r = `${base.replace(/\/$/, '')}/v2/requests/${id}`;
+  return { status_url: `${r}/status`, response_url: r, output_url: `${r}/output`, cancel_url: `${r}/cancel`, events_url: `${r}/events` };
+}
+
+const iso = (ms: number | null) => (ms === null ? null : new Date(Number(ms)).toISOString());
+
+export function metricsOf(row: RequestRow, remainingMicro?: number): Record<string, number | null> {
+  const created = Number(row.created_at);
+  const started = row.started_at === null ? null : Number(row.started_at);
+  const done = row.completed_at === null ? null : Number(row.completed_at);
+  const timings = row.timings ? (JSON.parse(row.timings) as Record<string, number>) : {};
+  return {
+    queue_time: started !== null ? (started - created) / 1000 : null,
+    inference_time: typeof timings.generation_s === 'number' ? timings.generation_s : null,
+    total_time: done !== null ? (done - created) / 1000 : null,
+    cost: row.status === 'COMPLETED' && row.cost_micro !== null ? Number(microToCredits(Number(row.cost_micro))) : 0,
+    ...(remainingMicro !== undefined ? { remaining_credits: Number(microToCredits(remainingMicro)) } : {}),
+  };
+}
+
+export function recordView(row: RequestRow, base: string, opts: { output?: string | null; remainingMicro?: number } = {}) {
+  const urls = urlsFor(base, row.id);
+  return {
+    request_id: row.id,
+    status: row.status,
+    input: JSON.parse(row.params) as Record<string, unknown>,
+    output: row.status === 'COMPLETED' ? (opts.output ?? urls.output_url) : null,
+    error: row.error_code ? { code: row.error_code, message: row.error_message } : null,
+    metrics: metricsOf(row, opts.remainingMicro),
+    created_at: iso(row.created_at),
+    started_at: iso(row.started_at),
+    completed_at: iso(row.completed_at),
+    expires_at: iso(row.expires_at),
+    ...urls,
+  };
+}

@@ -1,0 +1,41 @@
+/**
+ * Retention: finished requests and their outputs expire after KLEIN_RETENTION (default
+ * 24 h). The sweeper deletes expired rows and then their stored objects; routes already
+ * answer 404 for an expired id before the sweeper runs.
+ */
+import type { Kysely } from 'kysely';
+import type { Logger } from 'pino';
+import { expireOlderThan } from '../store/requests.js';
+import type { Database } from '../store/schema.js';
+import type { OutputStorage } from '../storage/types.js';
+
+export class Sweeper {
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(private readonly o: { db: Kysely<Database>; storage: OutputStorage; logger: Logger; intervalMs: number }) {}
+
+  start(): void {
+    this.timer = setInterval(() => void this.sweep(), this.o.intervalMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+  }
+
+  async sweep(now = Date.now()): Promise<number> {
+    try {
+      const { ids, outputKeys } = await expireOlderThan(this.o.db, now);
+      for (const key of outputKeys) await this.o.storage.delete(key);
+      if (ids.length > 0) {
+        await this.o.db.deleteFrom('webhook_attempts').where('delivery_id', 'in', this.o.db.selectFrom('webhook_deliveries').select('id').where('request_id', 'in', ids)).execute();
+        await this.o.db.deleteFrom('webhook_deliveries').where('request_id', 'in', ids).execute();
+        this.o.logger.info({ expired: ids.length }, 'expired requests removed');
+      }
+      return ids.length;
+    } catch (err) {
+      this.o.logger.error({ err }, 'retention sweep failed');
+      return 0;
+    }
+  }
+}

@@ -38,8 +38,8 @@ export function klein(args: string[], env: NodeJS.ProcessEnv): { stdout: string;
   return { stdout: r.stdout, stderr: r.stderr, status: r.status };
 }
 
-export async function startTestServer(extraEnv: Record<string, string> = {}): Promise<TestServer> {
-  const dataDir = mkdtempSync(join(tmpdir(), 'klein-e2e-'));
+export async function startTestServer(extraEnv: Record<string, string> = {}, opts: { keepDataDir?: boolean } = {}): Promise<TestServer> {
+  const dataDir = extraEnv.KLEIN_DATA_DIR ?? mkdtempSync(join(tmpdir(), 'klein-e2e-'));
   const env: NodeJS.ProcessEnv = {
     ...process.env,
     HOST: '127.0.0.1',
@@ -67,17 +67,18 @@ export async function startTestServer(extraEnv: Record<string, string> = {}): Pr
     },
     async close() {
       await server.close();
-      rmSync(dataDir, { recursive: true, force: true });
+      if (!opts.keepDataDir) rmSync(dataDir, { recursive: true, force: true });
     },
   };
 }
 
-export async function waitReady(url: string, timeoutMs: number): Promise<void> {
+/** Waits for READY; `throughRestarts` keeps waiting while a crashed engine is restarted. */
+export async function waitReady(url: string, timeoutMs: number, throughRestarts = false): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const r = await fetch(`${url}/health`).then((x) => x.json() as Promise<{ status: string; reason?: string }>);
     if (r.status === 'READY') return;
-    if (r.status === 'UNHEALTHY') throw new Error(`engine unhealthy: ${r.reason}`);
+    if (r.status === 'UNHEALTHY' && !throughRestarts) throw new Error(`engine unhealthy: ${r.reason}`);
     if (Date.now() > deadline) throw new Error(`server not ready after ${timeoutMs} ms (${r.status})`);
     await new Promise((res) => setTimeout(res, 200));
   }

@@ -40,6 +40,8 @@ export interface Config {
   webhookAttempts: number;
   webhookBackoffMs: number;
   webhookTimeoutMs: number;
+  /** S3-compatible output storage; null means local disk under the data directory. */
+  s3: { bucket: string; endpoint?: string; region: string; prefix: string; forcePathStyle: boolean } | null;
 }
 
 export class ConfigError extends Error {
@@ -161,7 +163,21 @@ export function loadConfig(env: Env = process.env): Config {
     webhookAttempts: r.int('KLEIN_WEBHOOK_ATTEMPTS', 9, 1, 50),
     webhookBackoffMs: r.int('KLEIN_WEBHOOK_BACKOFF_MS', 15_000, 10, 3_600_000),
     webhookTimeoutMs: r.int('KLEIN_WEBHOOK_TIMEOUT_MS', 10_000, 100, 120_000),
+    s3: null,
   };
+  const bucket = r.str('S3_BUCKET', '');
+  const endpoint = r.str('S3_ENDPOINT', '');
+  if (endpoint && !/^https?:\/\//.test(endpoint)) r.problems.push(`S3_ENDPOINT: must be an http(s) URL, got "${endpoint}"`);
+  if (endpoint && !bucket) r.problems.push('S3_BUCKET: must be set when S3_ENDPOINT is');
+  cfg.s3 = bucket
+    ? {
+        bucket,
+        ...(endpoint ? { endpoint } : {}),
+        region: r.str('S3_REGION', r.str('AWS_REGION', 'us-east-1')),
+        prefix: r.str('S3_PREFIX', ''),
+        forcePathStyle: r.bool('S3_FORCE_PATH_STYLE', Boolean(endpoint)),
+      }
+    : null;
   const pub = r.str('KLEIN_PUBLIC_URL', '');
   if (pub && !/^https?:\/\/[^/]+/.test(pub)) r.problems.push(`KLEIN_PUBLIC_URL: must be an http(s) URL, got "${pub}"`);
   cfg.publicUrl = pub.replace(/\/$/, '');

@@ -21,6 +21,7 @@ import { openDatabase } from '../store/db.js';
 import { migrateToLatest } from '../store/migrations/index.js';
 import { EngineProcess } from '../worker/engine-process.js';
 import { LocalDiskStorage } from '../storage/local-disk.js';
+import { S3Storage } from '../storage/s3.js';
 import { Webhooks } from '../webhooks/dispatcher.js';
 import { Sweeper } from '../queue/sweeper.js';
 
@@ -55,7 +56,7 @@ export async function buildServer(config: Config = loadConfig(), env: NodeJS.Pro
     env: { ...env, KLEIN_MODEL: config.model },
     logger: logger.child({ component: 'engine' }),
   });
-  const storage = new LocalDiskStorage(config.dataDir);
+  const storage = config.s3 ? new S3Storage(config.s3) : new LocalDiskStorage(config.dataDir);
   const webhooks = new Webhooks({
     db,
     logger: logger.child({ component: 'webhooks' }),

@@ -49,7 +49,7 @@ test('migrations run once: a second run, and a run after reopening, apply nothin
     const db2 = openDatabase({ dataDir });
     assert.deepEqual(await migrateToLatest(db2), []);
     const tables = (await db2.introspection.getTables()).map((t) => t.name).sort();
-    assert.deepEqual(tables, ['accounts', 'api_keys', 'ledger', 'requests']);
+    assert.deepEqual(tables, ['accounts', 'api_keys', 'ledger', 'requests', 'webhook_attempts', 'webhook_deliveries']);
     const row = await db2.selectFrom('accounts').select('balance_micro').where('id', '=', 'a1').executeTakeFirstOrThrow();
     assert.equal(row.balance_micro, 5);
     await db2.destroy();

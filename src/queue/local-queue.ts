@@ -35,6 +35,7 @@ import {
 } from '../store/requests.js';
 import { reserve, settle, release, balance } from '../accounts/ledger.js';
 import { encodeImage } from '../images/encode.js';
+import { generationMetadata as metadataFor } from '../images/generation-metadata.js';
 import type { EngineProcess } from '../worker/engine-process.js';
 import { Cancelled } from '../worker/engine-process.js';
 import type { OutputStorage } from '../storage/types.js';
@@ -362,24 +363,4 @@ export class LocalQueue {
 
 async function rgbToPng(img: RgbImage): Promise<Buffer> {
   return sharp(img.data, { raw: { width: img.width, height: img.height, channels: 3 } }).png({ compressionLevel: 1 }).toBuffer();
-}
-
-/** The generation parameters written into the image (PNG text chunk, EXIF). */
-function metadataFor(p: ResolvedParams, seed: number): Record<string, string> {
-  return {
-    parameters: JSON.stringify({
-      model: 'flux-2-klein-4b',
-      prompt: p.prompt,
-      negative_prompt: p.cfg > 1 ? p.negative_prompt : undefined,
-      seed,
-      cfg: p.cfg,
-      sampler: p.sampler,
-      steps: p.steps,
-      width: p.width,
-      height: p.height,
-      go_fast: p.go_fast,
-      reference_images: p.image_urls.length,
-    }),
-    software: 'klein-serve',
-  };
 }

@@ -37,7 +37,7 @@ import { reserve, settle, release, balance } from '../accounts/ledger.js';
 import { encodeImage } from '../images/encode.js';
 import { generationMetadata as metadataFor } from '../images/generation-metadata.js';
 import type { EngineProcess } from '../worker/engine-process.js';
-import { Cancelled } from '../worker/engine-process.js';
+import { Cancelled, EngineCrashed } from '../worker/engine-process.js';
 import type { OutputStorage } from '../storage/types.js';
 import type { Webhooks } from '../webhooks/dispatcher.js';
 
@@ -311,7 +311,7 @@ export class LocalQueue {
         const apiErr = err instanceof ApiError ? err : new ApiError('internal', undefined, { cause: err });
         if (!(err instanceof ApiError)) this.o.logger.error({ err, request_id: id }, 'job failed');
         // An asynchronous job whose engine died is tried again, up to maxAttempts starts.
-        if (apiErr.code === 'engine_failed' && spec.route === 'v2' && row.attempts < this.o.maxAttempts) {
+        if (err instanceof EngineCrashed && spec.route === 'v2' && row.attempts < this.o.maxAttempts) {
           if (await transition(this.o.db, id, ['PROCESSING'], 'QUEUED')) {
             this.o.logger.warn({ request_id: id, attempt: row.attempts }, 'engine failed; request requeued');
             this.progress.delete(id);

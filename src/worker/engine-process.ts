@@ -65,6 +65,14 @@ export class Cancelled extends Error {
   }
 }
 
+/** The engine process died while running the job (a crash, a kill, a broken stream). */
+export class EngineCrashed extends ApiError {
+  constructor(message: string) {
+    super('engine_failed', message);
+    this.name = 'EngineCrashed';
+  }
+}
+
 interface Current {
   id: string;
   resolve: (o: EngineOutput) => void;
@@ -228,7 +236,7 @@ export class EngineProcess {
       if (cur) {
         if (cur.graceTimer) clearTimeout(cur.graceTimer);
         if (cur.cancelled) cur.reject(new Cancelled('cancelled'));
-        else cur.reject(new ApiError('engine_failed', `The engine stopped while generating (${how}); the request was not charged`));
+        else cur.reject(new EngineCrashed(`The engine stopped while generating (${how}); the request was not charged`));
       }
       resolveExit();
       if (this.stopping) {

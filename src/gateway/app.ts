@@ -33,6 +33,13 @@ import { registerSegmindV2Routes } from './routes/segmind-v2.js';
 import type { OutputStorage } from '../storage/types.js';
 import { registerAccountRoutes } from './routes/account.js';
 import { registerAdminRoutes } from './routes/admin.js';
+import { registerOpenApiRoutes } from './openapi.js';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    registeredRoutes: Array<{ method: string; url: string }>;
+  }
+}
 
 export interface AppDeps {
   config: Config;
@@ -55,6 +62,13 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     bodyLimit: deps.config.bodyLimitBytes,
     genReqId: () => randomUUID(),
     return503OnClosing: false,
+  });
+
+  // Every route, as registered (the OpenAPI test checks each is documented).
+  const routes: Array<{ method: string; url: string }> = [];
+  app.decorate('registeredRoutes', routes);
+  app.addHook('onRoute', (r) => {
+    for (const m of Array.isArray(r.method) ? r.method : [r.method]) if (m !== 'HEAD') routes.push({ method: m, url: r.url });
   });
 
   app.addHook('onRequest', async (req, reply) => {
@@ -100,6 +114,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   registerSegmindV1Routes(app, deps);
   registerSegmindV2Routes(app, deps);
   registerAdminRoutes(app, deps);
+  registerOpenApiRoutes(app);
   return app;
 }
 

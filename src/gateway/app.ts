@@ -34,6 +34,8 @@ import type { OutputStorage } from '../storage/types.js';
 import { registerAccountRoutes } from './routes/account.js';
 import { registerAdminRoutes } from './routes/admin.js';
 import { registerOpenApiRoutes } from './openapi.js';
+import multipart from '@fastify/multipart';
+import { registerOpenAiImageRoutes } from './routes/openai-images.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -113,6 +115,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   registerAccountRoutes(app, deps);
   registerSegmindV1Routes(app, deps);
   registerSegmindV2Routes(app, deps);
+  await app.register(multipart, { limits: { fileSize: deps.config.imageMaxBytes, files: 4, fields: 32, fieldSize: 64 * 1024 } });
+  registerOpenAiImageRoutes(app, deps);
   registerAdminRoutes(app, deps);
   registerOpenApiRoutes(app);
   return app;
@@ -129,6 +133,12 @@ function toApiError(err: FastifyError | ApiError): ApiError {
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
     case 'FST_ERR_CTP_INVALID_JSON_BODY':
       return new ApiError('invalid_json', 'The body is not valid JSON');
+    case 'FST_REQ_FILE_TOO_LARGE':
+      return new ApiError('image_too_large', 'An uploaded image is larger than this server accepts');
+    case 'FST_FILES_LIMIT':
+    case 'FST_FIELDS_LIMIT':
+    case 'FST_PARTS_LIMIT':
+      return new ApiError('validation_failed', 'Too many parts in the form (at most 4 images)');
     case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
       return new ApiError('invalid_json', 'Content-Length does not match the body');
     default:

@@ -35,6 +35,8 @@ export type Admitted =
 export interface AdmitOptions {
   route: 'v1' | 'v2';
   idempotencyKey?: string | undefined;
+  /** The request id (default: the HTTP request's id; several images of one call need their own). */
+  id?: string;
 }
 
 /** Throws 503 while the engine starts or the server drains, 502 when it failed. */
@@ -154,7 +156,7 @@ export async function admit(deps: AppDeps, req: FastifyRequest, caller: Caller, 
 
   // 8. Reserve credits and enqueue (406 when short).
   try {
-    const id = req.id;
+    const id = opts.id ?? req.id;
     const r = await deps.queue.submit({
       id,
       accountId: caller.accountId,

@@ -130,6 +130,51 @@ export function openApiDocument(): Record<string, unknown> {
           responses: { 200: { description: 'text/event-stream', content: { 'text/event-stream': { schema: { type: 'string' } } } }, ...errorResponses(401, 404) },
         },
       },
+      '/v1/images/generations': {
+        post: {
+          summary: 'OpenAI-compatible: generate n (1–4) images',
+          security: secured,
+          requestBody: {
+            required: true,
+            content: json({
+              type: 'object',
+              required: ['prompt'],
+              properties: {
+                prompt: { type: 'string' },
+                model: { type: 'string', enum: ['flux-2-klein-4b'] },
+                n: { type: 'integer', minimum: 1, maximum: 4, default: 1 },
+                size: { type: 'string', description: 'WIDTHxHEIGHT (multiples of 16, 64–2048) or auto', default: 'auto' },
+                response_format: { type: 'string', enum: ['b64_json', 'url'], default: 'b64_json' },
+                output_format: { type: 'string', enum: ['png', 'jpeg', 'webp'], default: 'png' },
+                output_compression: { type: 'integer', minimum: 0, maximum: 100 },
+                seed: { type: 'integer' },
+                steps: { type: 'integer', minimum: 1, maximum: 100 },
+                cfg: { type: 'number', minimum: 1, maximum: 20 },
+              },
+            }),
+          },
+          responses: { 200: plainJson('{created, data: [{b64_json} | {url}]}'), ...errorResponses(400, 401, 406, 413, 429, 500, 502, 503, 504) },
+        },
+      },
+      '/v1/images/edits': {
+        post: {
+          summary: 'OpenAI-compatible: edit with 1–4 reference images (multipart: image or image[])',
+          security: secured,
+          requestBody: {
+            required: true,
+            content: {
+              'multipart/form-data': {
+                schema: {
+                  type: 'object',
+                  required: ['prompt', 'image'],
+                  properties: { prompt: { type: 'string' }, image: { type: 'array', items: { type: 'string', format: 'binary' }, maxItems: 4 }, n: { type: 'integer' }, size: { type: 'string' }, response_format: { type: 'string' } },
+                },
+              },
+            },
+          },
+          responses: { 200: plainJson('{created, data: [{b64_json} | {url}]}'), ...errorResponses(400, 401, 406, 413, 429, 500, 502, 503, 504) },
+        },
+      },
       '/v1/get-user-credits': {
         get: { summary: "The caller's balance", security: secured, responses: { 200: plainJson('Balance', { type: 'object', properties: { credits: { type: 'number' }, account_id: { type: 'string' } } }), ...errorResponses(401) } },
       },

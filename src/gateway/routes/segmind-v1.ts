@@ -50,7 +50,7 @@ export function registerSegmindV1Routes(app: FastifyInstance, deps: AppDeps): vo
  * Waits for the job; cancels it (uncharged) when the sync timeout passes (504) or the
  * client goes away before the answer.
  */
-async function waitForOutcome(deps: AppDeps, req: FastifyRequest, reply: FastifyReply, id: string): Promise<JobOutcome> {
+export async function waitForOutcome(deps: AppDeps, req: FastifyRequest, reply: FastifyReply, id: string): Promise<JobOutcome> {
   const done = deps.bus.waitFor(id);
   const timeoutMs = deps.config.syncTimeoutS * 1000;
   let timer: NodeJS.Timeout | undefined;

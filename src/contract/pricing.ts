@@ -1,37 +1,48 @@
 /**
- * The price of a request, known before it runs (issue: credits). In micro-credits:
+ * The price of a request, known before it runs, in integer micro-credits
+ * (1 credit = 1,000,000 micro-credits; no floats touch money):
  *
- *   price = base + rate × megapixels × evaluations,  rounded up to a whole micro-credit
- *   megapixels  = (output pixels + reference pixels) / 1,000,000  — tokens per evaluation
+ *   price = base + ceil(rate × megapixels × evaluations)
+ *   megapixels  = (width·height + reference pixels) / 1,000,000
  *   evaluations = steps × (cfg > 1 ? 2 : 1) × (sampler res_2s ? 2 : 1)
  *
- * Defaults: base 0.001 credits, rate 0.00076 credits per megapixel-evaluation. Segmind's
- * default request (1024×1024, 20 steps, cfg 5, euler: 1.048576 MP × 40 evaluations) then
- * costs 0.001 + 0.00076 × 41.94 = 0.032877 credits, like the ~$0.033 on Segmind's page.
- * Configure with KLEIN_PRICE_BASE and KLEIN_PRICE_PER_MP_EVAL (decimal credits).
+ * Why these factors: the work is transformer evaluations, each over the output's tokens
+ * plus every reference image's tokens (contract §5: references are appended as extra
+ * tokens to every evaluation), so a reference costs its megapixels at every evaluation,
+ * like output pixels. (Attention is quadratic in tokens; at ≤ 1 MP the linear layers
+ * dominate, so linear pricing is close and, above all, predictable.) The reference
+ * pixels are those after preprocessing (≤ 1024² each, contract §3); the caller passes them.
+ *
+ * Defaults: base 0.001 credits, rate 0.00076 credits per megapixel-evaluation. The seed
+ * page's default request — 1024×1024 = 1.048576 MP, 20 steps × 2 (cfg 5) × 1 (euler) =
+ * 40 evaluations — costs 0.001 + 0.00076 × 1.048576 × 40 = 0.001 + 0.03187671… →
+ * 1000 + ceil(31876.71) = 32,877 micro-credits = 0.032877 credits, Segmind's "~$0.033".
+ *
+ * Configure with KLEIN_PRICE_BASE and KLEIN_PRICE_PER_MP_EVAL, decimal credits with at
+ * most 6 places, parsed exactly (parsePricing).
  */
 import type { ResolvedParams } from './types.js';
 
 export const MICRO = 1_000_000;
 
 export interface PricingConfig {
+  /** Micro-credits charged per request, whatever its size. */
   baseMicro: number;
   /** Micro-credits per megapixel-evaluation. */
   perMpEvalMicro: number;
 }
 
-export const DEFAULT_PRICING: PricingConfig = { baseMicro: 1000, perMpEvalMicro: 760 };
+export const DEFAULT_PRICING: Readonly<PricingConfig> = Object.freeze({ baseMicro: 1000, perMpEvalMicro: 760 });
 
-/** Exact decimal credits ("12.5", "0.000001") → integer micro-credits; null when malformed. */
+/** Exact decimal credits ("12.5", "0.000001") → integer micro-credits; null when malformed or beyond 2^53−1 micro-credits. */
 export function creditsToMicro(s: string): number | null {
-  const m = /^\s*(\d{1,12})(?:\.(\d{1,6}))?\s*$/.exec(s);
+  const m = /^\s*(\d+)(?:\.(\d{1,6}))?\s*$/.exec(s);
   if (!m) return null;
-  const whole = Number(m[1]);
-  const frac = Number((m[2] ?? '').padEnd(6, '0'));
-  return whole * MICRO + frac;
+  const micro = BigInt(m[1]!) * BigInt(MICRO) + BigInt((m[2] ?? '').padEnd(6, '0'));
+  return micro <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(micro) : null;
 }
 
-/** Integer micro-credits → the shortest exact decimal string ("0.032877", "10"). */
+/** Integer micro-credits → the shortest exact decimal string ("0.032877", "10", "-1.5"). */
 export function microToCredits(micro: number): string {
   const neg = micro < 0;
   const a = Math.abs(micro);
@@ -40,30 +51,47 @@ export function microToCredits(micro: number): string {
   return `${neg ? '-' : ''}${whole}${frac ? `.${frac}` : ''}`;
 }
 
+/** Transformer evaluations of a run: CFG batches two, res_2s takes two stages per step. */
 export function evaluations(p: Pick<ResolvedParams, 'steps' | 'cfg' | 'sampler'>): number {
   return p.steps * (p.cfg > 1 ? 2 : 1) * (p.sampler === 'res_2s' ? 2 : 1);
 }
 
+/**
+ * The price in micro-credits. `referencePixels`: the sum of width·height over the
+ * reference images after preprocessing (0 for text-to-image).
+ */
 export function priceMicro(
   p: Pick<ResolvedParams, 'steps' | 'cfg' | 'sampler' | 'width' | 'height'>,
   cfg: PricingConfig,
   referencePixels = 0,
 ): number {
-  const pixels = BigInt(p.width * p.height + referencePixels);
-  const num = BigInt(cfg.perMpEvalMicro) * pixels * BigInt(evaluations(p));
-  const variable = (num + BigInt(MICRO - 1)) / BigInt(MICRO);
-  return cfg.baseMicro + Number(variable);
+  for (const [name, v] of [['width', p.width], ['height', p.height], ['steps', p.steps], ['referencePixels', referencePixels], ['baseMicro', cfg.baseMicro], ['perMpEvalMicro', cfg.perMpEvalMicro]] as const) {
+    if (!Number.isSafeInteger(v) || v < 0) throw new RangeError(`price: ${name} must be a non-negative integer, got ${v}`);
+  }
+  // rate [µ/MP-eval] × pixels × evals / 10^6 [pixels/MP], rounded up, exactly.
+  const num = BigInt(cfg.perMpEvalMicro) * BigInt(p.width * p.height + referencePixels) * BigInt(evaluations(p));
+  const total = BigInt(cfg.baseMicro) + (num + BigInt(MICRO - 1)) / BigInt(MICRO);
+  if (total > BigInt(Number.MAX_SAFE_INTEGER)) throw new RangeError(`price ${total} micro-credits is beyond 2^53−1`);
+  return Number(total);
 }
 
+export class PricingConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(problems.join('; '));
+    this.name = 'PricingConfigError';
+  }
+}
+
+/** Reads KLEIN_PRICE_BASE and KLEIN_PRICE_PER_MP_EVAL (unset or empty: the default). */
 export function parsePricing(env: Record<string, string | undefined>): PricingConfig {
   const problems: string[] = [];
-  const read = (name: string, dflt: number): number => {
+  const read = (name: string, fallback: number): number => {
     const raw = env[name];
-    if (raw === undefined || raw === '') return dflt;
+    if (raw === undefined || raw.trim() === '') return fallback;
     const v = creditsToMicro(raw);
     if (v === null) {
-      problems.push(`${name}: must be a non-negative decimal number of credits with at most 6 places, got "${raw}"`);
-      return dflt;
+      problems.push(`${name} must be a non-negative decimal number of credits with at most 6 decimal places (e.g. 0.00076), got ${JSON.stringify(raw)}`);
+      return fallback;
     }
     return v;
   };
@@ -73,10 +101,4 @@ export function parsePricing(env: Record<string, string | undefined>): PricingCo
   };
   if (problems.length > 0) throw new PricingConfigError(problems);
   return out;
-}
-
-export class PricingConfigError extends Error {
-  constructor(readonly problems: string[]) {
-    super(problems.join('; '));
-  }
 }

@@ -21,7 +21,7 @@ const TABLE: Record<string, [number, number, number]> = {
 describe('aspect ratios', () => {
   it('the rule reproduces the contract table exactly, ratio error included', () => {
     for (const [name, [w, h, errPct]] of Object.entries(TABLE)) {
-      assert.deepEqual(ASPECT_RATIOS[name], { width: w, height: h }, name);
+      assert.deepEqual(ASPECT_RATIOS[name as keyof typeof ASPECT_RATIOS], { width: w, height: h }, name);
       const [a, b] = name.split(':').map(Number) as [number, number];
       assert.ok(Math.abs((Math.abs(w / h - a / b) / (a / b)) * 100 - errPct) < 0.01, name);
     }

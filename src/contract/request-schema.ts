@@ -1,60 +1,183 @@
 /**
- * The body of POST /v1/flux-2-klein-4b (contract §1), as one TypeBox schema: the source of
- * the validator's ranges, enums and defaults (validate.ts), the TypeScript type, and the
- * OpenAPI document. Descriptions follow Segmind's page; extensions are marked.
+ * The body of POST /v1/flux-2-klein-4b (contract §1) as one plain TypeBox object schema:
+ * the source of validate.ts's ranges, enums and defaults, of the TypeScript type, and of
+ * the OpenAPI document. Descriptions are Segmind's page's own words
+ * (shared/seed-segmind-flux-2-klein-4b.txt), with our rules and extensions appended.
+ *
+ * What JSON Schema cannot say is in validate.ts and in the descriptions: an http(s) URL
+ * must parse, `match_input_image` needs an image, and width × height ≤ MAX_PIXELS (which
+ * the 2048 side limit already implies: 2048² = 4,194,304).
  */
-import Type, { type Static } from 'typebox';
-import { ASPECT_RATIO_NAMES } from './aspect-ratios.js';
+import Type, { type Static, type TLiteral } from 'typebox';
+import { ASPECT_RATIO_NAMES, MAX_SIDE, MIN_SIDE, SIZE_MULTIPLE } from './aspect-ratios.js';
+import { IMAGE_FORMATS, SAMPLERS } from './types.js';
 
+/** The defaults of contract §1 (the seed page's example body, plus our extensions). */
+export const DEFAULT_IMAGE_URLS: readonly string[] = Object.freeze([]);
+export const DEFAULT_NEGATIVE_PROMPT = 'low quality, blurry, less details';
+export const DEFAULT_SEED = 3425234;
+export const DEFAULT_CFG = 5;
+export const DEFAULT_SAMPLER = 'euler';
+export const DEFAULT_STEPS = 20;
+export const DEFAULT_ASPECT_RATIO = '1:1';
+export const DEFAULT_GO_FAST = true;
+export const DEFAULT_IMAGE_FORMAT = 'png';
+export const DEFAULT_QUALITY = 90;
+export const DEFAULT_BASE64 = false;
+
+/** All defaults by field name. */
 export const DEFAULTS = {
-  image_urls: [] as string[],
-  negative_prompt: 'low quality, blurry, less details',
-  seed: 3425234,
-  cfg: 5,
-  sampler: 'euler',
-  steps: 20,
-  aspect_ratio: '1:1',
-  go_fast: true,
-  image_format: 'png',
-  quality: 90,
-  base64: false,
+  image_urls: DEFAULT_IMAGE_URLS,
+  negative_prompt: DEFAULT_NEGATIVE_PROMPT,
+  seed: DEFAULT_SEED,
+  cfg: DEFAULT_CFG,
+  sampler: DEFAULT_SAMPLER,
+  steps: DEFAULT_STEPS,
+  aspect_ratio: DEFAULT_ASPECT_RATIO,
+  go_fast: DEFAULT_GO_FAST,
+  image_format: DEFAULT_IMAGE_FORMAT,
+  quality: DEFAULT_QUALITY,
+  base64: DEFAULT_BASE64,
 } as const;
 
+/** Prompt and negative prompt, in characters (Unicode code points, as JSON Schema counts). */
 export const MAX_PROMPT = 10_000;
 export const MAX_IMAGES = 4;
-export const MAX_SEED = 2 ** 53 - 1;
+/** A data: URI of a 20 MB image is ~27 MB of base64; the byte cap itself is the image loader's. */
+export const MAX_IMAGE_URL_LENGTH = 30_000_000;
+export const MAX_WEBHOOK_URL_LENGTH = 2048;
+export const MAX_SEED = Number.MAX_SAFE_INTEGER; // 2^53 − 1
+export const RANDOM_SEED = -1;
+export const MIN_CFG = 1;
+export const MAX_CFG = 20;
+export const MIN_STEPS = 1;
+export const MAX_STEPS = 100;
+export const MIN_QUALITY = 10;
+export const MAX_QUALITY = 100;
 export const MAX_PIXELS = 4_194_304;
+/** Accepted for `image_format`, and resolved to `jpeg`. */
+export const JPEG_ALIAS = 'jpg';
 
-export const GenerateBody = Type.Object(
-  {
-    prompt: Type.String({ description: 'Prompt describing the image to generate', minLength: 1, maxLength: MAX_PROMPT }),
-    image_urls: Type.Array(Type.String({ maxLength: 30_000_000 }), {
-      description: 'Reference images (https://, http:// or data:image/(png|jpeg|webp);base64,…); empty for text-to-image',
+/** http://, https:// or one of the three image data: URIs (lower case, as the loader parses them). */
+export const IMAGE_URL_PATTERN = '^(https?://|data:image/(png|jpeg|webp);base64,)';
+export const WEBHOOK_URL_PATTERN = '^https?://';
+
+type Literals<T extends readonly string[]> = { -readonly [K in keyof T]: TLiteral<T[K]> };
+/** A tuple of literal schemas, so that Static<> keeps the union of the values. */
+function literals<const T extends readonly string[]>(values: T): Literals<T> {
+  return values.map((v) => Type.Literal(v)) as unknown as Literals<T>;
+}
+
+const properties = {
+  prompt: Type.String({
+    description: `Prompt describing the image to generate. Must contain a non-space character; at most ${MAX_PROMPT} characters.`,
+    minLength: 1,
+    maxLength: MAX_PROMPT,
+    pattern: '\\S',
+  }),
+  image_urls: Type.Optional(
+    Type.Array(Type.String({ maxLength: MAX_IMAGE_URL_LENGTH, pattern: IMAGE_URL_PATTERN }), {
+      description: `Add a reference image or leave blank for original ideas (text to image mode). 0 to ${MAX_IMAGES} entries, each https://…, http://… or data:image/(png|jpeg|webp);base64,…`,
       maxItems: MAX_IMAGES,
-      default: DEFAULTS.image_urls,
+      default: [],
     }),
-    negative_prompt: Type.String({ description: 'Negative prompt to avoid certain elements (used when cfg > 1)', maxLength: MAX_PROMPT, default: DEFAULTS.negative_prompt }),
-    seed: Type.Integer({ description: 'Random seed for reproducibility; -1 picks a random seed (extension)', minimum: -1, maximum: MAX_SEED, default: DEFAULTS.seed }),
-    cfg: Type.Number({ description: 'Classifier-free guidance scale', minimum: 1, maximum: 20, default: DEFAULTS.cfg }),
-    sampler: Type.Union([Type.Literal('euler'), Type.Literal('res_2s')], { description: 'Sampling method', default: DEFAULTS.sampler }),
-    steps: Type.Integer({ description: 'Number of inference steps', minimum: 1, maximum: 100, default: DEFAULTS.steps }),
-    aspect_ratio: Type.Union(ASPECT_RATIO_NAMES.map((n) => Type.Literal(n)), { description: 'Aspect ratio of the output image', default: DEFAULTS.aspect_ratio }),
-    go_fast: Type.Boolean({ description: 'Enable fast generation mode', default: DEFAULTS.go_fast }),
-    image_format: Type.Union([Type.Literal('png'), Type.Literal('jpeg'), Type.Literal('jpg'), Type.Literal('webp')], { description: 'Output image format', default: DEFAULTS.image_format }),
-    quality: Type.Integer({ description: 'Output image quality (jpeg, webp)', minimum: 10, maximum: 100, default: DEFAULTS.quality }),
-    width: Type.Integer({ description: 'Output width, a multiple of 16 (extension; with height, overrides aspect_ratio)', minimum: 64, maximum: 2048, multipleOf: 16 }),
-    height: Type.Integer({ description: 'Output height, a multiple of 16 (extension; with width, overrides aspect_ratio)', minimum: 64, maximum: 2048, multipleOf: 16 }),
-    base64: Type.Boolean({ description: 'Answer JSON with the image base64-encoded (extension)', default: DEFAULTS.base64 }),
-  },
-  { additionalProperties: false, required: ['prompt'] },
-);
+  ),
+  negative_prompt: Type.Optional(
+    Type.String({
+      description: `Negative prompt to avoid certain elements. Used only when cfg > 1; at most ${MAX_PROMPT} characters.`,
+      maxLength: MAX_PROMPT,
+      default: DEFAULT_NEGATIVE_PROMPT,
+    }),
+  ),
+  seed: Type.Optional(
+    Type.Integer({
+      description: 'Random seed for reproducibility. 0 to 2^53−1; -1 picks a random seed (extension). The seed used is reported.',
+      minimum: RANDOM_SEED,
+      maximum: MAX_SEED,
+      default: DEFAULT_SEED,
+    }),
+  ),
+  cfg: Type.Optional(
+    Type.Number({
+      description: 'Classifier-free guidance scale. cfg > 1 guides against negative_prompt (two model evaluations per step); 1 turns guidance off.',
+      minimum: MIN_CFG,
+      maximum: MAX_CFG,
+      default: DEFAULT_CFG,
+    }),
+  ),
+  sampler: Type.Optional(Type.Union(literals(SAMPLERS), { description: 'Sampling method', default: DEFAULT_SAMPLER })),
+  steps: Type.Optional(
+    Type.Integer({ description: 'Number of inference steps', minimum: MIN_STEPS, maximum: MAX_STEPS, default: DEFAULT_STEPS }),
+  ),
+  aspect_ratio: Type.Optional(
+    Type.Union(literals(ASPECT_RATIO_NAMES), {
+      description: 'Aspect ratio of the output image. match_input_image follows the first reference image and needs at least one.',
+      default: DEFAULT_ASPECT_RATIO,
+    }),
+  ),
+  go_fast: Type.Optional(
+    Type.Boolean({ description: 'Enable fast generation mode. false runs the exact bf16 reference path.', default: DEFAULT_GO_FAST }),
+  ),
+  image_format: Type.Optional(
+    Type.Union(literals([...IMAGE_FORMATS, JPEG_ALIAS]), {
+      description: 'Output image format (jpg is accepted for jpeg)',
+      default: DEFAULT_IMAGE_FORMAT,
+    }),
+  ),
+  quality: Type.Optional(
+    Type.Integer({
+      description: 'Output image quality. Used by jpeg and webp; ignored by png.',
+      minimum: MIN_QUALITY,
+      maximum: MAX_QUALITY,
+      default: DEFAULT_QUALITY,
+    }),
+  ),
+  width: Type.Optional(
+    Type.Integer({
+      description: `Output width in pixels (extension): a multiple of ${SIZE_MULTIPLE}, ${MIN_SIDE} to ${MAX_SIDE}; give with height, at most ${MAX_PIXELS} pixels in all. Overrides aspect_ratio.`,
+      minimum: MIN_SIDE,
+      maximum: MAX_SIDE,
+      multipleOf: SIZE_MULTIPLE,
+    }),
+  ),
+  height: Type.Optional(
+    Type.Integer({
+      description: `Output height in pixels (extension): a multiple of ${SIZE_MULTIPLE}, ${MIN_SIDE} to ${MAX_SIDE}; give with width. Overrides aspect_ratio.`,
+      minimum: MIN_SIDE,
+      maximum: MAX_SIDE,
+      multipleOf: SIZE_MULTIPLE,
+    }),
+  ),
+  base64: Type.Optional(
+    Type.Boolean({ description: 'Answer JSON with the image base64-encoded instead of raw bytes (extension)', default: DEFAULT_BASE64 }),
+  ),
+};
 
+/** width and height come together (JSON Schema 2020-12 `dependentRequired`). */
+const objectOptions = {
+  additionalProperties: false as const,
+  dependentRequired: { width: ['height'], height: ['width'] },
+};
+
+export const GenerateBody = Type.Object(properties, {
+  ...objectOptions,
+  description: 'Body of POST /v1/flux-2-klein-4b',
+});
+
+/** The v2 (asynchronous) body: the same fields plus `webhook_url` (contract §4). */
 export const AsyncBody = Type.Object(
   {
-    ...GenerateBody.properties,
-    webhook_url: Type.String({ description: 'URL that receives one signed terminal event', maxLength: 2048 }),
+    ...properties,
+    webhook_url: Type.Optional(
+      Type.String({
+        description: `URL that receives one signed terminal event for this request (http:// or https://, at most ${MAX_WEBHOOK_URL_LENGTH} characters; the image_urls address rules apply)`,
+        maxLength: MAX_WEBHOOK_URL_LENGTH,
+        pattern: WEBHOOK_URL_PATTERN,
+      }),
+    ),
   },
-  { additionalProperties: false, required: ['prompt'] },
+  { ...objectOptions, description: 'Body of POST /v2/flux-2-klein-4b' },
 );
 
-export type GenerateInput = Partial<Static<typeof AsyncBody>> & { prompt: string };
+/** A validated v1 or v2 body, before defaults (`webhook_url` only ever set for v2). */
+export type GenerateInput = Static<typeof AsyncBody>;

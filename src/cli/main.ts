@@ -9,6 +9,7 @@ import { register as registerKeys } from './keys.js';
 import { register as registerCredits } from './credits.js';
 import { register as registerUsage } from './usage.js';
 import { register as registerWebhooks } from './webhooks.js';
+import { register as registerGenerate } from './generate.js';
 
 export function buildProgram(): Command {
   const program = new Command('klein')
@@ -20,6 +21,7 @@ export function buildProgram(): Command {
   registerCredits(program, ctx);
   registerUsage(program, ctx);
   registerWebhooks(program, ctx);
+  registerGenerate(program);
   return program;
 }
 

@@ -1,8 +1,13 @@
 // Runs every TypeScript test file with node's built-in test runner (Node 20 has no glob
 // support in `node --test`, so the files are listed here). Pass paths to run a subset.
-import { spawnSync } from 'node:child_process';
+//
+// Before the tests it starts the run's private PostgreSQL and Redis on loopback
+// (src/testing/services-main.ts) and hands their URLs to every test file through
+// KLEIN_TEST_DATABASE_URL and KLEIN_TEST_REDIS_URL; they stop when the run ends.
+import { spawn, spawnSync } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 
 function find(dir, out) {
   for (const name of readdirSync(dir)) {
@@ -15,9 +20,22 @@ function find(dir, out) {
 
 const args = process.argv.slice(2);
 const files = args.length > 0 ? args : [...find('src', []), ...find('test', [])].sort();
+
+const services = spawn(process.execPath, ['--import', 'tsx', 'src/testing/services-main.ts'], { stdio: ['pipe', 'pipe', 'inherit'] });
+const first = await new Promise((resolve, reject) => {
+  services.once('exit', (code) => reject(new Error(`the test services did not start (exit ${code})`)));
+  createInterface({ input: services.stdout }).once('line', resolve);
+}).catch((err) => {
+  console.error(`run-ts-tests: ${err.message}`);
+  process.exit(1);
+});
+const { databaseUrl, redisUrl } = JSON.parse(first);
+
 const r = spawnSync(
   process.execPath,
   ['--import', 'tsx', '--test', '--test-concurrency=1', '--test-reporter=spec', ...files],
-  { stdio: 'inherit' },
+  { stdio: 'inherit', env: { ...process.env, KLEIN_TEST_DATABASE_URL: databaseUrl, KLEIN_TEST_REDIS_URL: redisUrl } },
 );
+services.stdin.end();
+await new Promise((resolve) => services.once('exit', resolve));
 process.exit(r.status ?? 1);

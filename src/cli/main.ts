@@ -15,7 +15,7 @@ export function buildProgram(): Command {
   const program = new Command('klein')
     .description('klein-serve: a self-hosted, Segmind-compatible API for FLUX.2 [klein] 4B')
     .showHelpAfterError();
-  const ctx = { dataDir: () => process.env.KLEIN_DATA_DIR || './data' };
+  const ctx = { dataDir: () => process.env.KLEIN_DATA_DIR || './data', databaseUrl: () => process.env.DATABASE_URL || null };
   registerServe(program);
   registerKeys(program, ctx);
   registerCredits(program, ctx);

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { sql } from 'kysely';
 import { DB_FILE, openDatabase } from './db.js';
 import { migrateToLatest } from './migrations/index.js';
+import { tempDb } from './testing/temp-db.js';
 
 test('openDatabase creates <dataDir>/klein.db with WAL, foreign keys and a busy timeout', async () => {
   const root = mkdtempSync(join(tmpdir(), 'klein-db-'));
@@ -79,5 +80,43 @@ test('the schema refuses a negative balance and an unknown status (CHECK constra
   } finally {
     await db.destroy();
     rmSync(dataDir, { recursive: true, force: true });
+  }
+});
+
+test('PostgreSQL: the same migrations run once, and the schema enforces the same constraints', async () => {
+  const t = await tempDb('postgres');
+  try {
+    // tempDb migrated it already: another run applies nothing, also on a new connection pool.
+    assert.deepEqual(await migrateToLatest(t.db), []);
+    const again = openDatabase({ dataDir: '', url: t.url });
+    assert.deepEqual(await migrateToLatest(again), []);
+    await again.destroy();
+    const tables = (await t.db.introspection.getTables()).map((x) => x.name).sort();
+    assert.deepEqual(tables, ['accounts', 'api_keys', 'ledger', 'requests', 'webhook_attempts', 'webhook_deliveries']);
+    await assert.rejects(
+      t.db.insertInto('accounts').values({ id: 'a', name: null, balance_micro: -1, rpm: null, concurrency: null, webhook_secret: 's', created_at: 0 }).execute(),
+      /accounts_balance_nonnegative/,
+    );
+    await t.db.insertInto('accounts').values({ id: 'a', name: null, balance_micro: 2 ** 53 - 1, rpm: null, concurrency: null, webhook_secret: 's', created_at: 0 }).execute();
+    // bigint columns read back as exact JS numbers, not strings.
+    const row = await t.db.selectFrom('accounts').select('balance_micro').where('id', '=', 'a').executeTakeFirstOrThrow();
+    assert.strictEqual(row.balance_micro, 2 ** 53 - 1);
+    await assert.rejects(
+      t.db
+        .insertInto('api_keys')
+        .values({ id: 'k', account_id: 'nope', key_hash: 'h', prefix: 'p', name: null, created_at: 0, revoked_at: null, last_used_at: null })
+        .execute(),
+      /foreign key/,
+    );
+    await assert.rejects(
+      t.db
+        .insertInto('requests')
+        // @ts-expect-error: deliberately not a RequestStatus
+        .values({ id: 'r', account_id: 'a', key_id: 'k', route: 'x', status: 'RUNNING', params: '{}', seed: 0, width: 64, height: 64, price_micro: 0, attempts: 0, created_at: 0, expires_at: 1 })
+        .execute(),
+      /requests_status/,
+    );
+  } finally {
+    await t.close();
   }
 });

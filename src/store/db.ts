@@ -1,5 +1,7 @@
 /**
- * Opens the embedded database: SQLite in `<dataDir>/klein.db` (better-sqlite3), with
+ * Opens the database: PostgreSQL when a `postgres://` URL is given (DATABASE_URL, the
+ * scale-out store; see postgres.ts), otherwise the embedded default, SQLite in
+ * `<dataDir>/klein.db` (better-sqlite3), with
  * - WAL, so readers (status polls, the CLI) never block the writer;
  * - foreign keys on (SQLite leaves them off by default);
  * - busy_timeout, so a second process (the `klein` CLI while the server runs) waits for
@@ -22,11 +24,15 @@ import { join } from 'node:path';
 import SQLite from 'better-sqlite3';
 import { CompiledQuery, type DatabaseConnection, Kysely, SqliteDialect, type SqliteDialectConfig, SqliteDriver } from 'kysely';
 import type { Database } from './schema.js';
+import { openPostgres } from './postgres.js';
 
 export const DB_FILE = 'klein.db';
 
 export interface OpenOptions {
+  /** Where the SQLite file lives (the embedded default). */
   dataDir: string;
+  /** A postgres:// URL: use PostgreSQL instead of SQLite. */
+  url?: string | null;
   /** How long to wait for another process's write lock (ms). */
   busyTimeoutMs?: number;
 }
@@ -49,6 +55,7 @@ class ImmediateSqliteDialect extends SqliteDialect {
 }
 
 export function openDatabase(opts: OpenOptions): Kysely<Database> {
+  if (opts.url) return openPostgres(opts.url);
   mkdirSync(opts.dataDir, { recursive: true });
   const sqlite = new SQLite(join(opts.dataDir, DB_FILE));
   sqlite.pragma('journal_mode = WAL');

@@ -4,17 +4,19 @@
  * waits for a line on stdin (so contenders start together), does its work, and prints one
  * JSON line with what it got.
  *
- *   contender.ts claim   <dataDir> <workerId>
- *   contender.ts reserve <dataDir> <accountId> <requestIdPrefix> <count> <priceMicro>
+ *   contender.ts claim   <target> <workerId>
+ *   contender.ts reserve <target> <accountId> <requestIdPrefix> <count> <priceMicro>
+ *
+ * <target> is a SQLite data directory or a postgres:// URL (TempDb.target).
  */
 import { once } from 'node:events';
-import { openDatabase } from '../db.js';
+import { openTarget } from './temp-db.js';
 import { claimNext } from '../requests.js';
 import { reserve } from '../../accounts/ledger.js';
 
-const [mode, dataDir, ...rest] = process.argv.slice(2);
-if (!mode || !dataDir) throw new Error('usage: contender.ts claim|reserve <dataDir> …');
-const db = openDatabase({ dataDir });
+const [mode, target, ...rest] = process.argv.slice(2);
+if (!mode || !target) throw new Error('usage: contender.ts claim|reserve <target> …');
+const db = openTarget(target);
 process.stdout.write('ready\n');
 await once(process.stdin, 'data');
 

@@ -36,6 +36,7 @@ import { registerAdminRoutes } from './routes/admin.js';
 import { registerOpenApiRoutes } from './openapi.js';
 import multipart from '@fastify/multipart';
 import { registerOpenAiImageRoutes } from './routes/openai-images.js';
+import { registerPlaygroundRoutes } from './routes/playground.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -119,6 +120,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   registerOpenAiImageRoutes(app, deps);
   registerAdminRoutes(app, deps);
   registerOpenApiRoutes(app);
+  registerPlaygroundRoutes(app);
   return app;
 }
 

@@ -194,6 +194,19 @@ export function openApiDocument(): Record<string, unknown> {
       '/metrics': { get: { summary: 'Prometheus metrics', responses: { 200: { description: 'text/plain exposition', content: { 'text/plain': { schema: { type: 'string' } } } } } } },
       '/openapi.json': { get: { summary: 'This document', responses: { 200: plainJson('OpenAPI 3.1') } } },
       '/docs': { get: { summary: 'A reference page for this API', responses: { 200: { description: 'HTML', content: { 'text/html': { schema: { type: 'string' } } } } } } },
+      '/': { get: { summary: 'The browser playground (same page as /playground)', responses: { 200: { description: 'HTML', content: { 'text/html': { schema: { type: 'string' } } } }, 304: { description: 'Not modified (If-None-Match matched the ETag)' } } } },
+      '/playground': { get: { summary: 'The browser playground: generate with every parameter, live progress, history', responses: { 200: { description: 'HTML', content: { 'text/html': { schema: { type: 'string' } } } }, 304: { description: 'Not modified (If-None-Match matched the ETag)' } } } },
+      '/playground/{file}': {
+        get: {
+          summary: "The playground's script modules and stylesheet",
+          parameters: [{ name: 'file', in: 'path', required: true, schema: { type: 'string', pattern: '^[a-z][a-z0-9-]*\\.(js|css)$' } }],
+          responses: {
+            200: { description: 'JavaScript or CSS', content: { 'text/javascript': { schema: { type: 'string' } }, 'text/css': { schema: { type: 'string' } } } },
+            304: { description: 'Not modified (If-None-Match matched the ETag)' },
+            ...errorResponses(404),
+          },
+        },
+      },
     },
   };
 }

@@ -1,0 +1,183 @@
+/**
+ * The page's calls to this server, every one with `x-api-key` (contract §1, §4). Failures
+ * become an ApiFailure carrying the error envelope of contract §2 ({error, code,
+ * request_id, details}) and Retry-After; JSON answers are checked into types here, so no
+ * untyped JSON goes further into the page.
+ */
+import { SseParser, type SseEvent } from './sse.js';
+
+export interface FieldError {
+  field: string;
+  message: string;
+}
+
+/** A non-2xx answer of the API. */
+export class ApiFailure extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly code: string,
+    readonly requestId: string,
+    readonly details: FieldError[],
+    /** Seconds, from Retry-After (429, 503); null when absent. */
+    readonly retryAfter: number | null,
+  ) {
+    super(message);
+    this.name = 'ApiFailure';
+  }
+}
+
+/** The server could not be reached, or the answer was cut off. */
+export class NetworkFailure extends Error {
+  override name = 'NetworkFailure';
+}
+
+type Json = Record<string, unknown>;
+const isObject = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
+const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
+const numOrNull = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
+
+/** Retry-After is delay-seconds or an HTTP date (RFC 9110 §10.2.3). */
+function retryAfterOf(h: string | null): number | null {
+  if (h === null) return null;
+  if (/^\d+$/.test(h.trim())) return Number(h.trim());
+  const at = Date.parse(h);
+  return Number.isNaN(at) ? null : Math.max(0, Math.ceil((at - Date.now()) / 1000));
+}
+
+async function failureOf(res: Response): Promise<ApiFailure> {
+  const text = await res.text().catch(() => '');
+  let body: unknown = null;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    // Not the API's envelope (a proxy's page, say): its text stands as the message.
+  }
+  const o = isObject(body) ? body : {};
+  const details = Array.isArray(o.details)
+    ? o.details.flatMap((d) => (isObject(d) && typeof d.field === 'string' && typeof d.message === 'string' ? [{ field: d.field, message: d.message }] : []))
+    : [];
+  return new ApiFailure(
+    res.status,
+    str(o.error) ?? (text.trim().slice(0, 300) || res.statusText),
+    str(o.code) ?? '',
+    str(o.request_id) ?? res.headers.get('x-request-id') ?? '',
+    details,
+    retryAfterOf(res.headers.get('retry-after')),
+  );
+}
+
+/**
+ * The server's URLs are absolute (built from KLEIN_PUBLIC_URL or the request's host); the
+ * page calls them on its own origin, where it was loaded from, so no CORS is involved.
+ */
+export function local(url: string): string {
+  const u = new URL(url, location.href);
+  return u.origin === location.origin ? u.href : `${u.pathname}${u.search}`;
+}
+
+async function call(url: string, key: string, init: RequestInit = {}): Promise<Response> {
+  let res: Response;
+  try {
+    res = await fetch(local(url), { ...init, headers: { ...(init.headers as Record<string, string> | undefined), 'x-api-key': key } });
+  } catch (e) {
+    if (e instanceof DOMException && e.name === 'AbortError') throw e;
+    throw new NetworkFailure(`Could not reach the server (${e instanceof Error ? e.message : String(e)})`);
+  }
+  if (!res.ok) throw await failureOf(res);
+  return res;
+}
+
+async function json(res: Response): Promise<Json> {
+  const body: unknown = await res.json().catch(() => null);
+  if (!isObject(body)) throw new NetworkFailure(`${res.url} did not answer a JSON object`);
+  return body;
+}
+
+export interface Submitted {
+  request_id: string;
+  events_url: string;
+  output_url: string;
+  cancel_url: string;
+  response_url: string;
+}
+
+export async function submit(model: string, key: string, body: Json): Promise<Submitted> {
+  const o = await json(
+    await call(`/v2/${encodeURIComponent(model)}`, key, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) }),
+  );
+  const out: Partial<Submitted> = {};
+  for (const k of ['request_id', 'events_url', 'output_url', 'cancel_url', 'response_url'] as const) {
+    const v = str(o[k]);
+    if (v === undefined) throw new NetworkFailure(`the submit answer lacks ${k}`);
+    out[k] = v;
+  }
+  return out as Submitted;
+}
+
+export type Status = 'QUEUED' | 'PROCESSING' | 'COMPLETED' | 'FAILED' | 'CANCELLED';
+export const TERMINAL: ReadonlySet<Status> = new Set(['COMPLETED', 'FAILED', 'CANCELLED']);
+
+/** A request record (GET /v2/requests/{id}, and the data of the terminal events). */
+export interface RequestRecord {
+  request_id: string;
+  status: Status;
+  input: Json;
+  error: { code: string; message: string } | null;
+  metrics: { queue_time: number | null; inference_time: number | null; total_time: number | null; cost: number | null };
+  output_url: string;
+}
+
+export function recordOf(v: unknown): RequestRecord {
+  if (!isObject(v) || typeof v.request_id !== 'string' || typeof v.status !== 'string') throw new NetworkFailure('not a request record');
+  const m = isObject(v.metrics) ? v.metrics : {};
+  const e = isObject(v.error) ? v.error : null;
+  return {
+    request_id: v.request_id,
+    status: v.status as Status,
+    input: isObject(v.input) ? v.input : {},
+    error: e ? { code: str(e.code) ?? '', message: str(e.message) ?? '' } : null,
+    metrics: { queue_time: numOrNull(m.queue_time), inference_time: numOrNull(m.inference_time), total_time: numOrNull(m.total_time), cost: numOrNull(m.cost) },
+    output_url: str(v.output_url) ?? `/v2/requests/${encodeURIComponent(v.request_id)}/output`,
+  };
+}
+
+export async function getRecord(url: string, key: string): Promise<RequestRecord> {
+  return recordOf(await json(await call(url, key)));
+}
+
+/** Reads the request's event stream (with previews) until the server ends it. */
+export async function* events(url: string, key: string, signal: AbortSignal): AsyncGenerator<SseEvent> {
+  const u = new URL(local(url), location.href);
+  u.searchParams.set('preview', 'true');
+  const res = await call(u.href, key, { signal, headers: { accept: 'text/event-stream' } });
+  if (!res.body) throw new NetworkFailure('the event stream has no body');
+  const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+  const parser = new SseParser();
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      yield* parser.push(value);
+    }
+  } finally {
+    // Ends the connection when the reader stops early (a no-op after the server ended it).
+    await reader.cancel().catch(() => undefined);
+  }
+}
+
+/** The output image's bytes (GET /v2/requests/{id}/output needs the key, so no plain <img src>). */
+export async function output(url: string, key: string): Promise<Blob> {
+  return (await call(url, key)).blob();
+}
+
+export async function cancel(url: string, key: string): Promise<void> {
+  await call(url, key, { method: 'POST' });
+}
+
+/** GET /v1/get-user-credits: the key's balance. */
+export async function credits(key: string): Promise<number> {
+  const o = await json(await call('/v1/get-user-credits', key));
+  if (typeof o.credits !== 'number') throw new NetworkFailure('the credits answer lacks credits');
+  return o.credits;
+}

@@ -96,8 +96,11 @@ def _check_layout(path: Path) -> dict:
     return index
 
 
-def load_components(model: str, device: str, dtype) -> Components:
-    """Resolves `model` and loads every component onto `device` in `dtype`."""
+def load_components(model: str, device: str, dtype, text_device: str | None = None,
+                    transformer_device: str | None = None) -> Components:
+    """Resolves `model` and loads every component onto `device` in `dtype`; the text encoder
+    onto `text_device` (KLEIN_OFFLOAD=model keeps it on the CPU) and the transformer onto
+    `transformer_device` (KLEIN_GO_FAST_ONLY=1 quantises it from the CPU) when given."""
     path = resolve_model(model)
     index = _check_layout(path)
     variant = "distilled" if index.get("is_distilled", False) else "base"
@@ -116,10 +119,10 @@ def load_components(model: str, device: str, dtype) -> Components:
 
     tokenizer = load("tokenizer", lambda: AutoTokenizer.from_pretrained(str(path / "tokenizer")))
     text_encoder = load(
-        "text_encoder", lambda: AutoModelForCausalLM.from_pretrained(str(path / "text_encoder"), dtype=dtype).to(device).eval()
+        "text_encoder", lambda: AutoModelForCausalLM.from_pretrained(str(path / "text_encoder"), dtype=dtype).to(text_device or device).eval()
     )
     transformer = load(
-        "transformer", lambda: Flux2Transformer2DModel.from_pretrained(str(path / "transformer"), torch_dtype=dtype).to(device).eval()
+        "transformer", lambda: Flux2Transformer2DModel.from_pretrained(str(path / "transformer"), torch_dtype=dtype).to(transformer_device or device).eval()
     )
     vae = load("vae", lambda: AutoencoderKLFlux2.from_pretrained(str(path / "vae"), torch_dtype=dtype).to(device).eval())
     for m in (text_encoder, transformer, vae):

@@ -69,6 +69,9 @@ class EngineOptions:
     attention: str = "auto"
     max_batch: int = 1
     offload: str = "none"
+    # Not from the environment: tests pass dynamo's "eager" backend (graph capture without
+    # code generation, seconds on a CPU instead of minutes of C++ compilation).
+    compile_backend: str = "inductor"
 
     def __post_init__(self) -> None:
         _one_of("KLEIN_FP8", self.fp8, FP8_MODES)

@@ -181,8 +181,10 @@ def _fixtures() -> dict:
     }
     f = {
         "ready": ({"v": 1, "type": "ready", "protocol": 1, "engine_version": "0.1.0", "model": "tiny", "variant": "distilled", "device": "cpu", "dtype": "float32",
-                   "capabilities": {"samplers": ["euler", "res_2s"], "max_reference_images": 4, "go_fast": False, "preview": True},
-                   "geometry": {"pixel_multiple": 16, "min_side": 64, "max_side": 2048}}, b""),
+                   "capabilities": {"samplers": ["euler", "res_2s"], "max_reference_images": 4, "go_fast": False, "preview": True, "max_batch": 1},
+                   "geometry": {"pixel_multiple": 16, "min_side": 64, "max_side": 2048},
+                   "fast": {"fp8": None, "fp8_note": "fp8 matmuls need a CUDA GPU (device is cpu)", "act_scale": None, "attention": None,
+                            "compile": None, "reference_path": True, "warmup_sizes": [], "offload": "none"}}, b""),
         "progress": ({"v": 1, "type": "progress", "id": "req-1", "step": 3, "total": 20}, b""),
         "progress_preview": ({"v": 1, "type": "progress", "id": "req-1", "step": 4, "total": 20, "preview": {"width": 2, "height": 2}}, rgb2x2),
         "result": ({"v": 1, "type": "result", "id": "req-1", "width": 2, "height": 2, "seed": 3425234,

@@ -45,16 +45,21 @@ def flux_sigmas(num_steps: int, image_seq_len: int) -> torch.Tensor:
     return torch.cat([t, torch.zeros(1)])
 
 
+def euler_step(x: torch.Tensor, sigmas: torch.Tensor, i: int, velocity: Velocity) -> tuple[torch.Tensor, torch.Tensor]:
+    """One flow-matching Euler step: x ← x + (σ_next − σ)·v, computed in float32 and cast back
+    to the velocity's dtype (as the diffusers scheduler does). Returns (x_next, denoised)."""
+    s, s_next = sigmas[i], sigmas[i + 1]
+    v = velocity(x, i, s)
+    denoised = x.float() - s * v.float()
+    x = (x.float() + (s_next - s) * v.float()).to(v.dtype)
+    return x, denoised
+
+
 def euler(x: torch.Tensor, sigmas: torch.Tensor, velocity: Velocity, before: BeforeStep, after: AfterStep) -> torch.Tensor:
-    """Flow-matching Euler: x ← x + (σ_next − σ)·v, computed in float32 and cast back to the
-    velocity's dtype (as the diffusers scheduler does)."""
-    n = len(sigmas) - 1
-    for i in range(n):
+    """Flow-matching Euler over the whole schedule."""
+    for i in range(len(sigmas) - 1):
         before(i)
-        s, s_next = sigmas[i], sigmas[i + 1]
-        v = velocity(x, i, s)
-        denoised = x.float() - s * v.float()
-        x = (x.float() + (s_next - s) * v.float()).to(v.dtype)
+        x, denoised = euler_step(x, sigmas, i, velocity)
         after(i, x, denoised)
     return x
 
@@ -69,10 +74,10 @@ def res_2s_coefficients(sigma: float, sigma_next: float, c2: float = 0.5):
     return sigma2, correction
 
 
-def res_2s(
-    x: torch.Tensor, sigmas: torch.Tensor, velocity: Velocity, before: BeforeStep, after: AfterStep, c2: float = 0.5
-) -> torch.Tensor:
-    """The 2-stage exponential integrator of RES4LYF (`res_2s`, eta = 0, c2 = 0.5):
+def res_2s_step(
+    x: torch.Tensor, sigmas: torch.Tensor, i: int, velocity: Velocity, c2: float = 0.5
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step of the 2-stage exponential integrator of RES4LYF (`res_2s`, eta = 0, c2 = 0.5):
 
         D1 = x − σ·v(x, σ)
         x2 = x + (σ2 − σ)·v1                       (exact flow step to σ2 = σ·e^(−c2·h))
@@ -81,28 +86,35 @@ def res_2s(
 
     The first two terms are the Euler step, so it reduces to Euler when D2 = D1. The last
     step to σ = 0 (h = ∞) takes the first stage's denoised estimate D1 (one evaluation).
+    Returns (x_next, the last denoised estimate).
     """
-    n = len(sigmas) - 1
-    for i in range(n):
+    s, s_next = float(sigmas[i]), float(sigmas[i + 1])
+    v1 = velocity(x, i, sigmas[i])
+    xf = x.float()
+    d1 = xf - s * v1.float()
+    if s_next <= 0.0:
+        return d1.to(v1.dtype), d1
+    sigma2, corr = res_2s_coefficients(s, s_next, c2)
+    x2 = (xf + (sigma2 - s) * v1.float()).to(v1.dtype)
+    v2 = velocity(x2, i, torch.tensor(sigma2, dtype=torch.float32))
+    d2 = x2.float() - sigma2 * v2.float()
+    x = (xf + (s_next - s) * v1.float() + corr * (d2 - d1)).to(v1.dtype)
+    return x, d2
+
+
+def res_2s(
+    x: torch.Tensor, sigmas: torch.Tensor, velocity: Velocity, before: BeforeStep, after: AfterStep, c2: float = 0.5
+) -> torch.Tensor:
+    """`res_2s` over the whole schedule (see res_2s_step)."""
+    for i in range(len(sigmas) - 1):
         before(i)
-        s, s_next = float(sigmas[i]), float(sigmas[i + 1])
-        v1 = velocity(x, i, sigmas[i])
-        xf = x.float()
-        d1 = xf - s * v1.float()
-        if s_next <= 0.0:
-            x = d1.to(v1.dtype)
-            after(i, x, d1)
-            continue
-        sigma2, corr = res_2s_coefficients(s, s_next, c2)
-        x2 = (xf + (sigma2 - s) * v1.float()).to(v1.dtype)
-        v2 = velocity(x2, i, torch.tensor(sigma2, dtype=torch.float32))
-        d2 = x2.float() - sigma2 * v2.float()
-        x = (xf + (s_next - s) * v1.float() + corr * (d2 - d1)).to(v1.dtype)
-        after(i, x, d2)
+        x, denoised = res_2s_step(x, sigmas, i, velocity, c2)
+        after(i, x, denoised)
     return x
 
 
 SAMPLERS = {"euler": euler, "res_2s": res_2s}
+STEPS = {"euler": euler_step, "res_2s": res_2s_step}
 
 
 def evaluations(sampler: str, steps: int) -> int:
@@ -119,3 +131,13 @@ def integrate(sampler: str, x: torch.Tensor, sigmas: torch.Tensor, velocity: Vel
     except KeyError:
         raise ValueError(f"unknown sampler {sampler!r}; one of {', '.join(SAMPLERS)}") from None
     return fn(x, sigmas, velocity, before, after)
+
+
+def step(sampler: str, x: torch.Tensor, sigmas: torch.Tensor, i: int, velocity: Velocity) -> tuple[torch.Tensor, torch.Tensor]:
+    """Step i of `sampler` (the loops above, one step at a time, so a batch can change
+    between steps): returns (x_next, denoised)."""
+    try:
+        fn = STEPS[sampler]
+    except KeyError:
+        raise ValueError(f"unknown sampler {sampler!r}; one of {', '.join(STEPS)}") from None
+    return fn(x, sigmas, i, velocity)

@@ -1,7 +1,9 @@
 """`python -m klein_engine serve`: one long-lived engine process driven over stdin/stdout.
 
 The main thread owns the model and runs one typed job at a time (the GPU loop); a reader
-thread turns frames into jobs and cancellations. stdout carries frames only: the real
+thread turns frames into jobs and cancellations. With KLEIN_MAX_BATCH > 1 the GPU loop
+takes, with the job at the head of the queue, the compatible go_fast jobs already waiting
+(batch.py) and runs them as one batch; a cancel drops its job from the batch between steps. stdout carries frames only: the real
 stdout is kept private and fd 1 is pointed at stderr, so no library print can corrupt
 the stream. Exit statuses: 0 after shutdown or end of input, 2 when the model cannot be
 loaded (after one error frame with id null), 3 when the input stream is broken.
@@ -18,10 +20,12 @@ import sys
 import threading
 import time
 import traceback
-from typing import Optional
+from collections import deque
 
 from . import __version__, faults
+from .batch import BatchJob, batch_key, take_batch
 from .job import Cancelled, EngineError, GenerateRequest, InvalidInput, LoadError
+from .options import EngineOptions
 from .protocol import BadMessage, FrameWriter, ProtocolError, parse_generate, read_frame
 
 log = logging.getLogger("klein_engine")
@@ -37,14 +41,14 @@ def _private_stdout():
     return out
 
 
-def load_engine(model: str):
+def load_engine(model: str, options: EngineOptions | None = None):
     if model.startswith("simulated"):
         from .simulated import SimulatedEngine
 
         return SimulatedEngine.load(model)
     from .pipeline import KleinEngine
 
-    return KleinEngine.load(model)
+    return KleinEngine.load(model, options=options or EngineOptions.from_env())
 
 
 class Server:
@@ -56,8 +60,10 @@ class Server:
         self.lock = threading.Lock()
         self.pending: set[str] = set()
         self.dropped: set[str] = set()
-        self.current: Optional[str] = None
-        self.cancel_current = threading.Event()
+        # The jobs the GPU loop runs now (one, or a batch), each with its cancel flag.
+        self.running: dict[str, threading.Event] = {}
+        # Engines without generate_batch (the simulated one) run one job at a time.
+        self.max_batch = getattr(engine, "max_batch", 1) if hasattr(engine, "generate_batch") else 1
 
     # ------------------------------------------------------------ reader side
     def read_loop(self) -> None:
@@ -94,8 +100,8 @@ class Server:
         if not isinstance(job_id, str):
             return
         with self.lock:
-            if job_id == self.current:
-                self.cancel_current.set()
+            if job_id in self.running:
+                self.running[job_id].set()
                 return
             if job_id in self.pending:
                 self.pending.discard(job_id)
@@ -106,27 +112,47 @@ class Server:
 
     # -------------------------------------------------------------- GPU loop
     def serve(self) -> int:
+        backlog: deque = deque()
         while True:
-            item = self.jobs.get()
-            if item is _SHUTDOWN:
+            if not backlog:
+                backlog.append(self.jobs.get())
+            if self.max_batch > 1:
+                # What is already waiting may join the head's batch.
+                while True:
+                    try:
+                        backlog.append(self.jobs.get_nowait())
+                    except queue.Empty:
+                        break
+            head = backlog[0]
+            if head is _SHUTDOWN:
                 return 0
-            if item is _BROKEN:
+            if head is _BROKEN:
                 return 3
-            job_id, req = item
+            batch = take_batch(backlog, self.max_batch, self._key, lambda item: item is _SHUTDOWN or item is _BROKEN)
             with self.lock:
-                if job_id in self.dropped:
-                    self.dropped.discard(job_id)
-                    continue
-                self.pending.discard(job_id)
-                self.current = job_id
-                self.cancel_current.clear()
+                live = []
+                for job_id, req in batch:
+                    if job_id in self.dropped:
+                        self.dropped.discard(job_id)
+                        continue
+                    self.pending.discard(job_id)
+                    self.running[job_id] = threading.Event()
+                    live.append((job_id, req))
             try:
-                self.run(job_id, req)
+                if len(live) == 1:
+                    self.run(*live[0])
+                elif live:
+                    self.run_batch(live)
             finally:
                 with self.lock:
-                    self.current = None
+                    self.running.clear()
 
-    def run(self, job_id: str, req: GenerateRequest) -> None:
+    def _key(self, item):
+        if not isinstance(item, tuple):
+            return None
+        return batch_key(item[1], self.max_batch)
+
+    def _progress(self, job_id: str):
         def on_step(step: int, total: int, preview) -> None:
             h = {"type": "progress", "id": job_id, "step": step, "total": total}
             if preview is not None:
@@ -135,33 +161,66 @@ class Server:
             else:
                 self.writer.send(h)
 
-        on_step_f, should_stop = faults.wrap(req.prompt, on_step, self.cancel_current.is_set)
+        return on_step
+
+    def run(self, job_id: str, req: GenerateRequest) -> None:
+        on_step_f, should_stop = faults.wrap(req.prompt, self._progress(job_id), self.running[job_id].is_set)
         t0 = time.perf_counter()
         try:
             res = self.engine.generate(req, on_step_f, should_stop)
-        except Cancelled as e:
-            self.error(job_id, "cancelled", str(e))
-            return
-        except InvalidInput as e:
-            self.error(job_id, "invalid_input", str(e))
-            return
-        except EngineError as e:
-            self.error(job_id, e.code, str(e))
-            return
         except Exception as e:
-            if _is_oom(e):
-                _free_memory()
-                log.error("job %s: out of memory: %s", job_id, e)
-                self.error(job_id, "out_of_memory", "the device ran out of memory; try a smaller size or fewer reference images")
-                return
-            log.error("job %s failed:\n%s", job_id, traceback.format_exc())
-            self.error(job_id, "internal", f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}".strip())
+            self.failed([job_id], e)
             return
         log.info("job %s done in %.0f ms", job_id, (time.perf_counter() - t0) * 1000)
+        self.result(job_id, res)
+
+    def run_batch(self, live: list) -> None:
+        jobs = []
+        for job_id, req in live:
+            on_step_f, should_stop = faults.wrap(req.prompt, self._progress(job_id), self.running[job_id].is_set)
+            jobs.append(BatchJob(req, on_step_f, should_stop))
+        finished: set[int] = set()
+
+        def on_done(k: int, outcome) -> None:
+            finished.add(k)
+            if isinstance(outcome, BaseException):
+                self.failed([live[k][0]], outcome)
+            else:
+                self.result(live[k][0], outcome)
+
+        t0 = time.perf_counter()
+        log.info("batch of %d: %s", len(live), ", ".join(job_id for job_id, _ in live))
+        try:
+            self.engine.generate_batch(jobs, on_done)
+        except Exception as e:
+            # A failure of the shared forward (out of memory, a bug) fails every job still in it.
+            self.failed([live[k][0] for k in range(len(live)) if k not in finished], e)
+            return
+        log.info("batch of %d done in %.0f ms", len(live), (time.perf_counter() - t0) * 1000)
+
+    def result(self, job_id: str, res) -> None:
         self.writer.send(
             {"type": "result", "id": job_id, "width": res.width, "height": res.height, "seed": res.seed, "timings": res.timings},
             res.rgb,
         )
+
+    def failed(self, job_ids: list, e: BaseException) -> None:
+        """One error frame per job, with the code the exception maps to."""
+        if isinstance(e, Cancelled):
+            code, message = "cancelled", str(e)
+        elif isinstance(e, InvalidInput):
+            code, message = "invalid_input", str(e)
+        elif isinstance(e, EngineError):
+            code, message = e.code, str(e)
+        elif _is_oom(e):
+            _free_memory()
+            log.error("jobs %s: out of memory: %s", ", ".join(job_ids), e)
+            code, message = "out_of_memory", "the device ran out of memory; try a smaller size or fewer reference images"
+        else:
+            log.error("jobs %s failed:\n%s", ", ".join(job_ids), "".join(traceback.format_exception(e)))
+            code, message = "internal", f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}".strip()
+        for job_id in job_ids:
+            self.error(job_id, code, message)
 
     def error(self, job_id, code: str, message: str) -> None:
         self.writer.send({"type": "error", "id": job_id, "code": code, "message": message})
@@ -199,9 +258,14 @@ def main(argv: list[str] | None = None) -> int:
     writer = FrameWriter(out)
     try:
         t0 = time.perf_counter()
-        engine = load_engine(a.model)
-        faults.load_delay()
+        options = EngineOptions.from_env()
+        engine = load_engine(a.model, options)
         log.info("loaded %s in %.1f s", a.model, time.perf_counter() - t0)
+        if hasattr(engine, "warm_up"):
+            warm = engine.warm_up()
+            if warm:
+                log.info("warmed up (compiled %s) in %.1f s", ", ".join(f"{w}x{h}" for w, h in options.warmup_sizes), warm)
+        faults.load_delay()
     except (LoadError, InvalidInput) as e:
         writer.send({"type": "error", "id": None, "code": "internal", "message": str(e)})
         return 2

@@ -43,6 +43,7 @@ class SimulatedEngine:
                 "max_reference_images": 4,
                 "go_fast": False,
                 "preview": False,
+                "max_batch": 1,
             },
             "geometry": {"pixel_multiple": PIXEL_MULTIPLE, "min_side": 64, "max_side": 2048},
         }

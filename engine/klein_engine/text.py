@@ -4,14 +4,20 @@ Qwen3 chat template (thinking disabled) → 512 tokens (padded / truncated) → 
 states after layers 9, 18 and 27 concatenated per token: (B, 512, 3 × hidden).
 Only the layers that are read are kept (27 of Qwen3-4B's 36): the others cannot change
 the read-out, because each layer only sees the ones before it.
+
+Each prompt is encoded on its own (batch 1), as the reference pipeline does: on a GPU a
+batched run may pick other GEMM kernels, so an embedding would depend on which prompts
+happened to miss the cache together, and the same request could give other bytes.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
+
+from .offload import Placement
 
 MAX_SEQUENCE_LENGTH = 512
 OUT_LAYERS = (9, 18, 27)
@@ -37,7 +43,8 @@ def chat_text(tokenizer, prompt: str) -> str:
 
 
 class TextEncoder:
-    def __init__(self, tokenizer, text_encoder, cache_size: int = 64, out_layers: Sequence[int] = OUT_LAYERS):
+    def __init__(self, tokenizer, text_encoder, cache_size: int = 64, out_layers: Sequence[int] = OUT_LAYERS,
+                 placement: Optional[Placement] = None):
         self.tokenizer = tokenizer
         self.model = text_encoder
         self.out_layers = tuple(out_layers)
@@ -48,6 +55,7 @@ class TextEncoder:
                 f"the text encoder has {len(text_encoder.model.layers)} layers; layers {self.out_layers} are read"
             )
         truncate_to_read_layers(text_encoder, self.out_layers)
+        self.placement = placement or Placement(text_encoder, text_encoder.device)
 
     @property
     def width(self) -> int:
@@ -69,12 +77,15 @@ class TextEncoder:
         return torch.stack(out, dim=0)
 
     @torch.inference_mode()
-    def _run(self, prompts: Sequence[str]) -> torch.Tensor:
-        texts = [chat_text(self.tokenizer, p) for p in prompts]
+    def _run(self, prompts: Sequence[str]) -> list[torch.Tensor]:
+        with self.placement.on_device() as device:
+            return [self._run_one(p, device) for p in prompts]
+
+    def _run_one(self, prompt: str, device: torch.device) -> torch.Tensor:
         enc = self.tokenizer(
-            texts, return_tensors="pt", padding="max_length", truncation=True, max_length=MAX_SEQUENCE_LENGTH
+            [chat_text(self.tokenizer, prompt)], return_tensors="pt", padding="max_length", truncation=True,
+            max_length=MAX_SEQUENCE_LENGTH,
         )
-        device = self.model.device
         out = self.model(
             input_ids=enc["input_ids"].to(device),
             attention_mask=enc["attention_mask"].to(device),
@@ -83,4 +94,4 @@ class TextEncoder:
         )
         h = torch.stack([out.hidden_states[k] for k in self.out_layers], dim=1)
         b, n, s, d = h.shape
-        return h.permute(0, 2, 1, 3).reshape(b, s, n * d)
+        return h.permute(0, 2, 1, 3).reshape(s, n * d)

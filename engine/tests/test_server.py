@@ -66,6 +66,9 @@ def test_ready_facts(eng):
     h = eng.ready
     assert h["protocol"] == 1 and h["v"] == 1 and h["variant"] == "distilled" and h["device"] == "cpu"
     assert h["geometry"]["pixel_multiple"] == 16 and "res_2s" in h["capabilities"]["samplers"]
+    # On a CPU nothing is fast, and jobs run one at a time unless KLEIN_MAX_BATCH says otherwise.
+    assert h["capabilities"]["go_fast"] is False and h["capabilities"]["max_batch"] == 1
+    assert h["fast"]["fp8"] is None and h["fast"]["reference_path"] is True
 
 
 def test_generate_progress_then_result(eng):

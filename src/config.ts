@@ -40,6 +40,18 @@ export interface Config {
   webhookAttempts: number;
   webhookBackoffMs: number;
   webhookTimeoutMs: number;
+  /** PostgreSQL (DATABASE_URL, postgres://…) for accounts, ledger and requests; null: SQLite in the data directory. */
+  databaseUrl: string | null;
+  /** Redis (REDIS_URL) for the queue, limits, progress and cancel; null: the embedded in-process queue. */
+  redisUrl: string | null;
+  /** Prefix of every Redis key, so deployments can share a Redis. */
+  redisPrefix: string;
+  /** How long a silent worker keeps its job before another may take it (ms). */
+  jobLockMs: number;
+  /** A worker leaves after this long without a job (ms; 0 = never): scale to zero. */
+  idleExitMs: number;
+  /** How often gateways put back jobs that Redis lost (ms). */
+  reconcileMs: number;
   /** S3-compatible output storage; null means local disk under the data directory. */
   s3: { bucket: string; endpoint?: string; region: string; prefix: string; forcePathStyle: boolean } | null;
 }
@@ -126,6 +138,11 @@ class Reader {
 
 }
 
+/** A URL with its password hidden, for error messages. */
+function redact(url: string): string {
+  return url.replace(/\/\/([^:/@]*):[^@/]*@/, '//$1:***@');
+}
+
 /** The repository root: the nearest folder above this module with a package.json
  * (src/ under tsx, dist/src/ after tsc). */
 export function projectRoot(): string {
@@ -163,8 +180,21 @@ export function loadConfig(env: Env = process.env): Config {
     webhookAttempts: r.int('KLEIN_WEBHOOK_ATTEMPTS', 9, 1, 50),
     webhookBackoffMs: r.int('KLEIN_WEBHOOK_BACKOFF_MS', 15_000, 10, 3_600_000),
     webhookTimeoutMs: r.int('KLEIN_WEBHOOK_TIMEOUT_MS', 10_000, 100, 120_000),
+    databaseUrl: null,
+    redisUrl: null,
+    redisPrefix: r.str('KLEIN_REDIS_PREFIX', 'klein'),
+    jobLockMs: r.int('KLEIN_JOB_LOCK_MS', 30_000, 1000, 3_600_000),
+    idleExitMs: r.int('KLEIN_IDLE_EXIT', 0, 0, 86_400) * 1000,
+    reconcileMs: r.int('KLEIN_RECONCILE_MS', 10_000, 100, 3_600_000),
     s3: null,
   };
+  const dbUrl = r.str('DATABASE_URL', '');
+  if (dbUrl && !/^postgres(ql)?:\/\/[^/]/.test(dbUrl)) r.problems.push(`DATABASE_URL: must be a postgres:// URL, got "${redact(dbUrl)}"`);
+  cfg.databaseUrl = dbUrl || null;
+  const redisUrl = r.str('REDIS_URL', '');
+  if (redisUrl && !/^rediss?:\/\/[^/]/.test(redisUrl)) r.problems.push(`REDIS_URL: must be a redis:// or rediss:// URL, got "${redact(redisUrl)}"`);
+  cfg.redisUrl = redisUrl || null;
+  if (!/^[A-Za-z0-9_.-]{1,64}$/.test(cfg.redisPrefix)) r.problems.push(`KLEIN_REDIS_PREFIX: must be 1 to 64 letters, digits, '_', '.' or '-', got "${cfg.redisPrefix}"`);
   const bucket = r.str('S3_BUCKET', '');
   const endpoint = r.str('S3_ENDPOINT', '');
   if (endpoint && !/^https?:\/\//.test(endpoint)) r.problems.push(`S3_ENDPOINT: must be an http(s) URL, got "${endpoint}"`);

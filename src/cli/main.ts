@@ -1,6 +1,8 @@
 /**
- * The `klein` command: `serve` runs the server; `keys`, `credits` and `usage` manage
- * accounts in the data directory (KLEIN_DATA_DIR, default ./data).
+ * The `klein` command: `serve` runs the server (or, scaled out, a gateway), `worker` runs
+ * engines for a fleet, `migrate` prepares the database; `keys`, `credits`, `usage` and
+ * `webhooks` manage accounts in the server's database (DATABASE_URL, or SQLite in
+ * KLEIN_DATA_DIR, default ./data); `generate` calls a running server.
  */
 import { Command } from 'commander';
 import { ConfigError } from '../config.js';
@@ -10,6 +12,7 @@ import { register as registerCredits } from './credits.js';
 import { register as registerUsage } from './usage.js';
 import { register as registerWebhooks } from './webhooks.js';
 import { register as registerGenerate } from './generate.js';
+import { register as registerMigrate } from './migrate.js';
 
 export function buildProgram(): Command {
   const program = new Command('klein')
@@ -22,6 +25,7 @@ export function buildProgram(): Command {
   registerUsage(program, ctx);
   registerWebhooks(program, ctx);
   registerGenerate(program);
+  registerMigrate(program, ctx);
   return program;
 }
 

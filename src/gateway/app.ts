@@ -21,9 +21,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../config.js';
 import type { PricingConfig } from '../contract/pricing.js';
 import type { Database } from '../store/schema.js';
-import type { LocalQueue } from '../queue/local-queue.js';
-import type { JobBus } from '../queue/events.js';
-import type { EngineProcess } from '../worker/engine-process.js';
+import type { JobQueue } from '../queue/types.js';
 import { ApiError, errorBody } from './errors.js';
 import type { Limiter } from './limits.js';
 import type { Metrics } from './metrics.js';
@@ -47,9 +45,8 @@ declare module 'fastify' {
 export interface AppDeps {
   config: Config;
   db: Kysely<Database>;
-  queue: LocalQueue;
-  bus: JobBus;
-  engine: EngineProcess;
+  /** The embedded queue with its engine, or the fleet's queue on Redis. */
+  queue: JobQueue;
   limiter: Limiter;
   metrics: Metrics;
   logger: Logger;

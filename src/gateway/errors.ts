@@ -27,6 +27,7 @@ export const ERRORS = {
   out_of_memory: { status: 502, message: 'The engine ran out of GPU memory' },
   not_ready: { status: 503, message: 'The server is starting' },
   draining: { status: 503, message: 'The server is shutting down' },
+  queue_unavailable: { status: 503, message: 'The job queue is unavailable; try again shortly' },
   timeout: { status: 504, message: 'The request did not finish in time' },
 } as const satisfies Record<string, { status: number; message: string }>;
 

@@ -19,6 +19,7 @@ import { ApiError } from './errors.js';
 import type { AppDeps } from './app.js';
 import type { Caller } from './auth.js';
 import { healthOf } from './routes/health.js';
+import { slotKey } from '../queue/lifecycle.js';
 
 export type Admitted =
   | {
@@ -49,6 +50,9 @@ export function assertReady(deps: AppDeps): void {
   }
   if (h.status === 'DRAINING') {
     throw new ApiError('draining', 'The server is shutting down', { headers: { 'retry-after': '30' } });
+  }
+  if (h.status === 'UNHEALTHY' && h.retryAfterS !== undefined) {
+    throw new ApiError('queue_unavailable', `The job queue is unavailable (${h.reason}); try again shortly`, { headers: { 'retry-after': String(h.retryAfterS) } });
   }
   if (h.status === 'UNHEALTHY') throw new ApiError('engine_unavailable', `No engine can take work: ${h.reason}`);
 }
@@ -97,16 +101,16 @@ export async function admit(deps: AppDeps, req: FastifyRequest, caller: Caller, 
   const input = v.value;
 
   // 2. Idempotency: the same key and body is the same request (charged once).
-  const key = opts.idempotencyKey;
+  const idemKey = opts.idempotencyKey;
   let hash: string | null = null;
-  if (key !== undefined) {
-    if (key.length === 0 || key.length > MAX_IDEMPOTENCY_KEY) {
+  if (idemKey !== undefined) {
+    if (idemKey.length === 0 || idemKey.length > MAX_IDEMPOTENCY_KEY) {
       throw new ApiError('validation_failed', `Idempotency-Key must be 1 to ${MAX_IDEMPOTENCY_KEY} characters`, {
         details: [{ field: 'Idempotency-Key', message: `must be 1 to ${MAX_IDEMPOTENCY_KEY} characters` }],
       });
     }
     hash = bodyHash(opts.route, body);
-    const existing = await findByIdempotencyKey(deps.db, caller.accountId, key);
+    const existing = await findByIdempotencyKey(deps.db, caller.accountId, idemKey);
     if (existing) return checkReplay(existing, hash);
   }
 
@@ -137,26 +141,22 @@ export async function admit(deps: AppDeps, req: FastifyRequest, caller: Caller, 
   const refPixels = images.reduce((n, i) => n + i.width * i.height, 0);
   const price = priceMicro(params, deps.pricing, refPixels);
 
-  // 7. Concurrency (429): sync calls hold a slot while they wait; async requests count
-  //    while they are queued or running.
-  let releaseSlot: () => void = () => undefined;
-  if (opts.route === 'v1') {
-    const slot = await deps.limiter.acquire(`key:${caller.keyId}`, caller.concurrency);
-    if (!slot) throw concurrencyError(caller.concurrency);
-    releaseSlot = slot;
-  } else {
-    const open = await deps.db
-      .selectFrom('requests')
-      .select((eb) => eb.fn.countAll<number>().as('n'))
-      .where('key_id', '=', caller.keyId)
-      .where('status', 'in', ['QUEUED', 'PROCESSING'])
-      .executeTakeFirstOrThrow();
-    if (Number(open.n) >= caller.concurrency) throw concurrencyError(caller.concurrency);
-  }
+  // 7. Concurrency (429): a request holds one of its key's slots from here until it ends
+  //    (released by whoever ends it: this gateway for a sync call, or the worker).
+  const id = opts.id ?? req.id;
+  const key = slotKey(caller.keyId);
+  const ttlMs = opts.route === 'v1' ? deps.config.syncTimeoutS * 1000 + 60_000 : deps.config.retentionMs;
+  const slot = await deps.limiter.acquire(key, caller.concurrency, id, ttlMs).catch((err: unknown) => {
+    throw new ApiError('queue_unavailable', 'Concurrency limits cannot be checked right now (Redis is unreachable); try again shortly', {
+      headers: { 'retry-after': '5' },
+      cause: err,
+    });
+  });
+  if (!slot) throw concurrencyError(caller.concurrency);
+  const releaseSlot = () => void deps.limiter.release(key, id).catch(() => undefined);
 
   // 8. Reserve credits and enqueue (406 when short).
   try {
-    const id = opts.id ?? req.id;
     const r = await deps.queue.submit({
       id,
       accountId: caller.accountId,
@@ -167,7 +167,7 @@ export async function admit(deps: AppDeps, req: FastifyRequest, caller: Caller, 
       images,
       priceMicro: price,
       webhookUrl: input.webhook_url ?? null,
-      idempotencyKey: key ?? null,
+      idempotencyKey: idemKey ?? null,
       idempotencyHash: hash,
     });
     if (!r.ok && r.reason === 'duplicate') {

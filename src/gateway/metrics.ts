@@ -4,6 +4,7 @@
  * separately (llama.cpp server style).
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { QueueDepth } from '../queue/types.js';
 
 export const STAGES = ['fetch', 'queue', 'text', 'denoise', 'decode', 'encode', 'total'] as const;
 export type Stage = (typeof STAGES)[number];
@@ -13,15 +14,26 @@ export interface Metrics {
   httpRequests: Counter<'route' | 'method' | 'status'>;
   jobsWaiting: Gauge;
   jobsRunning: Gauge;
+  oldestAge: Gauge;
   stageSeconds: Histogram<'stage'>;
   engineRestarts: Counter;
   jobsFinished: Counter<'status'>;
+  /** Where the queue gauges are read from at scrape time (set once the queue exists). */
+  queueSource: (() => Promise<QueueDepth>) | null;
 }
 
 export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics {
   const registry = new Registry();
+  // One read of the queue per scrape, shared by its three gauges.
+  let cached: { at: number; value: Promise<QueueDepth | null> } | null = null;
+  const depth = (): Promise<QueueDepth | null> => {
+    if (!cached || Date.now() - cached.at > 500) {
+      cached = { at: Date.now(), value: m.queueSource ? m.queueSource().catch(() => null) : Promise.resolve(null) };
+    }
+    return cached.value;
+  };
   if (opts.defaultMetrics ?? true) collectDefaultMetrics({ register: registry, prefix: 'klein_process_' });
-  return {
+  const m: Metrics = {
     registry,
     httpRequests: new Counter({
       name: 'klein_http_requests_total',
@@ -29,8 +41,30 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics 
       labelNames: ['route', 'method', 'status'],
       registers: [registry],
     }),
-    jobsWaiting: new Gauge({ name: 'klein_jobs_waiting', help: 'Jobs queued, not yet started', registers: [registry] }),
-    jobsRunning: new Gauge({ name: 'klein_jobs_running', help: 'Jobs running on an engine', registers: [registry] }),
+    jobsWaiting: new Gauge({
+      name: 'klein_jobs_waiting',
+      help: 'Requests queued, not yet started (the queue depth autoscalers scale on)',
+      registers: [registry],
+      async collect() {
+        this.set((await depth())?.waiting ?? 0);
+      },
+    }),
+    jobsRunning: new Gauge({
+      name: 'klein_jobs_running',
+      help: 'Requests running on an engine',
+      registers: [registry],
+      async collect() {
+        this.set((await depth())?.running ?? 0);
+      },
+    }),
+    oldestAge: new Gauge({
+      name: 'klein_queue_oldest_age_seconds',
+      help: 'How long the oldest queued request has waited (0 when none waits)',
+      registers: [registry],
+      async collect() {
+        this.set((await depth())?.oldestAgeS ?? 0);
+      },
+    }),
     stageSeconds: new Histogram({
       name: 'klein_stage_seconds',
       help: 'Time per stage of a generation: fetch (reference images), queue, text, denoise, decode, encode, total',
@@ -49,5 +83,7 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics 
       labelNames: ['status'],
       registers: [registry],
     }),
+    queueSource: null,
   };
+  return m;
 }

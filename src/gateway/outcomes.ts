@@ -5,9 +5,12 @@
 import type { ImageFormat, ResolvedParams } from '../contract/types.js';
 import { balance } from '../accounts/ledger.js';
 import type { JobOutcome } from '../queue/events.js';
-import { CONTENT_TYPES } from '../queue/local-queue.js';
+import { CONTENT_TYPES } from '../queue/storage-keys.js';
 import type { RequestRow } from '../store/requests.js';
-import type { AppDeps } from './app.js';
+import type { Kysely } from 'kysely';
+import type { Database } from '../store/schema.js';
+import type { OutputStorage } from '../storage/types.js';
+import type { CancelReason } from '../queue/events.js';
 import { ApiError, ERRORS, type ErrorCode } from './errors.js';
 
 export function errorOf(row: RequestRow): ApiError {
@@ -15,10 +18,18 @@ export function errorOf(row: RequestRow): ApiError {
   return new ApiError(code, row.error_message ?? undefined);
 }
 
+const CANCEL_REASONS: readonly CancelReason[] = ['timeout', 'client_gone', 'user', 'shutdown'];
+
+/** The reason a cancelled row was cancelled for (its message is `cancelled (<reason>)`). */
+export function cancelReasonOf(row: RequestRow): CancelReason {
+  const m = /\((\w+)\)/.exec(row.error_message ?? '');
+  return CANCEL_REASONS.find((r) => r === m?.[1]) ?? 'user';
+}
+
 /** The outcome of a terminal row; null while it is still queued or running. */
-export async function outcomeOfRow(deps: AppDeps, row: RequestRow): Promise<JobOutcome | null> {
+export async function outcomeOfRow(deps: { db: Kysely<Database>; storage: OutputStorage }, row: RequestRow): Promise<JobOutcome | null> {
   if (row.status === 'FAILED') return { status: 'FAILED', error: errorOf(row) };
-  if (row.status === 'CANCELLED') return { status: 'CANCELLED', reason: row.error_message?.includes('timeout') ? 'timeout' : 'user' };
+  if (row.status === 'CANCELLED') return { status: 'CANCELLED', reason: cancelReasonOf(row) };
   if (row.status !== 'COMPLETED') return null;
   const bytes = row.output_key ? await deps.storage.get(row.output_key) : null;
   if (!bytes) return { status: 'FAILED', error: new ApiError('not_found', 'The output of this request has expired') };

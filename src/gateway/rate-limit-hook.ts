@@ -12,7 +12,13 @@ export function rateLimitHook(limiter: Limiter) {
   return async function rateLimit(req: FastifyRequest, reply: FastifyReply): Promise<void> {
     const caller = requireCaller(req);
     const now = Date.now();
-    const d = await limiter.hit(`key:${caller.keyId}`, caller.rpm, now);
+    const d = await limiter.hit(`key:${caller.keyId}`, caller.rpm, now).catch((err: unknown) => {
+      // The limits live in Redis when scaled out: without them nothing is admitted.
+      throw new ApiError('queue_unavailable', 'Rate limits cannot be checked right now (Redis is unreachable); try again shortly', {
+        headers: { 'retry-after': '5' },
+        cause: err,
+      });
+    });
     const resetAt = new Date(d.resetAtMs).toISOString();
     reply.header('x-rate-limit-remaining', String(d.remaining));
     reply.header('x-rate-limit-reset-at-utc', resetAt);

@@ -1,7 +1,8 @@
 /**
  * What a running request tells the parts of the gateway that wait on it (the sync route,
- * and later the status, events and webhook paths). One `JobBus` per process: the queue
- * publishes, waiters subscribe by request id.
+ * the status and events routes). One `JobBus` per process: the embedded queue publishes
+ * into it directly; in a fleet, the Redis subscriber (redis/events.ts) feeds it with what
+ * the workers publish. Waiters subscribe by request id.
  */
 import { EventEmitter } from 'node:events';
 import type { ApiError } from '../gateway/errors.js';
@@ -49,6 +50,7 @@ export interface ProgressEvent {
 export class JobBus {
   private readonly emitter = new EventEmitter();
   private readonly finished = new Map<string, JobOutcome>();
+  private readonly last = new Map<string, ProgressEvent>();
 
   constructor() {
     // Many concurrent waiters are normal for a busy server.
@@ -56,10 +58,17 @@ export class JobBus {
   }
 
   progress(id: string, ev: ProgressEvent): void {
+    this.last.set(id, ev);
     this.emitter.emit(`progress:${id}`, ev);
   }
 
+  /** The last progress of a request that has not finished, or null. */
+  lastProgress(id: string): ProgressEvent | null {
+    return this.last.get(id) ?? null;
+  }
+
   finish(id: string, outcome: JobOutcome): void {
+    this.last.delete(id);
     // Kept briefly so a waiter that subscribes just after the end still gets it.
     this.finished.set(id, outcome);
     setTimeout(() => this.finished.delete(id), 30_000).unref();
@@ -71,10 +80,22 @@ export class JobBus {
     return () => this.emitter.off(`progress:${id}`, fn);
   }
 
-  /** Resolves with the request's outcome (at once if it already finished recently). */
-  waitFor(id: string): Promise<JobOutcome> {
+  /**
+   * Resolves with the request's outcome (at once if it already finished recently). An
+   * aborted `signal` stops listening (the promise then never resolves).
+   */
+  waitFor(id: string, signal?: AbortSignal): Promise<JobOutcome> {
     const done = this.finished.get(id);
     if (done) return Promise.resolve(done);
-    return new Promise((resolve) => this.emitter.once(`done:${id}`, resolve));
+    return new Promise((resolve) => {
+      const fn = (o: JobOutcome) => resolve(o);
+      this.emitter.once(`done:${id}`, fn);
+      signal?.addEventListener('abort', () => this.emitter.off(`done:${id}`, fn), { once: true });
+    });
+  }
+
+  /** Whether anyone in this process waits for, or streams, this request. */
+  isWatched(id: string): boolean {
+    return this.emitter.listenerCount(`done:${id}`) + this.emitter.listenerCount(`progress:${id}`) > 0;
   }
 }

@@ -1,8 +1,7 @@
 /**
  * The embedded default's durable queue: jobs are rows of the `requests` table (SQLite),
- * taken in order by one engine at a time. Credits are reserved before a row exists and
- * every terminal state settles or releases them exactly once (the ledger is keyed by
- * request id, so a replay cannot charge twice or lose a refund).
+ * taken in order by the one engine this process supervises. Submission is submit.ts, the
+ * run is worker/run-job.ts, every end is lifecycle.ts (shared with the fleet's workers).
  *
  *   submit ─▶ reserve ─▶ row QUEUED ─▶ claim (PROCESSING) ─▶ engine ─▶ encode ─▶ store output
  *               │ 406         │ cancel                        │ crash (async: retried)
@@ -16,51 +15,21 @@
  */
 import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
-import sharp from 'sharp';
+import type { RgbImage } from '../contract/types.js';
 import { ApiError } from '../gateway/errors.js';
+import type { Limiter } from '../gateway/limits.js';
 import type { Metrics } from '../gateway/metrics.js';
-import type { ImageFormat, ResolvedParams, RgbImage } from '../contract/types.js';
-import type { JobBus, CancelReason, JobOutcome, ProgressEvent } from './events.js';
+import { claimNext, countByStatus, queuePosition, recoverOnStartup, type RequestRow } from '../store/requests.js';
 import type { Database } from '../store/schema.js';
-import {
-  IdempotencyKeyTaken,
-  createRequest,
-  claimNext,
-  transition,
-  recoverOnStartup,
-  countByStatus,
-  queuePosition,
-  getRequest,
-  type RequestRow,
-} from '../store/requests.js';
-import { reserve, settle, release, balance } from '../accounts/ledger.js';
-import { encodeImage } from '../images/encode.js';
-import { generationMetadata as metadataFor } from '../images/generation-metadata.js';
-import type { EngineProcess } from '../worker/engine-process.js';
-import { Cancelled, EngineCrashed } from '../worker/engine-process.js';
 import type { OutputStorage } from '../storage/types.js';
-import type { Webhooks } from '../webhooks/dispatcher.js';
-
-export interface SubmitSpec {
-  id: string;
-  accountId: string;
-  keyId: string;
-  /** 'v1' (synchronous) or 'v2' (asynchronous, durable). */
-  route: string;
-  params: ResolvedParams;
-  /** `params` as stored: data: URIs replaced by a short digest (no image bytes in rows). */
-  storedParams: Record<string, unknown>;
-  images: RgbImage[];
-  priceMicro: number;
-  webhookUrl?: string | null;
-  idempotencyKey?: string | null;
-  idempotencyHash?: string | null;
-}
-
-export type SubmitResult =
-  | { ok: true; row: RequestRow }
-  | { ok: false; reason: 'insufficient_credits'; balanceMicro: number }
-  | { ok: false; reason: 'duplicate'; existing: RequestRow };
+import type { EngineProcess } from '../worker/engine-process.js';
+import { inputsFromRow, loadJobInputs, type JobInputs } from '../worker/load-job.js';
+import { JobControl, runJob } from '../worker/run-job.js';
+import type { CancelReason, JobBus, JobOutcome, ProgressEvent } from './events.js';
+import { Lifecycle, lostInputs, slotKey } from './lifecycle.js';
+import { oldestQueuedAgeS } from './depth.js';
+import { submitRequest } from './submit.js';
+import type { JobQueue, QueueDepth, Readiness, SubmitResult, SubmitSpec } from './types.js';
 
 export interface LocalQueueOptions {
   db: Kysely<Database>;
@@ -69,46 +38,47 @@ export interface LocalQueueOptions {
   metrics: Metrics;
   logger: Logger;
   storage: OutputStorage;
-  webhooks: Webhooks;
+  limiter: Limiter;
   workerId: string;
   imageMetadata: boolean;
   /** Engine starts a job may take before it is failed (crashes of async jobs are retried). */
   maxAttempts: number;
   retentionMs: number;
+  /** Called when a webhook delivery was recorded (wakes the dispatcher). */
+  onWebhook?: () => void;
 }
 
-export const CONTENT_TYPES: Record<ImageFormat, string> = { png: 'image/png', jpeg: 'image/jpeg', webp: 'image/webp' };
-export const EXTENSIONS: Record<ImageFormat, string> = { png: 'png', jpeg: 'jpg', webp: 'webp' };
-
-const outputKey = (id: string, f: ImageFormat) => `outputs/${id}.${EXTENSIONS[f]}`;
-const inputKey = (id: string, i: number) => `inputs/${id}/${i}.png`;
-
-export class LocalQueue {
-  private readonly inputs = new Map<string, { spec: SubmitSpec; enqueuedAt: number }>();
-  private readonly running = new Map<string, { abort: AbortController; reason?: CancelReason }>();
-  private readonly progress = new Map<string, ProgressEvent>();
+export class LocalQueue implements JobQueue {
+  /** Reference pixels of jobs submitted in this process, until they end. */
+  private readonly images = new Map<string, RgbImage[]>();
+  private readonly running = new Map<string, JobControl>();
+  private readonly lifecycle: Lifecycle;
   private pumping = false;
   private stopped = false;
 
-  constructor(private readonly o: LocalQueueOptions) {}
+  constructor(private readonly o: LocalQueueOptions) {
+    this.lifecycle = new Lifecycle({ db: o.db, storage: o.storage, metrics: o.metrics, logger: o.logger, limiter: o.limiter, notifier: o.bus, onWebhook: o.onWebhook });
+  }
 
   /**
    * Recovers what a previous run left behind, then starts taking work: rows left
    * PROCESSING are retried (async) or failed and released (sync, or out of attempts);
-   * queued sync rows are failed and released; queued async rows simply run.
+   * queued sync rows are failed and released; queued async rows run, and hold their
+   * concurrency slots again.
    */
   async start(): Promise<void> {
     const { requeued, failed } = await recoverOnStartup(this.o.db, { maxAttempts: this.o.maxAttempts });
-    for (const id of failed) await this.afterFailure(id, new ApiError('engine_failed', 'the server stopped while this request was running'));
-    const queued = await this.o.db.selectFrom('requests').select(['id', 'route']).where('status', '=', 'QUEUED').execute();
-    for (const { id, route } of queued) {
-      if (route === 'v2' || this.inputs.has(id)) continue;
-      if (await transition(this.o.db, id, ['QUEUED'], 'FAILED', { error_code: 'engine_failed', error_message: 'the server restarted before this request ran' })) {
-        await this.afterFailure(id, new ApiError('engine_failed', 'the server restarted before this request ran'));
+    for (const id of failed) await this.lifecycle.afterFailure(id, new ApiError('engine_failed', 'the server stopped while this request was running'));
+    const queued = await this.o.db.selectFrom('requests').select(['id', 'route', 'key_id']).where('status', '=', 'QUEUED').execute();
+    for (const { id, route, key_id } of queued) {
+      if (this.images.has(id)) continue;
+      if (route === 'v2') {
+        await this.o.limiter.acquire(slotKey(key_id), Number.MAX_SAFE_INTEGER, id, this.o.retentionMs);
+        continue;
       }
+      await this.lifecycle.failed(id, new ApiError('engine_failed', 'the server restarted before this request ran'), ['QUEUED']);
     }
     if (requeued.length > 0) this.o.logger.info({ requeued: requeued.length }, 'resuming requests from the previous run');
-    await this.refreshGauges();
     this.wake();
   }
 
@@ -121,65 +91,57 @@ export class LocalQueue {
     while (this.running.size > 0 || this.pumping) await new Promise((r) => setTimeout(r, 20));
   }
 
-  /** Reserves the price and queues the job (406 when short; the existing row for a taken idempotency key). */
   async submit(spec: SubmitSpec): Promise<SubmitResult> {
-    const r = await reserve(this.o.db, { accountId: spec.accountId, requestId: spec.id, priceMicro: spec.priceMicro });
-    if (!r.ok) return { ok: false, reason: 'insufficient_credits', balanceMicro: r.balanceMicro };
-    this.inputs.set(spec.id, { spec, enqueuedAt: Date.now() });
-    let row: RequestRow;
-    try {
-      if (spec.route === 'v2') {
-        await Promise.all(spec.images.map(async (img, i) => this.o.storage.put(inputKey(spec.id, i), await rgbToPng(img), 'image/png')));
-      }
-      row = await createRequest(this.o.db, {
-        id: spec.id,
-        account_id: spec.accountId,
-        key_id: spec.keyId,
-        route: spec.route,
-        params: spec.storedParams,
-        seed: spec.params.seed,
-        width: spec.params.width,
-        height: spec.params.height,
-        price_micro: spec.priceMicro,
-        webhook_url: spec.webhookUrl ?? null,
-        idempotency_key: spec.idempotencyKey ?? null,
-        idempotency_hash: spec.idempotencyHash ?? null,
-        retention_ms: this.o.retentionMs,
-      });
-    } catch (err) {
-      this.inputs.delete(spec.id);
-      await release(this.o.db, spec.id);
-      await this.deleteInputs(spec.id, spec.images.length);
-      if (err instanceof IdempotencyKeyTaken) return { ok: false, reason: 'duplicate', existing: err.existing };
-      throw err;
+    // Async requests must survive a restart, so their pixels go to storage; sync ones stay in memory.
+    this.images.set(spec.id, spec.images);
+    const r = await submitRequest({ db: this.o.db, storage: this.o.storage, retentionMs: this.o.retentionMs }, spec, spec.route === 'v2');
+    if (!r.ok) {
+      this.images.delete(spec.id);
+      return r;
     }
-    await this.refreshGauges();
     this.wake();
-    return { ok: true, row };
+    return r;
   }
 
   async position(id: string): Promise<number> {
     return queuePosition(this.o.db, id);
   }
 
-  /** The last progress of a running job (null when none is known). */
-  lastProgress(id: string): ProgressEvent | null {
-    return this.progress.get(id) ?? null;
+  async lastProgress(id: string): Promise<ProgressEvent | null> {
+    return this.o.bus.lastProgress(id);
   }
 
-  /** Cancels a queued or running job. Returns false when it already finished. */
+  waitFor(id: string): Promise<JobOutcome> {
+    return this.o.bus.waitFor(id);
+  }
+
+  onProgress(id: string, fn: (ev: ProgressEvent) => void): () => void {
+    return this.o.bus.onProgress(id, fn);
+  }
+
+  readiness(): Readiness {
+    const s = this.o.engine.state;
+    if (s === 'READY' || s === 'BUSY' || s === 'STARTING') return { status: s };
+    return { status: 'UNHEALTHY', reason: this.o.engine.lastError ?? `engine ${s.toLowerCase()}` };
+  }
+
+  async describe(): Promise<Record<string, unknown>> {
+    return { engine: this.o.engine.facts ?? null, engine_restarts: this.o.engine.restarts };
+  }
+
+  async depth(): Promise<QueueDepth> {
+    const counts = await countByStatus(this.o.db, ['QUEUED', 'PROCESSING']);
+    return { waiting: counts.QUEUED ?? 0, running: counts.PROCESSING ?? 0, oldestAgeS: await oldestQueuedAgeS(this.o.db) };
+  }
+
   async cancel(id: string, reason: CancelReason): Promise<boolean> {
     const run = this.running.get(id);
     if (run) {
-      run.reason = reason;
-      run.abort.abort();
+      run.cancel(reason);
       return true;
     }
-    if (await transition(this.o.db, id, ['QUEUED'], 'CANCELLED', { error_code: 'cancelled', error_message: `cancelled (${reason})` })) {
-      await release(this.o.db, id);
-      this.o.metrics.jobsFinished.inc({ status: 'CANCELLED' });
-      await this.finish(id, { status: 'CANCELLED', reason });
-      await this.refreshGauges();
+    if (await this.lifecycle.cancelled(id, reason, ['QUEUED'])) {
+      this.images.delete(id);
       return true;
     }
     return false;
@@ -200,167 +162,37 @@ export class LocalQueue {
     while (!this.stopped && this.o.engine.state === 'READY' && this.running.size === 0) {
       const row = await claimNext(this.o.db, this.o.workerId, 10 * 60_000);
       if (!row) return;
-      const input = this.inputs.get(row.id) ?? (await this.restore(row));
-      if (!input) {
-        await this.finishFailed(row.id, new ApiError('engine_failed', 'the request lost its inputs before it ran'));
+      const inputs = await this.inputsOf(row);
+      if (!inputs) {
+        await this.lifecycle.failed(row.id, lostInputs(), ['PROCESSING']);
         continue;
       }
-      await this.run(row, input.spec, input.enqueuedAt);
+      await this.run(row, inputs);
     }
   }
 
-  /** Rebuilds a durable (v2) job from its row and stored reference pixels. */
-  private async restore(row: RequestRow): Promise<{ spec: SubmitSpec; enqueuedAt: number } | null> {
-    if (row.route !== 'v2') return null;
-    const params = JSON.parse(row.params) as ResolvedParams;
-    const images: RgbImage[] = [];
-    for (let i = 0; i < params.image_urls.length; i++) {
-      const png = await this.o.storage.get(inputKey(row.id, i));
-      if (!png) return null;
-      const { data, info } = await sharp(png).raw().toBuffer({ resolveWithObject: true });
-      images.push({ width: info.width, height: info.height, data });
-    }
-    const spec: SubmitSpec = {
-      id: row.id,
-      accountId: row.account_id,
-      keyId: row.key_id,
-      route: row.route,
-      params,
-      storedParams: params as unknown as Record<string, unknown>,
-      images,
-      priceMicro: Number(row.price_micro),
-      webhookUrl: row.webhook_url,
-    };
-    const entry = { spec, enqueuedAt: Number(row.created_at) };
-    this.inputs.set(row.id, entry);
-    return entry;
+  /** In memory for jobs submitted here; from storage for async jobs of a previous run. */
+  private async inputsOf(row: RequestRow): Promise<JobInputs | null> {
+    const images = this.images.get(row.id);
+    if (images) return inputsFromRow(row, images);
+    return row.route === 'v2' ? loadJobInputs(row, this.o.storage) : null;
   }
 
-  private async run(row: RequestRow, spec: SubmitSpec, enqueuedAt: number): Promise<void> {
-    const { id, params } = spec;
-    const abort = new AbortController();
-    const entry: { abort: AbortController; reason?: CancelReason } = { abort };
-    this.running.set(id, entry);
-    const startedAt = Date.now();
-    this.o.metrics.stageSeconds.observe({ stage: 'queue' }, (startedAt - enqueuedAt) / 1000);
-    await this.refreshGauges();
+  private async run(row: RequestRow, inputs: JobInputs): Promise<void> {
+    const control = new JobControl();
+    this.running.set(row.id, control);
     try {
-      const out = await this.o.engine.generate(
-        { id, params, images: spec.images, preview: spec.route === 'v2' },
-        {
-          onProgress: (step, total, preview) => {
-            const ev = { step, total, preview };
-            this.progress.set(id, ev);
-            this.o.bus.progress(id, ev);
-          },
-          signal: abort.signal,
-        },
+      const r = await runJob(
+        { lifecycle: this.lifecycle, engine: this.o.engine, storage: this.o.storage, metrics: this.o.metrics, logger: this.o.logger, imageMetadata: this.o.imageMetadata, maxAttempts: this.o.maxAttempts },
+        row,
+        inputs,
+        this.o.workerId,
+        control,
       );
-      const t0 = Date.now();
-      const bytes = await encodeImage(out.image, {
-        format: params.image_format,
-        quality: params.quality,
-        metadata: this.o.imageMetadata ? metadataFor(params, out.seed) : null,
-      });
-      const encodeMs = Date.now() - t0;
-      const key = outputKey(id, params.image_format);
-      await this.o.storage.put(key, bytes, CONTENT_TYPES[params.image_format]);
-      const timings = { ...out.timings, encode_ms: encodeMs };
-      const generationTimeS = (Date.now() - startedAt) / 1000;
-      for (const stage of ['text', 'denoise', 'decode'] as const) {
-        const ms = out.timings[`${stage}_ms`];
-        if (typeof ms === 'number') this.o.metrics.stageSeconds.observe({ stage }, ms / 1000);
-      }
-      this.o.metrics.stageSeconds.observe({ stage: 'encode' }, encodeMs / 1000);
-      this.o.metrics.stageSeconds.observe({ stage: 'total' }, generationTimeS);
-      // A cancel that raced the end of generation wins: the client is gone or timed out.
-      if (entry.reason) throw new Cancelled(entry.reason);
-      const moved = await transition(this.o.db, id, ['PROCESSING'], 'COMPLETED', {
-        cost_micro: spec.priceMicro,
-        timings: JSON.stringify({ ...timings, generation_s: generationTimeS }),
-        output_format: params.image_format,
-        output_key: key,
-      });
-      if (!moved) throw new ApiError('internal', 'request left PROCESSING while running');
-      await settle(this.o.db, id);
-      const balanceMicro = await balance(this.o.db, spec.accountId);
-      this.o.metrics.jobsFinished.inc({ status: 'COMPLETED' });
-      await this.finish(id, {
-        status: 'COMPLETED',
-        output: {
-          bytes,
-          format: params.image_format,
-          contentType: CONTENT_TYPES[params.image_format],
-          width: out.image.width,
-          height: out.image.height,
-          seed: out.seed,
-        },
-        costMicro: spec.priceMicro,
-        balanceMicro,
-        generationTimeS,
-        timings,
-      });
-    } catch (err) {
-      if (err instanceof Cancelled || entry.reason) {
-        const reason = entry.reason ?? 'user';
-        await transition(this.o.db, id, ['PROCESSING'], 'CANCELLED', { error_code: 'cancelled', error_message: `cancelled (${reason})` });
-        await release(this.o.db, id);
-        this.o.metrics.jobsFinished.inc({ status: 'CANCELLED' });
-        await this.finish(id, { status: 'CANCELLED', reason });
-      } else {
-        const apiErr = err instanceof ApiError ? err : new ApiError('internal', undefined, { cause: err });
-        if (!(err instanceof ApiError)) this.o.logger.error({ err, request_id: id }, 'job failed');
-        // An asynchronous job whose engine died is tried again, up to maxAttempts starts.
-        if (err instanceof EngineCrashed && spec.route === 'v2' && row.attempts < this.o.maxAttempts) {
-          if (await transition(this.o.db, id, ['PROCESSING'], 'QUEUED')) {
-            this.o.logger.warn({ request_id: id, attempt: row.attempts }, 'engine failed; request requeued');
-            this.progress.delete(id);
-            return;
-          }
-        }
-        await this.finishFailed(id, apiErr);
-      }
+      if (r === 'done') this.images.delete(row.id);
     } finally {
-      this.running.delete(id);
-      await this.refreshGauges();
+      this.running.delete(row.id);
     }
-  }
-
-  private async finishFailed(id: string, error: ApiError): Promise<void> {
-    await transition(this.o.db, id, ['PROCESSING', 'QUEUED'], 'FAILED', { error_code: error.code, error_message: error.message });
-    await this.afterFailure(id, error);
-  }
-
-  private async afterFailure(id: string, error: ApiError): Promise<void> {
-    await release(this.o.db, id);
-    this.o.metrics.jobsFinished.inc({ status: 'FAILED' });
-    await this.finish(id, { status: 'FAILED', error });
-  }
-
-  private async finish(id: string, outcome: JobOutcome): Promise<void> {
-    const input = this.inputs.get(id);
-    this.inputs.delete(id);
-    this.progress.delete(id);
-    this.o.bus.finish(id, outcome);
-    const row = await getRequest(this.o.db, id);
-    if (row?.route === 'v2') {
-      const params = input?.spec.params ?? (JSON.parse(row.params) as ResolvedParams);
-      await this.deleteInputs(id, params.image_urls.length);
-    }
-    if (row?.webhook_url) await this.o.webhooks.enqueue(row);
-  }
-
-  private async deleteInputs(id: string, n: number): Promise<void> {
-    for (let i = 0; i < n; i++) await this.o.storage.delete(inputKey(id, i)).catch(() => undefined);
-  }
-
-  private async refreshGauges(): Promise<void> {
-    const counts = await countByStatus(this.o.db);
-    this.o.metrics.jobsWaiting.set(counts.QUEUED ?? 0);
-    this.o.metrics.jobsRunning.set(counts.PROCESSING ?? 0);
   }
 }
 
-async function rgbToPng(img: RgbImage): Promise<Buffer> {
-  return sharp(img.data, { raw: { width: img.width, height: img.height, channels: 3 } }).png({ compressionLevel: 1 }).toBuffer();
-}

@@ -146,15 +146,46 @@ export async function claimNext(db: Db, workerId: string, leaseMs: number, now =
   return null;
 }
 
+export type ClaimById =
+  | { claimed: true; row: RequestRow }
+  /** It already ended, or is gone: nothing to do. */
+  | { claimed: false; reason: 'ended' }
+  /** Still QUEUED or PROCESSING, but it has been started `maxAttempts` times: fail it. */
+  | { claimed: false; reason: 'exhausted'; row: RequestRow };
+
+/**
+ * Takes request `id` for `workerId` (a fleet worker handed this job by the queue):
+ * PROCESSING, attempts + 1, started_at, a lease. One conditional UPDATE … RETURNING that
+ * also takes a row left PROCESSING by a worker presumed dead — the queue hands a job out
+ * again only after its previous holder lost its lock, and every later write of the old
+ * holder is guarded by `worker_id` (transition's `owner`), so it can no longer end the
+ * request. Refused once the row has been started `maxAttempts` times.
+ */
+export async function claimById(db: Db, id: string, workerId: string, o: { leaseMs: number; maxAttempts: number }, now = Date.now()): Promise<ClaimById> {
+  const row = await db
+    .updateTable('requests')
+    .set((eb) => ({ status: 'PROCESSING', worker_id: workerId, lease_until: now + o.leaseMs, started_at: now, attempts: eb('attempts', '+', 1) }))
+    .where('id', '=', id)
+    .where('status', 'in', ['QUEUED', 'PROCESSING'])
+    .where('attempts', '<', o.maxAttempts)
+    .returningAll()
+    .executeTakeFirst();
+  if (row) return { claimed: true, row };
+  const now2 = await getRequest(db, id);
+  if (now2 && !isTerminal(now2.status)) return { claimed: false, reason: 'exhausted', row: now2 };
+  return { claimed: false, reason: 'ended' };
+}
+
 /** What a transition may write besides the status (never the identity of the row). */
 export type TransitionFields = Omit<Updateable<RequestsTable>, 'id' | 'status' | 'account_id' | 'key_id' | 'created_at'>;
 
 /**
  * Moves `id` from one of `from` to `to` and writes `fields`, as one conditional UPDATE
- * (… WHERE id = ? AND status IN from). Returns whether it happened: false means the row
- * was elsewhere (e.g. cancelled meanwhile) or is gone, and nothing was written. Throws if
- * any from → to is not in the state table (a bug, not a race). Terminal states stamp
- * completed_at; going back to QUEUED clears the worker and its lease.
+ * (… WHERE id = ? AND status IN from [AND worker_id = owner]). Returns whether it
+ * happened: false means the row was elsewhere (e.g. cancelled meanwhile, or taken over by
+ * another worker after this one was presumed dead) or is gone, and nothing was written.
+ * Throws if any from → to is not in the state table (a bug, not a race). Terminal states
+ * stamp completed_at; going back to QUEUED clears the worker and its lease.
  */
 export async function transition(
   db: Db,
@@ -163,6 +194,7 @@ export async function transition(
   to: RequestStatus,
   fields: TransitionFields = {},
   now = Date.now(),
+  owner?: string,
 ): Promise<boolean> {
   const illegal = from.filter((f) => !canTransition(f, to));
   if (from.length === 0 || illegal.length > 0) throw new Error(`illegal request transition ${illegal.join('|') || '(none)'} → ${to}`);
@@ -172,7 +204,9 @@ export async function transition(
     set.worker_id = null;
     set.lease_until = null;
   }
-  const res = await db.updateTable('requests').set(set).where('id', '=', id).where('status', 'in', [...from]).executeTakeFirst();
+  let q = db.updateTable('requests').set(set).where('id', '=', id).where('status', 'in', [...from]);
+  if (owner !== undefined) q = q.where('worker_id', '=', owner);
+  const res = await q.executeTakeFirst();
   return Number(res.numUpdatedRows) === 1;
 }
 

@@ -4,8 +4,12 @@
  * through the same SSRF guard as reference images, retried with exponential backoff and
  * jitter on errors, non-2xx answers and timeouts. Every attempt is recorded.
  *
- * Deliveries are rows (durable across restarts); a poller sends the due ones, each on its
- * own promise, so a receiver that hangs delays nobody else and never the generation path.
+ * Deliveries are rows (durable across restarts, recorded by record.ts); a poller sends
+ * the due ones, each on its own promise, so a receiver that hangs delays nobody else and
+ * never the generation path. Several gateways may poll one database: each attempt is
+ * claimed first by one conditional UPDATE that pushes `next_attempt_at` past the attempt's
+ * timeout, so only one of them sends it (and a gateway that dies mid-attempt leaves a
+ * delivery that becomes due again).
  */
 import { randomUUID } from 'node:crypto';
 import type { Kysely } from 'kysely';
@@ -15,7 +19,7 @@ import { recordView } from '../gateway/records.js';
 import { checkUrl, pinnedAgent, resolveChecked } from '../images/safe-fetch.js';
 import { parseAllowNetworks, type Cidr } from '../images/networks.js';
 import type { Database } from '../store/schema.js';
-import type { RequestRow } from '../store/requests.js';
+import { getRequest } from '../store/requests.js';
 import { signedHeaders } from './sign.js';
 
 export interface WebhookOptions {
@@ -31,8 +35,6 @@ export interface WebhookOptions {
   timeoutMs: number;
   pollMs?: number;
 }
-
-const EVENTS = { COMPLETED: 'request.completed', FAILED: 'request.failed', CANCELLED: 'request.cancelled' } as const;
 
 /** Delay before attempt n+1 after n failed attempts: backoff·2^(n−1) with ±20% jitter. */
 export function retryDelayMs(failedAttempts: number, backoffMs: number, rnd = Math.random): number {
@@ -61,29 +63,8 @@ export class Webhooks {
     if (this.timer) clearInterval(this.timer);
   }
 
-  /** Records the terminal event of `row` for delivery (once per request). */
-  async enqueue(row: RequestRow, now = Date.now()): Promise<void> {
-    if (!row.webhook_url || !(row.status in EVENTS)) return;
-    const event = EVENTS[row.status as keyof typeof EVENTS];
-    const body = JSON.stringify({ type: event, timestamp: new Date(now).toISOString(), data: recordView(row, this.o.publicUrl()) });
-    await this.o.db
-      .insertInto('webhook_deliveries')
-      .values({
-        id: `msg_${randomUUID()}`,
-        request_id: row.id,
-        account_id: row.account_id,
-        url: row.webhook_url,
-        event,
-        body,
-        status: 'pending',
-        attempts: 0,
-        next_attempt_at: now,
-        last_error: null,
-        created_at: now,
-        delivered_at: null,
-      })
-      .onConflict((oc) => oc.column('request_id').doNothing())
-      .execute();
+  /** Looks for due deliveries now (after one was recorded in this process). */
+  wake(): void {
     void this.poll();
   }
 
@@ -101,11 +82,48 @@ export class Webhooks {
     for (const d of due) {
       if (this.inFlight.has(d.id)) continue;
       this.inFlight.add(d.id);
-      void this.attempt(d).finally(() => this.inFlight.delete(d.id));
+      void this.attempt(d)
+        .catch((err: unknown) => this.o.logger.error({ err, request_id: d.request_id }, 'webhook attempt failed'))
+        .finally(() => this.inFlight.delete(d.id));
     }
   }
 
-  private async attempt(d: { id: string; url: string; body: string; attempts: number; account_id: string; request_id: string }): Promise<void> {
+  /** Takes the attempt for this dispatcher; false when another one took it first. */
+  private async claim(d: { id: string; attempts: number; next_attempt_at: number }): Promise<boolean> {
+    const res = await this.o.db
+      .updateTable('webhook_deliveries')
+      .set({ next_attempt_at: Date.now() + this.o.timeoutMs + 30_000 })
+      .where('id', '=', d.id)
+      .where('status', '=', 'pending')
+      .where('attempts', '=', d.attempts)
+      .where('next_attempt_at', '=', d.next_attempt_at)
+      .executeTakeFirst();
+    return Number(res.numUpdatedRows) === 1;
+  }
+
+  /** The event body, written once at the first attempt and then kept (see record.ts). */
+  private async bodyOf(d: { id: string; body: string; request_id: string; event: string; created_at: number }): Promise<string> {
+    if (d.body !== '') return d.body;
+    const row = await getRequest(this.o.db, d.request_id);
+    const data = row ? recordView(row, this.o.publicUrl()) : { request_id: d.request_id };
+    const at = row?.completed_at ?? d.created_at;
+    const body = JSON.stringify({ type: d.event, timestamp: new Date(Number(at)).toISOString(), data });
+    await this.o.db.updateTable('webhook_deliveries').set({ body }).where('id', '=', d.id).where('body', '=', '').execute();
+    return (await this.o.db.selectFrom('webhook_deliveries').select('body').where('id', '=', d.id).executeTakeFirstOrThrow()).body;
+  }
+
+  private async attempt(d: {
+    id: string;
+    url: string;
+    body: string;
+    event: string;
+    attempts: number;
+    next_attempt_at: number;
+    created_at: number;
+    account_id: string;
+    request_id: string;
+  }): Promise<void> {
+    if (!(await this.claim(d))) return;
     const n = d.attempts + 1;
     const t0 = Date.now();
     let statusCode: number | null = null;
@@ -113,6 +131,7 @@ export class Webhooks {
     try {
       const acct = await this.o.db.selectFrom('accounts').select('webhook_secret').where('id', '=', d.account_id).executeTakeFirst();
       if (!acct) throw new Error('the account no longer exists');
+      const body = await this.bodyOf(d);
       const url = checkUrl(d.url, { field: 'webhook_url' });
       const pinned = await resolveChecked(url, { allow: this.allow, field: 'webhook_url' });
       const agent = pinnedAgent(pinned);
@@ -121,8 +140,8 @@ export class Webhooks {
           method: 'POST',
           dispatcher: agent,
           signal: AbortSignal.timeout(this.o.timeoutMs),
-          headers: { 'content-type': 'application/json', 'user-agent': 'klein-serve-webhooks/0.1', ...signedHeaders(acct.webhook_secret, d.id, d.body) },
-          body: d.body,
+          headers: { 'content-type': 'application/json', 'user-agent': 'klein-serve-webhooks/0.1', ...signedHeaders(acct.webhook_secret, d.id, body) },
+          body,
         });
         statusCode = res.statusCode;
         await res.body.dump().catch(() => undefined);

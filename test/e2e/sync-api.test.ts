@@ -190,7 +190,7 @@ describe('POST /v1/flux-2-klein-4b end to end (tiny engine)', () => {
     const before = await credits(s.url, k.key);
     const pending = generate(s.url, k.key, { prompt: 'doomed [[fault:sleep:500]]', ...FAST, steps: 6 });
     await new Promise((r) => setTimeout(r, 700));
-    const pid = s.server.engine.pid;
+    const pid = s.server.engine?.pid;
     assert.ok(pid, 'engine pid');
     process.kill(pid, 'SIGKILL');
     const r = await pending;

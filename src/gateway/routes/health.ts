@@ -1,32 +1,31 @@
 /**
  * GET /health always answers 200 with the state in the body (cog style): STARTING,
- * READY, BUSY or UNHEALTHY with the reason. GET /health/ready answers 503 unless work can
- * be taken, for load balancers. GET /metrics is the Prometheus exposition.
+ * READY, BUSY or UNHEALTHY with the reason, plus what the queue describes (the engine on
+ * the embedded default, the fleet of workers when scaled out). GET /health/ready answers
+ * 503 unless work can be taken, for load balancers. GET /metrics is the Prometheus
+ * exposition.
  */
 import type { FastifyInstance } from 'fastify';
-import { countByStatus } from '../../store/requests.js';
 import type { AppDeps } from '../app.js';
+import type { Readiness } from '../../queue/types.js';
 
-export type HealthStatus = 'STARTING' | 'READY' | 'BUSY' | 'UNHEALTHY' | 'DRAINING';
+export type { HealthStatus } from '../../queue/types.js';
 
-export function healthOf(deps: AppDeps): { status: HealthStatus; reason?: string } {
+export function healthOf(deps: AppDeps): Readiness {
   if (deps.draining?.()) return { status: 'DRAINING', reason: 'the server is shutting down' };
-  const s = deps.engine.state;
-  if (s === 'READY' || s === 'BUSY' || s === 'STARTING') return { status: s };
-  return { status: 'UNHEALTHY', reason: deps.engine.lastError ?? `engine ${s.toLowerCase()}` };
+  return deps.queue.readiness();
 }
 
 export function registerHealthRoutes(app: FastifyInstance, deps: AppDeps): void {
   app.get('/health', async () => {
     const h = healthOf(deps);
-    const counts = await countByStatus(deps.db);
+    const [details, depth] = await Promise.all([deps.queue.describe(), deps.queue.depth()]);
     return {
       status: h.status,
       ...(h.reason ? { reason: h.reason } : {}),
       model: deps.config.model,
-      engine: deps.engine.facts ?? null,
-      engine_restarts: deps.engine.restarts,
-      queue: { waiting: counts.QUEUED ?? 0, running: counts.PROCESSING ?? 0 },
+      ...details,
+      queue: { waiting: depth.waiting, running: depth.running, oldest_age_s: Number(depth.oldestAgeS.toFixed(3)) },
     };
   });
 

@@ -33,7 +33,7 @@ export function registerSegmindV1Routes(app: FastifyInstance, deps: AppDeps): vo
         reply.header('x-request-id', admitted.row.id);
         reply.header('idempotent-replayed', 'true');
         const wantBase64 = Boolean((JSON.parse(admitted.row.params) as { base64?: boolean }).base64);
-        const outcome = (await outcomeOfRow(deps, admitted.row)) ?? (await deps.bus.waitFor(admitted.row.id));
+        const outcome = (await outcomeOfRow(deps, admitted.row)) ?? (await deps.queue.waitFor(admitted.row.id));
         return sendOutcome(req, reply, outcome, wantBase64);
       }
       try {
@@ -51,7 +51,7 @@ export function registerSegmindV1Routes(app: FastifyInstance, deps: AppDeps): vo
  * client goes away before the answer.
  */
 export async function waitForOutcome(deps: AppDeps, req: FastifyRequest, reply: FastifyReply, id: string): Promise<JobOutcome> {
-  const done = deps.bus.waitFor(id);
+  const done = deps.queue.waitFor(id);
   const timeoutMs = deps.config.syncTimeoutS * 1000;
   let timer: NodeJS.Timeout | undefined;
   const onClose = () => {

@@ -9,7 +9,7 @@ import { balance } from '../../accounts/ledger.js';
 import { getRequestForAccount, type RequestRow } from '../../store/requests.js';
 import { TERMINAL } from '../../store/request-states.js';
 import type { JobOutcome, ProgressEvent } from '../../queue/events.js';
-import { CONTENT_TYPES } from '../../queue/local-queue.js';
+import { CONTENT_TYPES } from '../../queue/storage-keys.js';
 import type { ImageFormat } from '../../contract/types.js';
 import { authHook, requireCaller } from '../auth.js';
 import type { AppDeps } from '../app.js';
@@ -50,7 +50,7 @@ export function registerSegmindV2Routes(app: FastifyInstance, deps: AppDeps): vo
 
   app.get<IdParams>('/v2/requests/:id/status', { onRequest: auth }, async (req) => {
     const row = await ownRow(deps, req);
-    const p = deps.queue.lastProgress(row.id);
+    const p = row.status === 'PROCESSING' ? await deps.queue.lastProgress(row.id) : null;
     return {
       request_id: row.id,
       status: row.status,
@@ -89,7 +89,7 @@ export function registerSegmindV2Routes(app: FastifyInstance, deps: AppDeps): vo
   app.post<IdParams>('/v2/requests/:id/cancel', { onRequest: auth }, async (req) => {
     const row = await ownRow(deps, req);
     const cancelled = TERMINAL.has(row.status) ? false : await deps.queue.cancel(row.id, 'user');
-    if (cancelled && row.status === 'PROCESSING') await deps.bus.waitFor(row.id);
+    if (cancelled && row.status === 'PROCESSING') await deps.queue.waitFor(row.id);
     const after = (await getRequestForAccount(deps.db, row.id, row.account_id)) ?? row;
     return { request_id: row.id, status: after.status, cancelled };
   });
@@ -136,7 +136,7 @@ async function streamEvents(deps: AppDeps, req: FastifyRequest, reply: FastifyRe
   // Subscribe first, then look at the state, so no event falls between the two. Events go
   // out through one promise chain, so a preview being encoded never reorders the steps.
   let chain: Promise<void> = Promise.resolve();
-  const unsubscribe = deps.bus.onProgress(row.id, (ev: ProgressEvent) => {
+  const unsubscribe = deps.queue.onProgress(row.id, (ev: ProgressEvent) => {
     chain = chain.then(async () => {
       const pv = withPreview ? ev.preview : undefined;
       if (!pv) return send('progress', { step: ev.step, total: ev.total });
@@ -144,7 +144,7 @@ async function streamEvents(deps: AppDeps, req: FastifyRequest, reply: FastifyRe
       send('progress', { step: ev.step, total: ev.total, preview: { width: pv.width, height: pv.height, png_base64: png.toString('base64') } });
     });
   });
-  const done = deps.bus.waitFor(row.id);
+  const done = deps.queue.waitFor(row.id);
   const keepAlive = setInterval(() => !closed && res.write(': keep-alive\n\n'), 15_000);
   let lastPos = -1;
   const positions = setInterval(() => void reportPosition(), 500);

@@ -1,0 +1,134 @@
+/**
+ * The parts a server or a worker is assembled from, each built from the one validated
+ * Config: the database (SQLite or PostgreSQL, migrated), output storage (local disk or
+ * S3), Redis connections, and engines (one per GPU).
+ */
+import { mkdirSync } from 'node:fs';
+import { hostname } from 'node:os';
+import type { Redis } from 'ioredis';
+import type { Kysely } from 'kysely';
+import type { Logger } from 'pino';
+import type { Config } from '../config.js';
+import { LocalLimiter, type Limiter } from '../gateway/limits.js';
+import type { Metrics } from '../gateway/metrics.js';
+import { RedisLimiter } from '../gateway/redis-limiter.js';
+import { blockingOptions, connect, failFastOptions, RedisKeys } from '../queue/redis/connection.js';
+import { subscribeCancels } from '../queue/redis/events.js';
+import { openDatabase } from '../store/db.js';
+import { migrateToLatest } from '../store/migrations/index.js';
+import type { Database } from '../store/schema.js';
+import { LocalDiskStorage } from '../storage/local-disk.js';
+import { S3Storage } from '../storage/s3.js';
+import type { OutputStorage } from '../storage/types.js';
+import { EngineProcess } from '../worker/engine-process.js';
+import { FleetWorker } from '../worker/fleet-worker.js';
+
+export async function openStore(config: Config): Promise<Kysely<Database>> {
+  mkdirSync(config.dataDir, { recursive: true });
+  const db = openDatabase({ dataDir: config.dataDir, url: config.databaseUrl });
+  await migrateToLatest(db);
+  return db;
+}
+
+export function makeStorage(config: Config): OutputStorage {
+  return config.s3 ? new S3Storage(config.s3) : new LocalDiskStorage(config.dataDir);
+}
+
+/** `CUDA_VISIBLE_DEVICES` pins an engine to its GPU; null leaves the engine's default. */
+export function makeEngine(config: Config, env: NodeJS.ProcessEnv, logger: Logger, gpu: string | null): EngineProcess {
+  return new EngineProcess({
+    python: config.enginePython,
+    env: { ...env, KLEIN_MODEL: config.model, ...(gpu !== null ? { CUDA_VISIBLE_DEVICES: gpu } : {}) },
+    logger: logger.child({ component: 'engine', ...(gpu !== null ? { gpu } : {}) }),
+  });
+}
+
+/** The Redis side of a process of the fleet: command and subscriber connections, keys, limits. */
+export interface RedisParts {
+  keys: RedisKeys;
+  /** Fail-fast commands (request path, heartbeats). */
+  redis: Redis;
+  /** Subscriber-mode connection (events or cancels). */
+  subscriber: Redis;
+  limiter: Limiter;
+  close(): Promise<void>;
+}
+
+export function connectRedis(config: Config, logger: Logger): RedisParts {
+  if (!config.redisUrl) throw new Error('REDIS_URL is not set');
+  let lastLog = 0;
+  // ioredis reports every failed reconnect; one line per 5 s is enough to see an outage.
+  const onError = (err: Error) => {
+    if (Date.now() - lastLog > 5000) {
+      lastLog = Date.now();
+      logger.warn({ err: err.message }, 'redis connection error');
+    }
+  };
+  const keys = new RedisKeys(config.redisPrefix);
+  const redis = connect(failFastOptions(config.redisUrl), onError);
+  const subscriber = connect(blockingOptions(config.redisUrl), onError);
+  return {
+    keys,
+    redis,
+    subscriber,
+    limiter: new RedisLimiter(redis, keys),
+    async close() {
+      redis.disconnect();
+      subscriber.disconnect();
+    },
+  };
+}
+
+export function localLimiter(): Limiter {
+  return new LocalLimiter();
+}
+
+/** The GPUs to run engines on: `--gpus 0,1`, or one engine with the default device. */
+export function parseGpus(v: string | undefined): Array<string | null> {
+  if (v === undefined || v.trim() === '') return [null];
+  const gpus = v.split(',').map((g) => g.trim());
+  if (gpus.some((g) => !/^\d+$/.test(g)) || new Set(gpus).size !== gpus.length) throw new Error(`--gpus must be distinct GPU indices such as 0,1, got "${v}"`);
+  return gpus;
+}
+
+/** One fleet worker per GPU, sharing this process's database, storage and Redis. */
+export async function startFleetWorkers(o: {
+  config: Config;
+  env: NodeJS.ProcessEnv;
+  gpus: Array<string | null>;
+  db: Kysely<Database>;
+  storage: OutputStorage;
+  metrics: Metrics;
+  logger: Logger;
+  redis: RedisParts;
+  onIdleExit?: () => void;
+}): Promise<FleetWorker[]> {
+  const { config } = o;
+  const workers = o.gpus.map((gpu) => {
+    const id = `${hostname()}:${process.pid}${gpu !== null ? `:gpu${gpu}` : ''}`;
+    return new FleetWorker({
+      id,
+      gpu,
+      model: config.model,
+      engine: makeEngine(config, o.env, o.logger, gpu),
+      db: o.db,
+      storage: o.storage,
+      metrics: o.metrics,
+      logger: o.logger.child({ component: 'worker', worker_id: id }),
+      limiter: o.redis.limiter,
+      redis: o.redis.redis,
+      bullConnection: blockingOptions(config.redisUrl ?? ''),
+      keys: o.redis.keys,
+      imageMetadata: config.imageMetadata,
+      maxAttempts: config.maxAttempts,
+      lockMs: config.jobLockMs,
+      idleExitMs: config.idleExitMs,
+      onIdleExit: o.onIdleExit,
+    });
+  });
+  await subscribeCancels(o.redis.subscriber, o.redis.keys, (id, reason) => {
+    for (const w of workers) w.cancel(id, reason);
+  });
+  for (const w of workers) w.start();
+  return workers;
+}

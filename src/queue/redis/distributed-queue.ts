@@ -1,0 +1,209 @@
+/**
+ * The gateway's queue when scaled out (REDIS_URL): requests are rows in the shared
+ * database, jobs are BullMQ jobs on Redis carrying only the request id, and workers
+ * anywhere run them (worker/fleet-worker.ts). Any gateway replica can answer for any
+ * request: status and position come from the database, progress from Redis.
+ *
+ *   submit: reserve → store reference pixels → row QUEUED → BullMQ add (jobId = request id)
+ *             └ Redis away: the row fails and its credits are released → 503
+ *   cancel: QUEUED → CANCELLED here (the job is removed, or skipped by the worker that
+ *           finds the row ended); PROCESSING → a cancel message to the fleet
+ *   wait:   the fleet's `done` message, or the row itself, whichever comes first
+ *
+ * The database is the record and Redis the transport: the reconciler (reconciler.ts)
+ * puts back jobs that Redis lost.
+ */
+import { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { Kysely } from 'kysely';
+import type { Logger } from 'pino';
+import { ApiError } from '../../gateway/errors.js';
+import type { Limiter } from '../../gateway/limits.js';
+import type { Metrics } from '../../gateway/metrics.js';
+import { outcomeOfRow } from '../../gateway/outcomes.js';
+import { TERMINAL } from '../../store/request-states.js';
+import { countByStatus, getRequest, queuePosition } from '../../store/requests.js';
+import type { Database } from '../../store/schema.js';
+import type { OutputStorage } from '../../storage/types.js';
+import type { JobData } from '../../worker/fleet-worker.js';
+import { oldestQueuedAgeS } from '../depth.js';
+import type { CancelReason, JobBus, JobOutcome, ProgressEvent } from '../events.js';
+import { Lifecycle } from '../lifecycle.js';
+import { submitRequest } from '../submit.js';
+import type { JobQueue, QueueDepth, Readiness, SubmitResult, SubmitSpec } from '../types.js';
+import { QUEUE_NAME, type ConnOptions, type RedisKeys } from './connection.js';
+import { readProgress, RedisNotifier, subscribeEvents } from './events.js';
+import { readFleet } from './fleet.js';
+
+export interface DistributedQueueOptions {
+  db: Kysely<Database>;
+  storage: OutputStorage;
+  metrics: Metrics;
+  logger: Logger;
+  limiter: Limiter;
+  bus: JobBus;
+  /** Commands on the request path (fail-fast options). */
+  redis: Redis;
+  /** A connection in subscriber mode. */
+  subscriber: Redis;
+  /** Options for BullMQ's producer connection (fail-fast). */
+  bullConnection: ConnOptions;
+  keys: RedisKeys;
+  retentionMs: number;
+  maxAttempts: number;
+  /** How often a waiter reads the row while no `done` message came (ms). */
+  pollMs?: number;
+  onWebhook?: () => void;
+}
+
+/** The options every job is added with: BullMQ retries what the worker hands back ('retry'). */
+export function jobOptions(id: string, maxAttempts: number) {
+  return { jobId: id, attempts: maxAttempts, backoff: { type: 'fixed' as const, delay: 1000 }, removeOnComplete: true, removeOnFail: true };
+}
+
+export class DistributedQueue implements JobQueue {
+  readonly queue: Queue<JobData>;
+  private readonly lifecycle: Lifecycle;
+  private readonly notifier: RedisNotifier;
+
+  constructor(private readonly o: DistributedQueueOptions) {
+    this.queue = new Queue<JobData>(QUEUE_NAME, { connection: o.bullConnection, prefix: o.keys.bull });
+    this.queue.on('error', (err) => o.logger.warn({ err }, 'queue connection error'));
+    this.notifier = new RedisNotifier(o.redis, o.keys, o.logger);
+    // Ends decided on a gateway (a queued request cancelled) reach waiters here at once and
+    // other gateways through Redis.
+    const notifier = this.notifier;
+    this.lifecycle = new Lifecycle({
+      db: o.db,
+      storage: o.storage,
+      metrics: o.metrics,
+      logger: o.logger,
+      limiter: o.limiter,
+      onWebhook: o.onWebhook,
+      notifier: {
+        progress: (id, ev) => notifier.progress(id, ev),
+        finish: (id, outcome) => {
+          o.bus.finish(id, outcome);
+          notifier.finish(id, outcome);
+        },
+      },
+    });
+  }
+
+  async start(): Promise<void> {
+    await subscribeEvents(this.o.subscriber, this.o.keys, this.o.bus, (id) => this.outcome(id), this.o.logger);
+  }
+
+  async close(): Promise<void> {
+    await this.queue.close().catch(() => undefined);
+  }
+
+  async submit(spec: SubmitSpec): Promise<SubmitResult> {
+    const r = await submitRequest({ db: this.o.db, storage: this.o.storage, retentionMs: this.o.retentionMs }, spec, true);
+    if (!r.ok) return r;
+    try {
+      await this.enqueue(spec.id, spec.route);
+    } catch (err) {
+      const e = new ApiError('queue_unavailable', 'The job queue (Redis) is unreachable; the request was not queued and not charged', {
+        headers: { 'retry-after': '5' },
+        cause: err,
+      });
+      await this.lifecycle.failed(spec.id, e, ['QUEUED']);
+      throw e;
+    }
+    return r;
+  }
+
+  /** Adds the job for request `id` (a no-op while a job with that id exists). */
+  async enqueue(id: string, route: string): Promise<void> {
+    await this.queue.add(QUEUE_NAME, { id, route }, jobOptions(id, this.o.maxAttempts));
+  }
+
+  async cancel(id: string, reason: CancelReason): Promise<boolean> {
+    if (await this.lifecycle.cancelled(id, reason, ['QUEUED'])) {
+      await this.queue.remove(id).catch(() => undefined);
+      return true;
+    }
+    const row = await getRequest(this.o.db, id);
+    if (row?.status !== 'PROCESSING') return false;
+    await this.notifier.cancel(id, reason).catch((err: unknown) => {
+      throw new ApiError('queue_unavailable', 'The cancel could not reach the workers (Redis is unreachable); try again shortly', { cause: err });
+    });
+    return true;
+  }
+
+  async position(id: string): Promise<number> {
+    return queuePosition(this.o.db, id);
+  }
+
+  async lastProgress(id: string): Promise<ProgressEvent | null> {
+    return readProgress(this.o.redis, this.o.keys, id).catch(() => this.o.bus.lastProgress(id));
+  }
+
+  /**
+   * The outcome, from the fleet's `done` message or from the row, whichever comes first:
+   * the row is read at once and then every `pollMs`, so an outcome whose message was lost
+   * (Redis away at that moment) is still found.
+   */
+  waitFor(id: string): Promise<JobOutcome> {
+    const stop = new AbortController();
+    const pollMs = this.o.pollMs ?? 1000;
+    const fromRow = new Promise<JobOutcome>((resolve) => {
+      const look = async () => {
+        if (stop.signal.aborted) return;
+        const o = await this.outcome(id).catch(() => null);
+        if (o) resolve(o);
+        else setTimeout(() => void look(), pollMs).unref();
+      };
+      void look();
+    });
+    return Promise.race([this.o.bus.waitFor(id, stop.signal), fromRow]).finally(() => stop.abort());
+  }
+
+  onProgress(id: string, fn: (ev: ProgressEvent) => void): () => void {
+    return this.o.bus.onProgress(id, fn);
+  }
+
+  readiness(): Readiness {
+    const s = this.o.redis.status;
+    if (s === 'ready') return { status: 'READY' };
+    return { status: 'UNHEALTHY', reason: `the job queue's Redis is unreachable (${s})`, retryAfterS: 5 };
+  }
+
+  async describe(): Promise<Record<string, unknown>> {
+    const fleet = await readFleet(this.o.redis, this.o.keys).catch(() => null);
+    return {
+      role: 'api',
+      redis: this.o.redis.status,
+      workers: fleet
+        ? {
+            ready: fleet.ready,
+            busy: fleet.busy,
+            starting: fleet.starting,
+            unhealthy: fleet.unhealthy,
+            draining: fleet.draining,
+            lost: fleet.lost,
+            list: fleet.workers.map((w) => ({ id: w.id, gpu: w.gpu, state: w.state, reason: w.reason, job: w.job, jobs_done: w.jobs_done, seen_at: w.seen_at })),
+            lost_ids: fleet.lost_ids,
+          }
+        : null,
+    };
+  }
+
+  async depth(): Promise<QueueDepth> {
+    const counts = await countByStatus(this.o.db, ['QUEUED', 'PROCESSING']);
+    return { waiting: counts.QUEUED ?? 0, running: counts.PROCESSING ?? 0, oldestAgeS: await oldestQueuedAgeS(this.o.db) };
+  }
+
+  /** The lifecycle, for the reconciler (it ends requests whose jobs are lost for good). */
+  get ends(): Lifecycle {
+    return this.lifecycle;
+  }
+
+  private async outcome(id: string): Promise<JobOutcome | null> {
+    const row = await getRequest(this.o.db, id);
+    if (!row) return { status: 'FAILED', error: new ApiError('not_found', `No request ${id}`) };
+    if (!TERMINAL.has(row.status)) return null;
+    return outcomeOfRow(this.o, row);
+  }
+}

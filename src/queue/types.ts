@@ -1,0 +1,69 @@
+/**
+ * What the gateway needs from a queue, whichever runs behind it: the embedded default
+ * (`LocalQueue`: rows in SQLite, one engine in this process) or the scale-out queue
+ * (`DistributedQueue`: BullMQ on Redis, workers anywhere, PostgreSQL). Routes see only
+ * this interface; they never touch an engine, Redis or BullMQ directly.
+ */
+import type { ResolvedParams, RgbImage } from '../contract/types.js';
+import type { RequestRow } from '../store/requests.js';
+import type { CancelReason, JobOutcome, ProgressEvent } from './events.js';
+
+export interface SubmitSpec {
+  id: string;
+  accountId: string;
+  keyId: string;
+  /** 'v1' (synchronous) or 'v2' (asynchronous). */
+  route: string;
+  params: ResolvedParams;
+  /** `params` as stored: data: URIs replaced by a short digest (no image bytes in rows). */
+  storedParams: Record<string, unknown>;
+  images: RgbImage[];
+  priceMicro: number;
+  webhookUrl?: string | null;
+  idempotencyKey?: string | null;
+  idempotencyHash?: string | null;
+}
+
+export type SubmitResult =
+  | { ok: true; row: RequestRow }
+  | { ok: false; reason: 'insufficient_credits'; balanceMicro: number }
+  | { ok: false; reason: 'duplicate'; existing: RequestRow };
+
+/** STARTING, READY, BUSY or UNHEALTHY (cog's states), plus DRAINING while shutting down. */
+export type HealthStatus = 'STARTING' | 'READY' | 'BUSY' | 'UNHEALTHY' | 'DRAINING';
+
+export interface Readiness {
+  status: HealthStatus;
+  reason?: string;
+  /** Set when UNHEALTHY is a passing outage (the queue's Redis is away): 503 with Retry-After, not 502. */
+  retryAfterS?: number;
+}
+
+export interface QueueDepth {
+  /** Requests queued, not yet started. */
+  waiting: number;
+  /** Requests running on an engine. */
+  running: number;
+  /** Seconds the oldest queued request has waited (0 when none waits). */
+  oldestAgeS: number;
+}
+
+export interface JobQueue {
+  /** Reserves the price and queues the job (406 when short; the existing row for a taken idempotency key). */
+  submit(spec: SubmitSpec): Promise<SubmitResult>;
+  /** Cancels a queued or running job (not charged). False when it had already ended. */
+  cancel(id: string, reason: CancelReason): Promise<boolean>;
+  /** 1-based place among queued requests; 0 when not queued. */
+  position(id: string): Promise<number>;
+  /** The last progress of a running job, or null. */
+  lastProgress(id: string): Promise<ProgressEvent | null>;
+  /** Resolves with the request's outcome once it ends (at once if it already has). */
+  waitFor(id: string): Promise<JobOutcome>;
+  /** Calls `fn` for each step of the running job; returns the unsubscribe function. */
+  onProgress(id: string, fn: (ev: ProgressEvent) => void): () => void;
+  /** Can work be taken now? Synchronous: the gateway asks on every request. */
+  readiness(): Readiness;
+  /** What /health shows besides the status: the engine, or the fleet of workers. */
+  describe(): Promise<Record<string, unknown>>;
+  depth(): Promise<QueueDepth>;
+}

@@ -1,37 +1,57 @@
 """Engine benchmark: the full-size FLUX.2 [klein] 4B architecture with random weights.
 
-Random weights cost exactly the FLOPs of the real ones, so no download is needed. The
-real configs are written out below (transformer and VAE from the model's diffusers
-configs, the text encoder from Qwen3-4B's). The tokenizer is the tiny model's: prompts are
-padded to 512 tokens either way, so the text encoder's work is the same.
+Random weights cost exactly the FLOPs of the real ones, so no download is needed
+(klein_engine/fullsize.py holds the real configs).
 
-    engine/.venv/bin/python bench/engine.py [--out bench/results/DATE-GPU.json] [--repeats 5]
-    engine/.venv/bin/python bench/engine.py --config tiny --scenarios S5 --repeats 1   # CPU smoke run
+    engine/.venv/bin/python bench/engine.py --scenarios S2,S5 --out bench/results/DATE-GPU.json
+    engine/.venv/bin/python bench/engine.py --scenarios S1,S3 --out bench/results/DATE-GPU.json --merge
+    engine/.venv/bin/python bench/engine.py --fidelity --scenarios none --out … --merge
+    engine/.venv/bin/python bench/engine.py --go-fast-only --scenarios S2 --out … --merge   # the 12 GiB bound
+    engine/.venv/bin/python bench/engine.py --startup --scenarios none --out … --merge
+    engine/.venv/bin/python bench/engine.py --config tiny --scenarios S5 --repeats 1        # CPU smoke run
 
 Scenarios (1024² unless noted): S1 Segmind defaults (20 steps, cfg 5, euler); S2 native
 (4 steps, cfg 1); S3 res_2s, 4 steps; S4 editing with one 1024² reference, 4 steps; S5 512²,
-4 steps; S6 throughput of S2 with several requests back to back. Each runs with go_fast
-off and on.
+4 steps; S6 throughput of S2 with --batch requests queued (go_fast: one generate_batch;
+reference path: one after another, since it never batches). Each runs with go_fast off and
+on (only on with --go-fast-only). The go_fast warm-up of each scenario runs inside the
+engine's compile window, so its shapes are compiled, as KLEIN_WARMUP_SIZES does for a server.
+
+Per scenario: ms per image (median), ms per transformer evaluation (denoising time over
+evaluations; a CFG step is two, a batch of n is n), text encoding and VAE decode ms, peak
+GPU memory (torch.cuda.max_memory_allocated over the measured runs, resident weights
+included), achieved TFLOP/s of the denoising, and the ratio to the floor.
 
 FLOP formula per transformer evaluation, L = image + reference + 512 text tokens,
 D = hidden size, n = double + single blocks (../shared/reference, §11):
     F = 2·13·D²·n·L  (linear layers: 13·D² MACs per token per block)
       + 4·n·L²·D     (attention: QKᵀ and AV)
       + 2·L·(128·D + D·128) + 2·512·7680·D   (embedders and output projection)
-A step with CFG is two evaluations (one batch-2 forward). The floor is the transformer
-FLOPs of the whole image at 790 TFLOP/s (H100/H200 dense bf16).
+The floor is the transformer FLOPs of the whole image at 790 TFLOP/s (H100/H200 dense bf16);
+fp8 matmuls have twice that peak, so go_fast can go below a ratio of 1 on the linear part.
+
+--fidelity: go_fast against the reference path on fixed seeds (klein_engine/fast/fidelity.py):
+relative error of the final latents and PSNR of the decoded images, at 1024² and 512².
+--startup: saves the random model once in diffusers layout (--model-dir), then times a fresh
+`python -m klein_engine generate` from process start to its first image, with an empty
+compile cache (cold) and again with the cache it filled (warm).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import datetime as dt
 import itertools
 import json
 import os
+import re
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -40,26 +60,16 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "engine"))
 
+from klein_engine.batch import BatchJob  # noqa: E402
+from klein_engine.fast.fidelity import FIDELITY_SEEDS, LATENT_REL_TOL, PSNR_MIN_DB, psnr, relative_error  # noqa: E402
+from klein_engine.fullsize import build_engine, save_model  # noqa: E402
 from klein_engine.job import GenerateRequest, ReferenceImage  # noqa: E402
-from klein_engine.load import Components  # noqa: E402
+from klein_engine.options import EngineOptions  # noqa: E402
 from klein_engine.pipeline import KleinEngine  # noqa: E402
 from klein_engine.tiny import ensure_tiny  # noqa: E402
 
 PEAK_TFLOPS = 790.0
 TEXT_TOKENS = 512
-
-CONFIGS = {
-    "klein-4b": {
-        "transformer": dict(patch_size=1, in_channels=128, num_layers=5, num_single_layers=20, attention_head_dim=128,
-                            num_attention_heads=24, joint_attention_dim=7680, timestep_guidance_channels=256, mlp_ratio=3.0,
-                            axes_dims_rope=(32, 32, 32, 32), rope_theta=2000, eps=1e-6, guidance_embeds=False),
-        "text": dict(vocab_size=151936, hidden_size=2560, intermediate_size=9728, num_hidden_layers=36, num_attention_heads=32,
-                     num_key_value_heads=8, head_dim=128, max_position_embeddings=40960, rope_theta=1_000_000.0,
-                     tie_word_embeddings=True),
-        "vae": dict(block_out_channels=(128, 256, 512, 512), layers_per_block=2, latent_channels=32, norm_num_groups=32,
-                    mid_block_add_attention=True, patch_size=(2, 2)),
-    },
-}
 
 SCENARIOS = {
     "S1": dict(width=1024, height=1024, steps=20, cfg=5.0, sampler="euler", refs=0),
@@ -71,30 +81,6 @@ SCENARIOS = {
 }
 
 
-def build_engine(config: str, device: str) -> KleinEngine:
-    from diffusers import AutoencoderKLFlux2, Flux2Transformer2DModel
-    from transformers import AutoTokenizer, Qwen3Config, Qwen3ForCausalLM
-
-    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-    tiny = ensure_tiny()
-    if config == "tiny":
-        from klein_engine.load import load_components
-
-        return KleinEngine("tiny", load_components(str(tiny), device, dtype), device, dtype)
-    cfg = CONFIGS[config]
-    tok = AutoTokenizer.from_pretrained(str(tiny / "tokenizer"))
-    torch.manual_seed(0)
-    with torch.device(device):
-        text = Qwen3ForCausalLM(Qwen3Config(**cfg["text"], pad_token_id=0)).to(dtype).eval()
-        transformer = Flux2Transformer2DModel(**cfg["transformer"]).to(dtype).eval()
-        vae = AutoencoderKLFlux2(**cfg["vae"]).to(dtype).eval()
-    for m in (text, transformer, vae):
-        m.requires_grad_(False)
-    comps = Components(path=tiny, variant="distilled", model_index={"is_distilled": True}, tokenizer=tok,
-                       text_encoder=text, transformer=transformer, vae=vae)
-    return KleinEngine(f"random:{config}", comps, device, dtype)
-
-
 def flops_per_eval(engine: KleinEngine, image_tokens: int) -> float:
     c = engine.c.transformer.config
     d = c.num_attention_heads * c.attention_head_dim
@@ -104,6 +90,7 @@ def flops_per_eval(engine: KleinEngine, image_tokens: int) -> float:
 
 
 def evaluations(s: dict) -> int:
+    """Transformer evaluations per image (a CFG step is two; res_2s's last step is one)."""
     per_step = 2 if s["cfg"] > 1 else 1
     if s["sampler"] == "res_2s":
         return per_step * (2 * s["steps"] - 1)
@@ -113,88 +100,220 @@ def evaluations(s: dict) -> int:
 _prompts = itertools.count()
 
 
-def request(s: dict, i: int, go_fast: bool, ref: ReferenceImage | None) -> GenerateRequest:
-    # A new prompt every time, so the prompt cache never hides the text encoder's cost.
-    return GenerateRequest(prompt=f"a lighthouse at dusk, oil painting #{next(_prompts)}", negative_prompt="low quality, blurry, less details",
-                           seed=1000 + i, cfg=s["cfg"], sampler=s["sampler"], steps=s["steps"], width=s["width"], height=s["height"],
-                           go_fast=go_fast, images=(ref,) if ref else ())
+def request(s: dict, seed: int, go_fast: bool, ref: ReferenceImage | None, prompt: str | None = None) -> GenerateRequest:
+    # A new prompt every time by default, so the prompt cache never hides the text encoder's cost.
+    return GenerateRequest(prompt=prompt or f"a lighthouse at dusk, oil painting #{next(_prompts)}",
+                           negative_prompt="low quality, blurry, less details", seed=seed, cfg=s["cfg"], sampler=s["sampler"],
+                           steps=s["steps"], width=s["width"], height=s["height"], go_fast=go_fast, images=(ref,) if ref else ())
 
 
-def run(engine: KleinEngine, name: str, s: dict, go_fast: bool, repeats: int) -> dict:
-    ref = None
-    if s["refs"]:
-        g = torch.Generator("cpu").manual_seed(7)
-        ref = ReferenceImage(s["width"], s["height"], torch.randint(0, 256, (s["width"] * s["height"] * 3,), generator=g, dtype=torch.uint8).numpy().tobytes())
+def reference_image(s: dict) -> ReferenceImage | None:
+    if not s["refs"]:
+        return None
+    g = torch.Generator("cpu").manual_seed(7)
+    px = torch.randint(0, 256, (s["width"] * s["height"] * 3,), generator=g, dtype=torch.uint8)
+    return ReferenceImage(s["width"], s["height"], px.numpy().tobytes())
+
+
+def _generate(engine: KleinEngine, reqs: list) -> list:
+    outs = engine.generate_batch([BatchJob(r) for r in reqs]) if len(reqs) > 1 else [engine.generate(reqs[0], lambda *a: None, lambda: False)]
+    for o in outs:
+        if isinstance(o, BaseException):
+            raise o
+    return outs
+
+
+def run(engine: KleinEngine, name: str, s: dict, go_fast: bool, repeats: int, batch: int) -> dict:
+    ref = reference_image(s)
     cuda = engine.device.type == "cuda"
-    engine.generate(request(s, -1, go_fast, ref), lambda *a: None, lambda: False)  # warm-up
+    # Requests per call: S6 with go_fast is one batch; everything else one request at a time.
+    per_call = batch if s.get("throughput") and go_fast else 1
+    calls = repeats * (batch if s.get("throughput") and not go_fast else 1)
+    warm = [request(s, 500 + k, go_fast, ref) for k in range(per_call)]
+    if go_fast:
+        with engine.fast.compiling():
+            for _ in range(2):  # compile, then (CUDA graphs) record
+                _generate(engine, warm)
+    else:
+        _generate(engine, warm)
     if cuda:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-    results = []
+    timings, walls = [], []
     t0 = time.perf_counter()
-    for i in range(repeats):
+    for i in range(calls):
         t = time.perf_counter()
-        r = engine.generate(request(s, i, go_fast, ref), lambda *a: None, lambda: False)
-        results.append(((time.perf_counter() - t) * 1000, r.timings))
+        outs = _generate(engine, [request(s, 1000 + i * per_call + k, go_fast, ref) for k in range(per_call)])
+        walls.append((time.perf_counter() - t) * 1000)
+        timings.append(outs[-1].timings)
     wall = time.perf_counter() - t0
+    images = calls * per_call
     tokens = (s["width"] // 16) * (s["height"] // 16)
-    ref_tokens = tokens if s["refs"] else 0
     n_eval = evaluations(s)
-    denoise = statistics.median(t["denoise_ms"] for _, t in results)
-    f_eval = flops_per_eval(engine, tokens + ref_tokens)
+    f_eval = flops_per_eval(engine, tokens + (tokens if s["refs"] else 0))
+    denoise = statistics.median(t["denoise_ms"] for t in timings)
     floor_ms = f_eval * n_eval / (PEAK_TFLOPS * 1e12) * 1000
-    ms_image = statistics.median(ms for ms, _ in results)
+    ms_image = statistics.median(walls) / per_call
     out = {
         "name": name,
         "go_fast": go_fast,
         "width": s["width"], "height": s["height"], "steps": s["steps"], "cfg": s["cfg"], "sampler": s["sampler"], "references": s["refs"],
+        "batch": per_call,
         "ms_per_image": round(ms_image, 2),
-        "ms_per_eval": round(denoise / n_eval, 3),
-        "text_ms": round(statistics.median(t["text_ms"] for _, t in results), 2),
-        "decode_ms": round(statistics.median(t["decode_ms"] for _, t in results), 2),
+        "ms_per_eval": round(denoise / (n_eval * per_call), 3),
+        "text_ms": round(statistics.median(t["text_ms"] for t in timings), 2),
+        "decode_ms": round(statistics.median(t["decode_ms"] for t in timings), 2),
         "peak_vram_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None,
-        "tflops": round(f_eval * n_eval / (denoise / 1000) / 1e12, 2),
+        "tflops": round(f_eval * n_eval * per_call / (denoise / 1000) / 1e12, 2),
         "floor_ms": round(floor_ms, 2),
         "ratio_to_floor": round(ms_image / floor_ms, 2),
-        "repeats": repeats,
+        "repeats": calls,
     }
     if s.get("throughput"):
-        out["images_per_second"] = round(repeats / wall, 3)
+        out["images_per_second"] = round(images / wall, 3)
+    return out
+
+
+def fidelity(engine: KleinEngine, seeds) -> dict:
+    """go_fast against the reference path: final latents and decoded images, fixed seeds."""
+    rows = []
+    for size in (1024, 512):
+        s = dict(SCENARIOS["S2"], width=size, height=size)
+        for seed in seeds:
+            req = request(s, seed, True, None, prompt="a lighthouse at dusk, oil painting")
+            got = {}
+            for go_fast in (False, True):
+                r = dataclasses.replace(req, go_fast=go_fast)
+                with engine.fast.compiling() if go_fast else contextlib.nullcontext():
+                    run_ = engine.denoise(r, lambda *a: None, lambda: False)
+                    rgb = engine._decode(run_.x, run_.latent_ids, run_.h, run_.w, go_fast)
+                got[go_fast] = (engine.final_latents(run_.x, run_.latent_ids, run_.h, run_.w), rgb)
+            rows.append({"size": size, "seed": seed, "latent_rel_error": round(relative_error(got[True][0], got[False][0]), 6),
+                         "psnr_db": round(psnr(got[True][1], got[False][1]), 2)})
+            print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    worst_rel = max(r["latent_rel_error"] for r in rows)
+    worst_psnr = min(r["psnr_db"] for r in rows)
+    return {"setting": "4 steps, cfg 1, euler", "tolerance": {"latent_rel_error_max": LATENT_REL_TOL, "psnr_db_min": PSNR_MIN_DB},
+            "max_latent_rel_error": worst_rel, "min_psnr_db": worst_psnr,
+            "within_tolerance": worst_rel <= LATENT_REL_TOL and worst_psnr >= PSNR_MIN_DB, "runs": rows}
+
+
+_LOADED = re.compile(r"loaded .* in ([0-9.]+) s")
+_WARMED = re.compile(r"warmed up .* in ([0-9.]+) s")
+
+
+def startup(config: str, model_dir: Path, device: str, env_extra: dict) -> dict:
+    """Process start to first image from a local diffusers-layout directory, cold and warm cache."""
+    t = time.perf_counter()
+    model_dir = ensure_tiny() if config == "tiny" else save_model(config, model_dir, device)
+    save_s = time.perf_counter() - t
+    cache = Path(tempfile.mkdtemp(prefix="klein-compile-"))
+    out = {"model_dir": str(model_dir), "save_s": round(save_s, 1), "size": "1024x1024", "steps": 4, "cfg": 1}
+    try:
+        for label in ("cold", "warm"):
+            env = dict(os.environ, PYTHONPATH=str(ROOT / "engine"), KLEIN_COMPILE_CACHE_DIR=str(cache),
+                       KLEIN_WARMUP_SIZES="1024x1024", PYTHONUNBUFFERED="1", **env_extra)
+            png = cache / "first.png"
+            cmd = [sys.executable, "-m", "klein_engine", "generate", "--model", str(model_dir), "--prompt", "a lighthouse",
+                   "--steps", "4", "--cfg", "1", "--width", "1024", "--height", "1024", "--out", str(png)]
+            t0 = time.perf_counter()
+            p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+            first = p.stdout.readline()
+            first_s = time.perf_counter() - t0
+            rest, err = p.communicate(timeout=1800)
+            if p.returncode != 0 or not first.strip():
+                raise RuntimeError(f"{' '.join(cmd)} failed ({p.returncode}):\n{err[-3000:]}")
+            loaded, warmed = _LOADED.search(err), _WARMED.search(err)
+            out[label] = {"first_image_s": round(first_s, 2), "load_s": float(loaded.group(1)) if loaded else None,
+                          "warmup_s": float(warmed.group(1)) if warmed else 0.0, "image": json.loads(first)}
+            print(json.dumps({label: out[label]}), file=sys.stderr, flush=True)
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--config", default="klein-4b", choices=["klein-4b", "tiny"])
-    p.add_argument("--scenarios", default="S1,S2,S3,S4,S5,S6")
+    p.add_argument("--scenarios", default="S1,S2,S3,S4,S5,S6", help="comma-separated, or 'none'")
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--batch", type=int, default=4, help="S6: requests queued together")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--fp8", default="auto", choices=["auto", "off", "emulate"])
+    p.add_argument("--act-scale", default="tensor", choices=["tensor", "row"])
+    p.add_argument("--compile", default="auto", choices=["auto", "on", "off"])
+    p.add_argument("--compile-mode", default=EngineOptions().compile_mode)
+    p.add_argument("--cache-dir", default=str(ROOT / "engine" / ".cache" / "compile"), help="persistent compile cache")
+    p.add_argument("--go-fast-only", action="store_true", help="KLEIN_GO_FAST_ONLY: fp8 transformer only (the 12 GiB bound)")
+    p.add_argument("--fidelity", action="store_true")
+    p.add_argument("--seeds", type=int, default=len(FIDELITY_SEEDS))
+    p.add_argument("--startup", action="store_true")
+    p.add_argument("--model-dir", default="/tmp/klein-random-4b")
     p.add_argument("--out")
+    p.add_argument("--merge", action="store_true", help="merge into --out (same device): scenarios replaced by (name, go_fast, mode)")
     a = p.parse_args(argv)
     torch.set_grad_enabled(False)
-    engine = build_engine(a.config, a.device)
-    scenarios = []
-    for name in a.scenarios.split(","):
-        for go_fast in (False, True):
-            s = SCENARIOS[name]
-            r = run(engine, name, s, go_fast, a.repeats * (3 if s.get("throughput") else 1))
-            print(json.dumps(r), file=sys.stderr, flush=True)
-            scenarios.append(r)
+    names = [] if a.scenarios.strip().lower() == "none" else [n.strip() for n in a.scenarios.split(",")]
+    for n in names:
+        if n not in SCENARIOS:
+            p.error(f"unknown scenario {n}; one of {', '.join(SCENARIOS)}")
+    options = EngineOptions(fp8=a.fp8, fp8_act_scale=a.act_scale, compile=a.compile, compile_mode=a.compile_mode,
+                            compile_cache_dir=Path(a.cache_dir), go_fast_only=a.go_fast_only, max_batch=max(1, a.batch),
+                            warmup_sizes=())
+    mode = "go_fast_only" if a.go_fast_only else "both_resident"
+    result: dict = {}
+    if names or a.fidelity:
+        t = time.perf_counter()
+        engine = build_engine(a.config, a.device, options)
+        result["engine"] = {"build_s": round(time.perf_counter() - t, 1), "facts": engine.facts()}
+        print(json.dumps(result["engine"]), file=sys.stderr, flush=True)
+        scenarios = []
+        for name in names:
+            for go_fast in ((True,) if a.go_fast_only else (False, True)):
+                r = run(engine, name, SCENARIOS[name], go_fast, a.repeats, a.batch)
+                r["mode"] = mode
+                r["compile_mode"] = engine.fast.compile_mode
+                print(json.dumps(r), file=sys.stderr, flush=True)
+                scenarios.append(r)
+        result["scenarios"] = scenarios
+        if a.fidelity:
+            result["fidelity"] = fidelity(engine, FIDELITY_SEEDS[: a.seeds] if a.seeds <= len(FIDELITY_SEEDS) else range(a.seeds))
+        del engine
+        if a.device.startswith("cuda"):
+            torch.cuda.empty_cache()
+    if a.startup:
+        env_extra = {"KLEIN_FP8": a.fp8, "KLEIN_COMPILE": a.compile, "KLEIN_COMPILE_MODE": a.compile_mode}
+        if a.device == "cpu":
+            env_extra["CUDA_VISIBLE_DEVICES"] = ""
+        result["startup"] = startup(a.config, Path(a.model_dir), a.device, env_extra)
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     except OSError:
         commit = ""
     device = torch.cuda.get_device_name(0) if a.device.startswith("cuda") else f"cpu ({os.cpu_count()} threads)"
-    result = {
-        "device": device,
-        "torch": torch.__version__,
-        "commit": commit,
-        "date": dt.date.today().isoformat(),
-        "command": "engine/.venv/bin/python bench/engine.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "config": a.config,
-        "scenarios": scenarios,
-    }
-    text = json.dumps(result, indent=2)
+    command = "engine/.venv/bin/python bench/engine.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    head = {"device": device, "torch": torch.__version__, "commit": commit, "date": dt.date.today().isoformat(), "config": a.config}
+    if a.out and a.merge and Path(a.out).exists():
+        merged = json.loads(Path(a.out).read_text())
+        if merged.get("device") != device:
+            p.error(f"--merge: {a.out} was measured on {merged.get('device')}, this is {device}")
+        new_keys = {(s["name"], s["go_fast"], s.get("mode")) for s in result.get("scenarios", [])}
+        merged["scenarios"] = [s for s in merged.get("scenarios", []) if (s["name"], s["go_fast"], s.get("mode")) not in new_keys]
+        merged["scenarios"] += result.get("scenarios", [])
+        merged["commands"] = merged.get("commands", [merged.get("command")]) + [command]
+        for k in ("fidelity", "startup", "engine"):
+            if k in result:
+                merged[k if k != "engine" else f"engine_{mode}"] = result[k]
+        merged.update(head, command=command)
+        out = merged
+    else:
+        out = {**head, "command": command, "scenarios": result.get("scenarios", [])}
+        for k in ("fidelity", "startup"):
+            if k in result:
+                out[k] = result[k]
+        if "engine" in result:
+            out[f"engine_{mode}"] = result["engine"]
+    text = json.dumps(out, indent=2)
     print(text)
     if a.out:
         Path(a.out).parent.mkdir(parents=True, exist_ok=True)

@@ -51,13 +51,28 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True)
     a = p.parse_args(argv)
 
+    import logging
+    import time
+
     from PIL import Image
 
     from .job import LoadError
+    from .options import EngineOptions
     from .server import load_engine
 
+    logging.basicConfig(level=os.environ.get("KLEIN_ENGINE_LOG_LEVEL", "INFO"), stream=sys.stderr,
+                        format="engine %(process)d %(levelname)s %(message)s")
+    log = logging.getLogger("klein_engine")
     try:
-        engine = load_engine(a.model)
+        t0 = time.perf_counter()
+        options = EngineOptions.from_env()
+        engine = load_engine(a.model, options)
+        log.info("loaded %s in %.1f s", a.model, time.perf_counter() - t0)
+        # As the server does before `ready`: compile the go_fast path for KLEIN_WARMUP_SIZES.
+        if hasattr(engine, "warm_up"):
+            warm = engine.warm_up()
+            if warm:
+                log.info("warmed up (compiled %s) in %.1f s", ", ".join(f"{w}x{h}" for w, h in options.warmup_sizes), warm)
     except LoadError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -69,6 +84,6 @@ def main(argv: list[str] | None = None) -> int:
     for _ in range(a.repeat):
         res = engine.generate(req, lambda s, t, pv: print(f"\rstep {s}/{t}", end="", file=sys.stderr), lambda: False)
         print(file=sys.stderr)
-        print(json.dumps({"seed": res.seed, "width": res.width, "height": res.height, "timings": res.timings}))
+        print(json.dumps({"seed": res.seed, "width": res.width, "height": res.height, "timings": res.timings}), flush=True)
     Image.frombytes("RGB", (res.width, res.height), res.rgb).save(a.out)
     return 0

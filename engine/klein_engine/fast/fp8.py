@@ -165,7 +165,9 @@ class Fp8Linear(nn.Module):
     output shape and dtype. Holds the e4m3 weight and its per-channel scales as buffers
     (they move with `.to(device)`, and torch.compile treats them as inputs)."""
 
-    def __init__(self, linear: nn.Linear, kernel: str, granularity: str = "tensor"):
+    def __init__(self, linear: nn.Linear, kernel: str, granularity: str = "tensor", device: torch.device | str | None = None):
+        """Quantises `linear`'s weight; with `device`, a temporary copy of it on `device` (the
+        source module is left where it is)."""
         super().__init__()
         if kernel not in ("rowwise", "tensorwise", "emulated"):
             raise ValueError(f"kernel must be rowwise, tensorwise or emulated, got {kernel!r}")
@@ -173,10 +175,11 @@ class Fp8Linear(nn.Module):
         self.out_features = linear.out_features
         self.kernel = kernel
         self.granularity = granularity
-        w8, scale = quantize_weight(linear.weight)
+        weight = linear.weight.detach()
+        w8, scale = quantize_weight(weight if device is None else weight.to(device))
         self.register_buffer("weight_fp8", w8)
         self.register_buffer("weight_scale", scale)
-        bias = linear.bias.detach().clone() if linear.bias is not None else None
+        bias = None if linear.bias is None else linear.bias.detach().to(w8.device, copy=True)
         self.register_buffer("bias", bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -207,16 +210,15 @@ def swap_linears(
     """Replaces the model's nn.Linear layers (except those `keep` names, and on CUDA those
     whose sides are not multiples of 16) by Fp8Linear, in place; returns the names swapped.
 
-    With `device`, each weight is moved there before it is quantised, one layer at a time, so
-    a model held on the CPU reaches the GPU as fp8 without ever being there in bf16 whole."""
+    With `device`, each weight is copied there to be quantised, one layer at a time, so a
+    model held on the CPU reaches the GPU as fp8 without ever being there in bf16 whole."""
     swapped = []
     for name, linear in list(_linears(model)):
         if keep(name):
             continue
         if kernel != "emulated" and (linear.in_features % CUDA_ALIGN or linear.out_features % CUDA_ALIGN):
             continue
-        src = linear if device is None else linear.to(device)
-        _set_child(model, name, Fp8Linear(src, kernel, granularity))
+        _set_child(model, name, Fp8Linear(linear, kernel, granularity, device=device))
         swapped.append(name)
     return swapped
 

@@ -115,10 +115,10 @@ class FastPath:
             fast, reference = transformer, None
         else:
             fast, reference = shared_copy(transformer), transformer
-        # Layer by layer onto the GPU only when the weights come from the CPU (go_fast_only); a
-        # shared copy must not move its tensors, which are the reference's own.
-        to = device if options.go_fast_only else None
-        swapped = swap_linears(fast, kernel, options.fp8_act_scale, device=to) if kernel else []
+        # The quantised weights are made on `device` (go_fast_only: from CPU weights, one layer
+        # at a time); the source tensors are never moved, since in a shared copy they are the
+        # reference's own.
+        swapped = swap_linears(fast, kernel, options.fp8_act_scale, device=device) if kernel else []
         if options.go_fast_only:
             fast.to(device)  # the layers that stay in bf16, norms, embedders
             if device.type == "cuda":

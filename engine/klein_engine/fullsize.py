@@ -1,0 +1,101 @@
+"""The full-size FLUX.2 [klein] 4B architecture with random weights, for the benchmark and
+the GPU tests: random weights cost exactly the FLOPs and bytes of the real ones, so no
+download is needed. The configs are the real model's (transformer and VAE from its
+diffusers configs, the text encoder from Qwen3-4B's; reference §2–4). The tokenizer is the
+tiny model's: prompts are padded to 512 tokens either way, so the encoder's work is the same.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+from typing import Iterator, Optional
+
+import torch
+
+from .load import Components
+from .options import EngineOptions
+from .tiny import ensure_tiny
+
+CONFIGS = {
+    "klein-4b": {
+        "transformer": dict(patch_size=1, in_channels=128, num_layers=5, num_single_layers=20, attention_head_dim=128,
+                            num_attention_heads=24, joint_attention_dim=7680, timestep_guidance_channels=256, mlp_ratio=3.0,
+                            axes_dims_rope=(32, 32, 32, 32), rope_theta=2000, eps=1e-6, guidance_embeds=False),
+        "text": dict(vocab_size=151936, hidden_size=2560, intermediate_size=9728, num_hidden_layers=36, num_attention_heads=32,
+                     num_key_value_heads=8, head_dim=128, max_position_embeddings=40960, rope_theta=1_000_000.0,
+                     tie_word_embeddings=True),
+        "vae": dict(block_out_channels=(128, 256, 512, 512), layers_per_block=2, latent_channels=32, norm_num_groups=32,
+                    mid_block_add_attention=True, patch_size=(2, 2)),
+    },
+}
+
+
+@contextlib.contextmanager
+def _default_dtype(dtype: torch.dtype) -> Iterator[None]:
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(old)
+
+
+def build_components(config: str, device: str, dtype: torch.dtype, seed: int = 0) -> Components:
+    """Random-weight components built directly on `device` in `dtype` (no float32 copy)."""
+    from diffusers import AutoencoderKLFlux2, Flux2Transformer2DModel
+    from transformers import AutoTokenizer, Qwen3Config, Qwen3ForCausalLM
+
+    cfg = CONFIGS[config]
+    tiny = ensure_tiny()
+    tok = AutoTokenizer.from_pretrained(str(tiny / "tokenizer"))
+    torch.manual_seed(seed)
+    with torch.device(device), _default_dtype(dtype):
+        text = Qwen3ForCausalLM(Qwen3Config(**cfg["text"], pad_token_id=0)).to(dtype).eval()
+        transformer = Flux2Transformer2DModel(**cfg["transformer"]).to(dtype).eval()
+        vae = AutoencoderKLFlux2(**cfg["vae"]).to(dtype).eval()
+    for m in (text, transformer, vae):
+        m.requires_grad_(False)
+    return Components(path=tiny, variant="distilled", model_index={"is_distilled": True}, tokenizer=tok,
+                      text_encoder=text, transformer=transformer, vae=vae)
+
+
+def build_engine(config: str, device: str, options: Optional[EngineOptions] = None):
+    """A KleinEngine on the random full-size model (`config` "tiny": the tiny model itself)."""
+    from .load import load_components
+    from .pipeline import KleinEngine
+
+    options = options or EngineOptions()
+    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    if config == "tiny":
+        return KleinEngine("tiny", load_components(str(ensure_tiny()), device, dtype), device, dtype, options=options)
+    return KleinEngine(f"random:{config}", build_components(config, device, dtype), device, dtype, options=options)
+
+
+def save_model(config: str, out: Path, device: str = "cpu") -> Path:
+    """Writes the random full-size model in diffusers layout (what KLEIN_MODEL may point at),
+    for measuring start-up from local disk. bf16 safetensors, ~16 GB for klein-4b."""
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    out = Path(out)
+    if (out / "model_index.json").exists():
+        return out
+    comps = build_components(config, device, torch.bfloat16)
+    out.mkdir(parents=True, exist_ok=True)
+    comps.tokenizer.save_pretrained(str(out / "tokenizer"))
+    cfg_path = out / "tokenizer" / "tokenizer_config.json"
+    tcfg = json.loads(cfg_path.read_text())
+    tcfg["tokenizer_class"] = "Qwen2Tokenizer"
+    cfg_path.write_text(json.dumps(tcfg, indent=2, sort_keys=True) + "\n")
+    comps.text_encoder.save_pretrained(str(out / "text_encoder"), safe_serialization=True)
+    comps.transformer.save_pretrained(str(out / "transformer"), safe_serialization=True)
+    comps.vae.save_pretrained(str(out / "vae"), safe_serialization=True)
+    FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=3.0, use_dynamic_shifting=True,
+                                    time_shift_type="exponential").save_pretrained(str(out / "scheduler"))
+    index = {"_class_name": "Flux2KleinPipeline", "is_distilled": True,
+             "scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"], "text_encoder": ["transformers", "Qwen3ForCausalLM"],
+             "tokenizer": ["transformers", "Qwen2TokenizerFast"], "transformer": ["diffusers", "Flux2Transformer2DModel"],
+             "vae": ["diffusers", "AutoencoderKLFlux2"]}
+    (out / "model_index.json").write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+    return out

@@ -174,6 +174,7 @@ def run(engine: KleinEngine, name: str, s: dict, go_fast: bool, repeats: int, ba
     return out
 
 
+@torch.inference_mode()  # as the engine's own calls, so the compiled graphs' guards hold
 def fidelity(engine: KleinEngine, seeds) -> dict:
     """go_fast against the reference path: final latents and decoded images, fixed seeds."""
     rows = []
@@ -207,6 +208,8 @@ def startup(config: str, model_dir: Path, device: str, env_extra: dict) -> dict:
     t = time.perf_counter()
     model_dir = ensure_tiny() if config == "tiny" else save_model(config, model_dir, device)
     save_s = time.perf_counter() - t
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()  # leave the GPU to the process being timed
     cache = Path(tempfile.mkdtemp(prefix="klein-compile-"))
     out = {"model_dir": str(model_dir), "save_s": round(save_s, 1), "size": "1024x1024", "steps": 4, "cfg": 1}
     try:

@@ -96,7 +96,8 @@ def res_2s_step(
         return d1.to(v1.dtype), d1
     sigma2, corr = res_2s_coefficients(s, s_next, c2)
     x2 = (xf + (sigma2 - s) * v1.float()).to(v1.dtype)
-    v2 = velocity(x2, i, torch.tensor(sigma2, dtype=torch.float32))
+    # On the schedule's device: the model turns σ into its timestep embedding on the GPU.
+    v2 = velocity(x2, i, torch.tensor(sigma2, dtype=torch.float32, device=sigmas.device))
     d2 = x2.float() - sigma2 * v2.float()
     x = (xf + (s_next - s) * v1.float() + corr * (d2 - d1)).to(v1.dtype)
     return x, d2

@@ -214,7 +214,8 @@ def startup(config: str, model_dir: Path, device: str, env_extra: dict) -> dict:
     out = {"model_dir": str(model_dir), "save_s": round(save_s, 1), "size": "1024x1024", "steps": 4, "cfg": 1}
     try:
         for label in ("cold", "warm"):
-            env = dict(os.environ, PYTHONPATH=str(ROOT / "engine"), KLEIN_COMPILE_CACHE_DIR=str(cache),
+            path = os.pathsep.join(x for x in (str(ROOT / "engine"), os.environ.get("PYTHONPATH", "")) if x)
+            env = dict(os.environ, PYTHONPATH=path, KLEIN_COMPILE_CACHE_DIR=str(cache),
                        KLEIN_WARMUP_SIZES="1024x1024", PYTHONUNBUFFERED="1", **env_extra)
             png = cache / "first.png"
             cmd = [sys.executable, "-m", "klein_engine", "generate", "--model", str(model_dir), "--prompt", "a lighthouse",

@@ -1,6 +1,6 @@
 """KLEIN_OFFLOAD=model: the text encoder visits the GPU only while it encodes.
 
-For cards too small to hold everything: the text encoder (6.4 GB in bf16) lives on the CPU
+For cards too small to hold everything: the text encoder (6.2 GB in bf16) lives on the CPU
 and is moved to the GPU for a prompt the embedding cache does not hold, then moved back and
 its memory returned, while the transformer and the VAE stay resident. A cache hit moves
 nothing. Plain `.to()` moves (the engine has no accelerate dependency); a move of the

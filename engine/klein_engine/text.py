@@ -2,8 +2,8 @@
 
 Qwen3 chat template (thinking disabled) → 512 tokens (padded / truncated) → the hidden
 states after layers 9, 18 and 27 concatenated per token: (B, 512, 3 × hidden).
-Only the layers that are read are kept (27 of Qwen3-4B's 36): the others cannot change
-the read-out, because each layer only sees the ones before it.
+Only the layers that are read run (27 of Qwen3-4B's 36): the others cannot change the
+read-out, because each layer only sees the ones before it.
 
 Each prompt is encoded on its own (batch 1), as the reference pipeline does: on a GPU a
 batched run may pick other GEMM kernels, so an embedding would depend on which prompts
@@ -25,15 +25,20 @@ OUT_LAYERS = (9, 18, 27)
 
 def truncate_to_read_layers(text_encoder, out_layers: Sequence[int] = OUT_LAYERS) -> None:
     """Drops decoder layers after the last one that is read (hidden_states[k] is the output
-    of layer k; hidden_states[0] is the embedding). One extra layer is kept so the read-out
-    is never the final, normed hidden state."""
-    keep = max(out_layers) + 1
+    of layer k; hidden_states[0] is the embedding), so 27 of Qwen3-4B's 36 layers run.
+    The final RMSNorm becomes the identity: transformers reports the *normed* last state as
+    hidden_states[-1], and with the cut that entry is the read-out hidden_states[27], which
+    in the full model is the raw output of layer 27."""
+    keep = max(out_layers)
     base = text_encoder.model
+    if len(base.layers) < keep:
+        return
     if len(base.layers) > keep:
         base.layers = torch.nn.ModuleList(list(base.layers)[:keep])
         text_encoder.config.num_hidden_layers = keep
         if hasattr(text_encoder.config, "layer_types") and text_encoder.config.layer_types:
             text_encoder.config.layer_types = text_encoder.config.layer_types[:keep]
+    base.norm = torch.nn.Identity()
 
 
 def chat_text(tokenizer, prompt: str) -> str:
@@ -50,7 +55,7 @@ class TextEncoder:
         self.out_layers = tuple(out_layers)
         self.cache_size = cache_size
         self._cache: "OrderedDict[str, torch.Tensor]" = OrderedDict()
-        if len(text_encoder.model.layers) <= max(self.out_layers):
+        if len(text_encoder.model.layers) < max(self.out_layers):
             raise ValueError(
                 f"the text encoder has {len(text_encoder.model.layers)} layers; layers {self.out_layers} are read"
             )

@@ -11,13 +11,13 @@ a batch's GEMM shapes change the last bits of each image (batch.py).
 Where none of these applies (a CPU), the go_fast path *is* the reference path.
 
 Residency. By default both transformers are resident: the bf16 reference (7.75 GB for 4B)
-and an fp8 copy that shares every weight it does not quantise (+3.5 GB); `go_fast: false`
+and an fp8 copy that shares every weight it does not quantise (+3.7 GB); `go_fast: false`
 runs the untouched bf16 module, exactly as before. With KLEIN_GO_FAST_ONLY=1 the bf16
 weights are quantised layer by layer on their way from the CPU to the GPU and never held
-there whole, so transformer (3.5 GB) + text encoder (6.4 GB bf16, 28 of 36 layers) fit in
+there whole, so transformer (4.1 GB) + text encoder (6.2 GB bf16, 27 of 36 layers) fit in
 12 GiB on a 16 GB card; `go_fast: false` is then refused, because the exact reference path
 needs the bf16 weights. The text encoder stays bf16 in both modes: it is shared by both
-paths, so an fp8 copy would need its own 3.2 GB, and 12 GiB is met without it.
+paths, so an fp8 copy would need its own 2.7 GB, and 12 GiB is met without it.
 
 Not done, and why:
 - Precomputed RoPE per (size, references): the rotary tables are a function of the

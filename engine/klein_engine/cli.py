@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from PIL import Image
 
-    from .job import LoadError
+    from .job import EngineError, LoadError
     from .options import EngineOptions
     from .server import load_engine
 
@@ -82,7 +82,11 @@ def main(argv: list[str] | None = None) -> int:
         steps=a.steps, width=a.width, height=a.height, go_fast=not a.no_go_fast, images=refs,
     )
     for _ in range(a.repeat):
-        res = engine.generate(req, lambda s, t, pv: print(f"\rstep {s}/{t}", end="", file=sys.stderr), lambda: False)
+        try:
+            res = engine.generate(req, lambda s, t, pv: print(f"\rstep {s}/{t}", end="", file=sys.stderr), lambda: False)
+        except EngineError as e:  # invalid input: one line, as the server's error frame says it
+            print(f"error: {e}", file=sys.stderr)
+            return 2
         print(file=sys.stderr)
         print(json.dumps({"seed": res.seed, "width": res.width, "height": res.height, "timings": res.timings}), flush=True)
     Image.frombytes("RGB", (res.width, res.height), res.rgb).save(a.out)

@@ -86,6 +86,12 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     }
   });
 
+  // While draining, every answer closes its connection, so keep-alive clients do not hold
+  // the server open after their last response (server.close() waits for them).
+  app.addHook('onSend', async (_req, reply) => {
+    if (deps.draining?.()) reply.header('connection', 'close');
+  });
+
   app.addHook('onResponse', async (req, reply) => {
     deps.metrics.httpRequests.inc({
       route: req.routeOptions.url ?? 'unmatched',

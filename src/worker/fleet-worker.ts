@@ -115,25 +115,22 @@ export class FleetWorker {
     };
   }
 
-  /** Starts the engine and the heartbeat; takes jobs once the engine is ready. */
+  /**
+   * Starts the engine and the heartbeat. Jobs are taken through a BullMQ Worker that exists
+   * only while the engine is READY: it is closed when the engine dies or restarts (after
+   * its job has ended) and made anew once the engine is back, so a broken engine never
+   * holds a job that a healthy worker could run.
+   */
   start(): void {
-    this.worker = new Worker<JobData>(QUEUE_NAME, (job, token) => this.process(job, token), {
-      connection: this.o.bullConnection,
-      prefix: this.o.keys.bull,
-      concurrency: 1,
-      autorun: false,
-      lockDuration: this.o.lockMs,
-      stalledInterval: Math.max(1000, Math.round(this.o.lockMs / 2)),
-      maxStalledCount: this.o.maxAttempts,
-      drainDelay: 1,
-    });
-    this.worker.on('error', (err) => this.o.logger.warn({ err }, 'queue connection error'));
     this.o.engine.onStateChange((s) => {
       void this.member.beat();
-      if (!this.worker || this.draining) return;
-      if (s === 'READY' && !this.worker.isRunning()) void this.worker.run().catch((err: unknown) => this.o.logger.error({ err }, 'worker loop failed'));
-      else if (s === 'READY' && this.worker.isPaused()) this.worker.resume();
-      else if ((s === 'UNHEALTHY' || s === 'STARTING') && this.worker.isRunning() && !this.worker.isPaused()) void this.worker.pause(true);
+      if (this.draining) return;
+      if (s === 'READY' && !this.worker) this.worker = this.newWorker();
+      else if ((s === 'UNHEALTHY' || s === 'STARTING' || s === 'STOPPED') && this.worker) {
+        const w = this.worker;
+        this.worker = null;
+        void w.close().catch((err: unknown) => this.o.logger.warn({ err }, 'closing the queue worker failed'));
+      }
     });
     this.member.start();
     this.o.engine.start();
@@ -146,6 +143,20 @@ export class FleetWorker {
       }, Math.min(1000, this.o.idleExitMs));
       this.idleTimer.unref();
     }
+  }
+
+  private newWorker(): Worker<JobData> {
+    const w = new Worker<JobData>(QUEUE_NAME, (job, token) => this.process(job, token), {
+      connection: this.o.bullConnection,
+      prefix: this.o.keys.bull,
+      concurrency: 1,
+      lockDuration: this.o.lockMs,
+      stalledInterval: Math.max(1000, Math.round(this.o.lockMs / 2)),
+      maxStalledCount: this.o.maxAttempts,
+      drainDelay: 1,
+    });
+    w.on('error', (err) => this.o.logger.warn({ err: err.message }, 'queue connection error'));
+    return w;
   }
 
   /** Stops the job asked for, if this worker runs it (the fleet's cancel messages). */

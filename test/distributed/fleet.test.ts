@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { startStack, generateOn, type Stack } from './stack.js';
+import { Redis } from 'ioredis';
 import { KleinClient, type KleinEvent } from '../../src/client/index.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -149,6 +150,10 @@ describe('fleet: drain, scale to zero, metrics', () => {
     assert.equal(h.status, 'READY', 'a gateway with no worker still takes work (scale to zero)');
     assert.equal(h.workers.ready, 0);
     assert.equal(h.queue.waiting, 1);
+    // The list KEDA's redis scaler reads (deploy/kubernetes/keda-scaledobject.yaml) holds it.
+    const r = new Redis(s.redis.url);
+    assert.equal(await r.llen('klein:bull:generate:wait'), 1);
+    r.disconnect();
     await s.startWorker({ KLEIN_IDLE_EXIT: '2' });
     await waitStatus(url, key, id, ['COMPLETED'], 60_000);
     assert.match(await (await fetch(`${url}/metrics`)).text(), /^klein_jobs_waiting 0$/m);

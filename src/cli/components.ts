@@ -9,7 +9,7 @@ import type { Redis } from 'ioredis';
 import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
-import { LocalLimiter, type Limiter } from '../gateway/limits.js';
+import type { Limiter } from '../gateway/limits.js';
 import type { Metrics } from '../gateway/metrics.js';
 import { RedisLimiter } from '../gateway/redis-limiter.js';
 import { blockingOptions, connect, failFastOptions, RedisKeys } from '../queue/redis/connection.js';
@@ -77,10 +77,6 @@ export function connectRedis(config: Config, logger: Logger): RedisParts {
       subscriber.disconnect();
     },
   };
-}
-
-export function localLimiter(): Limiter {
-  return new LocalLimiter();
 }
 
 /** The GPUs to run engines on: `--gpus 0,1`, or one engine with the default device. */

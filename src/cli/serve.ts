@@ -17,7 +17,8 @@ import type { Kysely } from 'kysely';
 import { pino, type Logger } from 'pino';
 import { loadConfig, type Config } from '../config.js';
 import { buildApp } from '../gateway/app.js';
-import { createMetrics, type Metrics } from '../gateway/metrics.js';
+import { createMetrics } from '../gateway/metrics.js';
+import { LocalLimiter, type Limiter } from '../gateway/limits.js';
 import { parsePricing } from '../contract/pricing.js';
 import { JobBus } from '../queue/events.js';
 import { LocalQueue } from '../queue/local-queue.js';
@@ -30,7 +31,7 @@ import type { EngineProcess } from '../worker/engine-process.js';
 import type { FleetWorker } from '../worker/fleet-worker.js';
 import { Webhooks } from '../webhooks/dispatcher.js';
 import { Sweeper } from '../queue/sweeper.js';
-import { connectRedis, localLimiter, makeEngine, makeStorage, openStore, parseGpus, startFleetWorkers } from './components.js';
+import { connectRedis, makeEngine, makeStorage, openStore, parseGpus, startFleetWorkers } from './components.js';
 
 export type Role = 'all' | 'api' | 'worker';
 
@@ -84,11 +85,11 @@ export async function buildServer(config: Config = loadConfig(), env: NodeJS.Pro
   let engine: EngineProcess | null = null;
   let startQueue: () => Promise<void>;
   let stopQueue: () => Promise<void>;
-  let limiter;
+  let limiter: Limiter;
   if (!config.redisUrl) {
     // The embedded default: one engine in this process tree.
     engine = makeEngine(config, env, logger, null);
-    limiter = localLimiter();
+    limiter = new LocalLimiter();
     const local = new LocalQueue({
       db, bus, engine, metrics, limiter, storage,
       logger: logger.child({ component: 'queue' }),
@@ -155,7 +156,8 @@ export async function buildServer(config: Config = loadConfig(), env: NodeJS.Pro
       await redis.close();
     };
   }
-  observeQueue(metrics, queue);
+  // Queue depth and the oldest job's age, read at scrape time (autoscalers read these).
+  metrics.queueSource = () => queue.depth();
 
   let draining = false;
   const app = await buildApp({ config, db, queue, limiter, metrics, logger, pricing, storage, draining: () => draining });
@@ -178,11 +180,6 @@ export async function buildServer(config: Config = loadConfig(), env: NodeJS.Pro
       await db.destroy();
     },
   };
-}
-
-/** Queue depth and the oldest job's age, read at scrape time (autoscalers read these). */
-function observeQueue(metrics: Metrics, queue: JobQueue): void {
-  metrics.queueSource = () => queue.depth();
 }
 
 export async function startServer(config: Config = loadConfig(), env: NodeJS.ProcessEnv = process.env, opts: ServeOptions = {}): Promise<RunningServer> {

@@ -47,7 +47,7 @@ export interface LifecycleOptions {
 export const slotKey = (keyId: string): string => `key:${keyId}`;
 
 export class Lifecycle {
-  constructor(readonly o: LifecycleOptions) {}
+  constructor(private readonly o: LifecycleOptions) {}
 
   /**
    * PROCESSING → COMPLETED (only by its owner, when given), then settle. Returns the
@@ -76,6 +76,19 @@ export class Lifecycle {
     };
     await this.finish(id, outcome);
     return outcome;
+  }
+
+  /** A step of a running request, for whoever listens (the waiting call, SSE streams). */
+  progress(id: string, ev: ProgressEvent): void {
+    this.o.notifier.progress(id, ev);
+  }
+
+  /**
+   * PROCESSING → QUEUED (only by its owner): the request runs again, with its reservation
+   * kept. False when the row was no longer this owner's.
+   */
+  async requeue(id: string, owner: string): Promise<boolean> {
+    return this.move(id, ['PROCESSING'], 'QUEUED', owner, {});
   }
 
   /** → FAILED from one of `from`, then release. False when the row was elsewhere. */

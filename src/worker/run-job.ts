@@ -20,7 +20,6 @@ import type { CancelReason } from '../queue/events.js';
 import type { Lifecycle } from '../queue/lifecycle.js';
 import { CONTENT_TYPES, outputKey } from '../queue/storage-keys.js';
 import type { RequestRow } from '../store/requests.js';
-import { transition } from '../store/requests.js';
 import type { OutputStorage } from '../storage/types.js';
 import { Cancelled, EngineCrashed, type EngineJob, type EngineOutput } from './engine-process.js';
 
@@ -78,7 +77,7 @@ export async function runJob(
     if (control.reason) throw new Cancelled(control.reason);
     const out = await ctx.engine.generate(
       { id, params, images: job.images, preview: row.route === 'v2' },
-      { onProgress: (step, total, preview) => ctx.lifecycle.o.notifier.progress(id, { step, total, preview }), signal: control.abort.signal },
+      { onProgress: (step, total, preview) => ctx.lifecycle.progress(id, { step, total, preview }), signal: control.abort.signal },
     );
     const t0 = Date.now();
     const bytes = await encodeImage(out.image, {
@@ -109,7 +108,7 @@ export async function runJob(
       return 'done';
     }
     if (err instanceof EngineCrashed && retriesOnCrash(row, ctx.maxAttempts)) {
-      if (await transition(ctx.lifecycle.o.db, id, ['PROCESSING'], 'QUEUED', {}, Date.now(), owner)) {
+      if (await ctx.lifecycle.requeue(id, owner)) {
         ctx.logger.warn({ request_id: id, attempt: row.attempts }, 'engine failed; request requeued');
         return 'retry';
       }

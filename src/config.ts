@@ -31,6 +31,8 @@ export interface Config {
   imageMetadata: boolean;
   /** How many times a job may be started before it is failed (engine crashes). */
   maxAttempts: number;
+  /** Seconds an engine may take from spawn to `ready` (weights read or downloaded, kernels compiled). */
+  engineStartTimeoutS: number;
   /** Seconds a client is told to wait (Retry-After) while the engine starts. */
   startingRetryAfterS: number;
   /** Base URL put in status/response/cancel/events URLs and webhooks. */
@@ -174,6 +176,7 @@ export function loadConfig(env: Env = process.env): Config {
     defaultConcurrency: r.int('KLEIN_DEFAULT_CONCURRENCY', 4, 1, 10_000),
     imageMetadata: r.bool('KLEIN_IMAGE_METADATA', true),
     maxAttempts: r.int('KLEIN_MAX_ATTEMPTS', 3, 1, 10),
+    engineStartTimeoutS: r.int('KLEIN_ENGINE_START_TIMEOUT', 1800, 10, 86_400),
     startingRetryAfterS: r.int('KLEIN_STARTING_RETRY_AFTER', 10, 1, 600),
     publicUrl: '',
     retentionMs: r.duration('KLEIN_RETENTION', 24 * 3_600_000),

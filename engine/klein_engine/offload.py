@@ -3,7 +3,7 @@
 For cards too small to hold everything: the text encoder (6.2 GB in bf16) lives on the CPU
 and is moved to the GPU for a prompt the embedding cache does not hold, then moved back and
 its memory returned, while the transformer and the VAE stay resident. A cache hit moves
-nothing. Plain `.to()` moves (the engine has no accelerate dependency); a move of the
+nothing. Plain `.to()` moves (simpler than accelerate's offload hooks, and enough here); a move of the
 4B model's encoder costs roughly 0.2–0.5 s each way over PCIe 4, paid only on cache misses.
 """
 

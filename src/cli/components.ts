@@ -40,6 +40,7 @@ export function makeEngine(config: Config, env: NodeJS.ProcessEnv, logger: Logge
     python: config.enginePython,
     env: { ...env, KLEIN_MODEL: config.model, ...(gpu !== null ? { CUDA_VISIBLE_DEVICES: gpu } : {}) },
     logger: logger.child({ component: 'engine', ...(gpu !== null ? { gpu } : {}) }),
+    startTimeoutMs: config.engineStartTimeoutS * 1000,
   });
 }
 

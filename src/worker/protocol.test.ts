@@ -90,6 +90,8 @@ describe('protocol fixtures (protocol/fixtures, shared with the engine tests)', 
       assert.equal(ready.facts.model, 'tiny');
       assert.deepEqual(ready.facts.capabilities.samplers, ['euler', 'res_2s']);
       assert.equal(ready.facts.geometry.pixel_multiple, 16);
+      assert.equal(ready.facts.capabilities.max_batch, 1);
+      assert.equal(ready.facts.fast?.reference_path, true);
     }
     assert.deepEqual(get('progress'), { type: 'progress', id: 'req-1', step: 3, total: 20 });
     const pp = get('progress_preview');

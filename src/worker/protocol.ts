@@ -149,8 +149,12 @@ export interface EngineFacts {
     /** Whether the fast path really changes something on this device. */
     go_fast: boolean;
     preview: boolean;
+    /** How many compatible jobs the engine runs as one batch (1 when absent: older engines). */
+    max_batch: number;
   };
   geometry: { pixel_multiple: number; min_side: number; max_side: number };
+  /** What the fast path uses on this device (fp8 kernel, attention, compile…), shown as given in /health. */
+  fast: Record<string, unknown> | null;
 }
 
 export interface EngineTimings {
@@ -254,9 +258,15 @@ function parseFacts(h: Fields): EngineFacts {
       max_reference_images: caps.int('max_reference_images'),
       go_fast: caps.bool('go_fast'),
       preview: caps.bool('preview'),
+      max_batch: caps.has('max_batch') ? caps.int('max_batch') : 1,
     },
     geometry: { pixel_multiple: geo.int('pixel_multiple'), min_side: geo.int('min_side'), max_side: geo.int('max_side') },
+    fast: h.has('fast') && isRecord(h.raw('fast')) ? (h.raw('fast') as Record<string, unknown>) : null,
   };
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
 function noPayload(frame: RawFrame): void {

@@ -54,6 +54,8 @@ export interface Config {
   idleExitMs: number;
   /** How often gateways put back jobs that Redis lost (ms). */
   reconcileMs: number;
+  /** Port of a worker's own /metrics and /health (0: none). */
+  workerMetricsPort: number;
   /** S3-compatible output storage; null means local disk under the data directory. */
   s3: { bucket: string; endpoint?: string; region: string; prefix: string; forcePathStyle: boolean } | null;
 }
@@ -189,6 +191,7 @@ export function loadConfig(env: Env = process.env): Config {
     jobLockMs: r.int('KLEIN_JOB_LOCK_MS', 30_000, 1000, 3_600_000),
     idleExitMs: r.int('KLEIN_IDLE_EXIT', 0, 0, 86_400) * 1000,
     reconcileMs: r.int('KLEIN_RECONCILE_MS', 10_000, 100, 3_600_000),
+    workerMetricsPort: r.int('KLEIN_WORKER_METRICS_PORT', 0, 0, 65535),
     s3: null,
   };
   const dbUrl = r.str('DATABASE_URL', '');

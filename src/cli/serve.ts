@@ -17,10 +17,12 @@ import type { Kysely } from 'kysely';
 import { pino, type Logger } from 'pino';
 import { loadConfig, type Config } from '../config.js';
 import { buildApp } from '../gateway/app.js';
-import { createMetrics } from '../gateway/metrics.js';
+import { createServer, type Server } from 'node:http';
+import { createMetrics, type Metrics } from '../gateway/metrics.js';
 import { LocalLimiter, type Limiter } from '../gateway/limits.js';
 import { parsePricing } from '../contract/pricing.js';
 import { JobBus } from '../queue/events.js';
+import { queueDepth } from '../queue/depth.js';
 import { LocalQueue } from '../queue/local-queue.js';
 import { failFastOptions } from '../queue/redis/connection.js';
 import { DistributedQueue } from '../queue/redis/distributed-queue.js';
@@ -205,16 +207,40 @@ export async function startWorkers(config: Config, env: NodeJS.ProcessEnv, gpus:
   const db = await openStore(config);
   const redis = connectRedis(config, logger.child({ component: 'redis' }));
   const metrics = createMetrics();
+  metrics.queueSource = () => queueDepth(db);
   const workers = await startFleetWorkers({ config, env, gpus, db, storage: makeStorage(config), metrics, logger, redis, onIdleExit });
-  logger.info({ workers: workers.map((w) => w.id), model: config.model }, 'klein worker started');
+  const monitor = config.workerMetricsPort > 0 ? await serveWorkerMonitor(config.host, config.workerMetricsPort, metrics, workers) : null;
+  logger.info({ workers: workers.map((w) => w.id), model: config.model, metrics_port: config.workerMetricsPort || null }, 'klein worker started');
   return {
     workers,
     close: async (force = false) => {
       await Promise.all(workers.map((w) => w.drain(force)));
+      await new Promise((r) => (monitor ? monitor.close(r) : r(undefined)));
       await redis.close();
       await db.destroy();
     },
   };
+}
+
+/**
+ * A worker's own /metrics (stage timings, jobs finished, engine restarts: what only the
+ * worker sees) and /health (its workers' states), for Prometheus and probes.
+ */
+async function serveWorkerMonitor(host: string, port: number, metrics: Metrics, workers: FleetWorker[]): Promise<Server> {
+  const server = createServer((req, res) => {
+    const path = (req.url ?? '').split('?')[0];
+    if (req.method === 'GET' && path === '/metrics') {
+      void metrics.registry.metrics().then((body) => res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(body));
+    } else if (req.method === 'GET' && path === '/health') {
+      const list = workers.map((w) => ({ id: w.id, state: w.state }));
+      const ok = list.some((w) => w.state === 'READY' || w.state === 'BUSY');
+      res.writeHead(ok ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify({ status: ok ? 'READY' : 'NOT_READY', workers: list }));
+    } else {
+      res.writeHead(404, { 'content-type': 'application/json' }).end('{"error":"not found"}');
+    }
+  });
+  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(port, host, resolve));
+  return server;
 }
 
 /** SIGTERM/SIGINT: drain once; a second signal exits at once. */

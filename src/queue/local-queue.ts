@@ -19,7 +19,7 @@ import type { RgbImage } from '../contract/types.js';
 import { ApiError } from '../gateway/errors.js';
 import type { Limiter } from '../gateway/limits.js';
 import type { Metrics } from '../gateway/metrics.js';
-import { claimNext, countByStatus, queuePosition, recoverOnStartup, type RequestRow } from '../store/requests.js';
+import { claimNext, queuePosition, recoverOnStartup, type RequestRow } from '../store/requests.js';
 import type { Database } from '../store/schema.js';
 import type { OutputStorage } from '../storage/types.js';
 import type { EngineProcess } from '../worker/engine-process.js';
@@ -27,7 +27,7 @@ import { inputsFromRow, loadJobInputs, type JobInputs } from '../worker/load-job
 import { JobControl, runJob } from '../worker/run-job.js';
 import type { CancelReason, JobBus, JobOutcome, ProgressEvent } from './events.js';
 import { Lifecycle, lostInputs, slotKey } from './lifecycle.js';
-import { oldestQueuedAgeS } from './depth.js';
+import { queueDepth } from './depth.js';
 import { submitRequest } from './submit.js';
 import type { JobQueue, QueueDepth, Readiness, SubmitResult, SubmitSpec } from './types.js';
 
@@ -130,8 +130,7 @@ export class LocalQueue implements JobQueue {
   }
 
   async depth(): Promise<QueueDepth> {
-    const counts = await countByStatus(this.o.db, ['QUEUED', 'PROCESSING']);
-    return { waiting: counts.QUEUED ?? 0, running: counts.PROCESSING ?? 0, oldestAgeS: await oldestQueuedAgeS(this.o.db) };
+    return queueDepth(this.o.db);
   }
 
   async cancel(id: string, reason: CancelReason): Promise<boolean> {

@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { startStack, generateOn, type Stack } from './stack.js';
+import { freePort } from '../../src/testing/services.js';
 import { Redis } from 'ioredis';
 import { KleinClient, type KleinEvent } from '../../src/client/index.js';
 
@@ -170,15 +171,29 @@ describe('fleet: drain, scale to zero, metrics', () => {
   it('SIGTERM drains a worker: its running job completes and it takes no other', async () => {
     const key = await s.key();
     const url = s.gateways[0]!.url;
-    const w = await s.startWorker();
+    const port = await freePort();
+    const w = await s.startWorker({ KLEIN_WORKER_METRICS_PORT: String(port) });
     await s.waitWorkers(1);
+    // The worker's own monitor: the stages only it measures, and its state.
+    await waitStatus(url, key, await submit(url, key, { prompt: 'warm', width: 64, height: 64, steps: 2, cfg: 1 }), ['COMPLETED']);
+    // (The row turns COMPLETED a moment before the worker counts it.)
+    let metrics = '';
+    for (let i = 0; i < 50 && !/^klein_jobs_finished_total/m.test(metrics); i++) {
+      if (i > 0) await sleep(50);
+      metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    }
+    assert.match(metrics, /^klein_jobs_finished_total\{status="COMPLETED"\} 1$/m);
+    assert.match(metrics, /^klein_stage_seconds_count\{stage="denoise"\} 1$/m);
     const first = await submit(url, key, { prompt: 'finishing [[fault:sleep:100]]', width: 64, height: 64, steps: 15, cfg: 1 });
     await waitStatus(url, key, first, ['PROCESSING']);
+    const mine = (await (await fetch(`http://127.0.0.1:${port}/health`)).json()) as { status: string; workers: Array<{ state: string }> };
+    assert.deepEqual([mine.status, mine.workers[0]?.state], ['READY', 'BUSY']);
     const second = await submit(url, key, { prompt: 'left for others', width: 64, height: 64, steps: 1, cfg: 1 });
     w.child.kill('SIGTERM');
     assert.equal(await w.exited, 0, w.log());
     assert.equal((await statusOf(url, key, first)).status, 'COMPLETED');
     assert.equal((await statusOf(url, key, second)).status, 'QUEUED');
+    await assert.rejects(fetch(`http://127.0.0.1:${port}/metrics`), 'the monitor stopped with the worker');
     await s.startWorker();
     await waitStatus(url, key, second, ['COMPLETED'], 60_000);
   });

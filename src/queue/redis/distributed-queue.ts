@@ -22,11 +22,11 @@ import type { Limiter } from '../../gateway/limits.js';
 import type { Metrics } from '../../gateway/metrics.js';
 import { outcomeOfRow } from '../../gateway/outcomes.js';
 import { TERMINAL } from '../../store/request-states.js';
-import { countByStatus, getRequest, queuePosition } from '../../store/requests.js';
+import { getRequest, queuePosition } from '../../store/requests.js';
 import type { Database } from '../../store/schema.js';
 import type { OutputStorage } from '../../storage/types.js';
 import type { JobData } from '../../worker/fleet-worker.js';
-import { oldestQueuedAgeS } from '../depth.js';
+import { queueDepth } from '../depth.js';
 import type { CancelReason, JobBus, JobOutcome, ProgressEvent } from '../events.js';
 import { Lifecycle } from '../lifecycle.js';
 import { submitRequest } from '../submit.js';
@@ -191,8 +191,7 @@ export class DistributedQueue implements JobQueue {
   }
 
   async depth(): Promise<QueueDepth> {
-    const counts = await countByStatus(this.o.db, ['QUEUED', 'PROCESSING']);
-    return { waiting: counts.QUEUED ?? 0, running: counts.PROCESSING ?? 0, oldestAgeS: await oldestQueuedAgeS(this.o.db) };
+    return queueDepth(this.o.db);
   }
 
   /** The lifecycle, for the reconciler (it ends requests whose jobs are lost for good). */

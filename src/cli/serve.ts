@@ -18,7 +18,7 @@ import { pino, type Logger } from 'pino';
 import { loadConfig, type Config } from '../config.js';
 import { buildApp } from '../gateway/app.js';
 import { createServer, type Server } from 'node:http';
-import { createMetrics, type Metrics } from '../gateway/metrics.js';
+import { countEngineRestarts, createMetrics, type Metrics } from '../gateway/metrics.js';
 import { LocalLimiter, type Limiter } from '../gateway/limits.js';
 import { parsePricing } from '../contract/pricing.js';
 import { JobBus } from '../queue/events.js';
@@ -102,14 +102,8 @@ export async function buildServer(config: Config = loadConfig(), env: NodeJS.Pro
       onWebhook: wakeWebhooks,
     });
     const eng = engine;
-    let restartsSeen = 0;
-    eng.onStateChange(() => {
-      if (eng.restarts > restartsSeen) {
-        metrics.engineRestarts.inc(eng.restarts - restartsSeen);
-        restartsSeen = eng.restarts;
-      }
-      local.wake();
-    });
+    countEngineRestarts(eng, metrics);
+    eng.onStateChange(() => local.wake());
     queue = local;
     startQueue = async () => {
       eng.start();

@@ -22,6 +22,17 @@ export interface Metrics {
   queueSource: (() => Promise<QueueDepth>) | null;
 }
 
+/** Counts an engine's restarts into klein_engine_restarts_total, as they happen. */
+export function countEngineRestarts(engine: { readonly restarts: number; onStateChange(fn: () => void): void }, metrics: Metrics): void {
+  let seen = engine.restarts;
+  engine.onStateChange(() => {
+    if (engine.restarts > seen) {
+      metrics.engineRestarts.inc(engine.restarts - seen);
+      seen = engine.restarts;
+    }
+  });
+}
+
 export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics {
   const registry = new Registry();
   // One read of the queue per scrape, shared by its three gauges.

@@ -23,7 +23,7 @@ import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import { ApiError } from '../gateway/errors.js';
 import type { Limiter } from '../gateway/limits.js';
-import type { Metrics } from '../gateway/metrics.js';
+import { countEngineRestarts, type Metrics } from '../gateway/metrics.js';
 import { Lifecycle, lostInputs } from '../queue/lifecycle.js';
 import { QUEUE_NAME, type ConnOptions, type RedisKeys } from '../queue/redis/connection.js';
 import { RedisNotifier } from '../queue/redis/events.js';
@@ -122,6 +122,7 @@ export class FleetWorker {
    * holds a job that a healthy worker could run.
    */
   start(): void {
+    countEngineRestarts(this.o.engine, this.o.metrics);
     this.o.engine.onStateChange((s) => {
       void this.member.beat();
       if (this.draining) return;

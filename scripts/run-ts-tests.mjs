@@ -1,9 +1,10 @@
 // Runs every TypeScript test file with node's built-in test runner (Node 20 has no glob
 // support in `node --test`, so the files are listed here). Pass paths to run a subset.
 //
-// Before the tests it starts the run's private PostgreSQL and Redis on loopback
-// (src/testing/services-main.ts) and hands their URLs to every test file through
-// KLEIN_TEST_DATABASE_URL and KLEIN_TEST_REDIS_URL; they stop when the run ends.
+// Before the tests it starts the run's private PostgreSQL on loopback
+// (src/testing/services-main.ts) and hands its URL to every test file through
+// KLEIN_TEST_DATABASE_URL; it stops when the run ends. (The fleet tests start their own
+// Redis servers.)
 import { spawn, spawnSync } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -29,12 +30,12 @@ const first = await new Promise((resolve, reject) => {
   console.error(`run-ts-tests: ${err.message}`);
   process.exit(1);
 });
-const { databaseUrl, redisUrl } = JSON.parse(first);
+const { databaseUrl } = JSON.parse(first);
 
 const r = spawnSync(
   process.execPath,
   ['--import', 'tsx', '--test', '--test-concurrency=1', '--test-reporter=spec', ...files],
-  { stdio: 'inherit', env: { ...process.env, KLEIN_TEST_DATABASE_URL: databaseUrl, KLEIN_TEST_REDIS_URL: redisUrl } },
+  { stdio: 'inherit', env: { ...process.env, KLEIN_TEST_DATABASE_URL: databaseUrl } },
 );
 services.stdin.end();
 await new Promise((resolve) => services.once('exit', resolve));

@@ -52,27 +52,18 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
 
     import logging
-    import time
 
     from PIL import Image
 
     from .job import EngineError, LoadError
     from .options import EngineOptions
-    from .server import load_engine
+    from .server import load_and_warm_up
 
     logging.basicConfig(level=os.environ.get("KLEIN_ENGINE_LOG_LEVEL", "INFO"), stream=sys.stderr,
                         format="engine %(process)d %(levelname)s %(message)s")
     log = logging.getLogger("klein_engine")
     try:
-        t0 = time.perf_counter()
-        options = EngineOptions.from_env()
-        engine = load_engine(a.model, options)
-        log.info("loaded %s in %.1f s", a.model, time.perf_counter() - t0)
-        # As the server does before `ready`: compile the go_fast path for KLEIN_WARMUP_SIZES.
-        if hasattr(engine, "warm_up"):
-            warm = engine.warm_up()
-            if warm:
-                log.info("warmed up (compiled %s) in %.1f s", ", ".join(f"{w}x{h}" for w, h in options.warmup_sizes), warm)
+        engine = load_and_warm_up(a.model, EngineOptions.from_env(), log)
     except LoadError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -2,8 +2,7 @@ import { afterEach, beforeEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Command } from 'commander';
 import { balance, release, reserve, settle } from '../accounts/ledger.js';
-import type { openDatabase } from '../store/db.js';
-import { DIALECTS, openTarget, tempDb, type TempDb } from '../store/testing/temp-db.js';
+import { DIALECTS, tempDb, type TempDb } from '../store/testing/temp-db.js';
 import { register as registerCredits } from './credits.js';
 import { register as registerKeys } from './keys.js';
 import { register as registerUsage } from './usage.js';
@@ -28,14 +27,7 @@ describe(`klein credits and usage (${dialect})`, () => {
     return out;
   }
 
-  async function withDb<T>(fn: (db: ReturnType<typeof openDatabase>) => Promise<T>): Promise<T> {
-    const db = openTarget(t.target);
-    try {
-      return await fn(db);
-    } finally {
-      await db.destroy();
-    }
-  }
+  const withDb = <T>(fn: (db: TempDb['db']) => Promise<T>): Promise<T> => fn(t.db);
 
   test('credits add grants exact decimal credits and prints the new balance', async () => {
     const { account_id } = JSON.parse(await klein('keys', 'create', '--credits', '0.1', '--json')) as { account_id: string };

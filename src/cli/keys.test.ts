@@ -4,8 +4,7 @@ import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
 import { authenticate } from '../accounts/keys.js';
-import type { openDatabase } from '../store/db.js';
-import { DIALECTS, openTarget, tempDb, type TempDb } from '../store/testing/temp-db.js';
+import { DIALECTS, tempDb, type TempDb } from '../store/testing/temp-db.js';
 import { register } from './keys.js';
 
 for (const dialect of DIALECTS) {
@@ -25,14 +24,7 @@ describe(`klein keys (${dialect})`, () => {
     return out;
   }
 
-  async function withDb<T>(fn: (db: ReturnType<typeof openDatabase>) => Promise<T>): Promise<T> {
-    const db = openTarget(t.target);
-    try {
-      return await fn(db);
-    } finally {
-      await db.destroy();
-    }
-  }
+  const withDb = <T>(fn: (db: TempDb['db']) => Promise<T>): Promise<T> => fn(t.db);
 
   test('keys create prints only the key, and the key works', async () => {
     const out = await klein('keys', 'create', '--credits', '10');

@@ -1,12 +1,12 @@
 /**
- * Starts the test run's PostgreSQL and Redis (see services.ts), prints one JSON line with
- * their URLs, and stops both when its stdin closes (scripts/run-ts-tests.mjs holds it).
+ * Starts the test run's PostgreSQL (see services.ts), prints one JSON line with its URL,
+ * and stops it when its stdin closes (scripts/run-ts-tests.mjs holds it).
  */
-import { startPostgres, startRedis } from './services.js';
+import { startPostgres } from './services.js';
 
-const [pgSvc, redisSvc] = await Promise.all([startPostgres(), startRedis()]);
-process.stdout.write(`${JSON.stringify({ databaseUrl: pgSvc.url, redisUrl: redisSvc.url })}\n`);
+const pgSvc = await startPostgres();
+process.stdout.write(`${JSON.stringify({ databaseUrl: pgSvc.url })}\n`);
 process.stdin.resume();
 process.stdin.once('end', () => {
-  void Promise.all([pgSvc.stop(), redisSvc.stop()]).finally(() => process.exit(0));
+  void pgSvc.stop().finally(() => process.exit(0));
 });

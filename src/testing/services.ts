@@ -4,9 +4,11 @@
  * free port, stopped with the process that started them. Nothing is shared with other
  * runs or with services the machine may already have.
  *
- * `scripts/run-ts-tests.mjs` starts one of each for the whole run (through
- * `services-main.ts`) and passes their URLs in KLEIN_TEST_DATABASE_URL and
- * KLEIN_TEST_REDIS_URL; a test file run on its own starts its own on first use.
+ * `scripts/run-ts-tests.mjs` starts one PostgreSQL for the whole run (through
+ * `services-main.ts`; the store suites each take a fresh database on it) and passes its URL
+ * in KLEIN_TEST_DATABASE_URL; a test file run on its own starts its own on first use.
+ * Redis servers are started per test stack (test/distributed/stack.ts): the outage test
+ * stops its own.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
@@ -155,7 +157,6 @@ export async function startRedis(opts: { port?: number } = {}): Promise<RedisSer
 }
 
 let sharedPg: Promise<Service> | null = null;
-let sharedRedis: Promise<RedisService> | null = null;
 
 function stopAtExit(p: Promise<Service>): void {
   const stop = () => void p.then((s) => s.stop()).catch(() => undefined);
@@ -171,17 +172,6 @@ export async function testPostgresUrl(): Promise<string> {
     stopAtExit(sharedPg);
   }
   return (await sharedPg).url;
-}
-
-/** The run's Redis (KLEIN_TEST_REDIS_URL), or one started for this process. */
-export async function testRedisUrl(): Promise<string> {
-  const env = process.env.KLEIN_TEST_REDIS_URL;
-  if (env) return env;
-  if (!sharedRedis) {
-    sharedRedis = startRedis();
-    stopAtExit(sharedRedis);
-  }
-  return (await sharedRedis).url;
 }
 
 /** A fresh, empty database on the test cluster; `drop()` removes it. */

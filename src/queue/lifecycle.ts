@@ -19,7 +19,7 @@ import { ApiError } from '../gateway/errors.js';
 import type { Limiter } from '../gateway/limits.js';
 import type { Metrics } from '../gateway/metrics.js';
 import type { RequestStatus } from '../store/request-states.js';
-import { getRequest, transition, type TransitionFields } from '../store/requests.js';
+import { getRequest, transition, type RequestRow, type TransitionFields } from '../store/requests.js';
 import type { Database } from '../store/schema.js';
 import type { OutputStorage } from '../storage/types.js';
 import { recordWebhook } from '../webhooks/record.js';
@@ -74,7 +74,7 @@ export class Lifecycle {
       generationTimeS: o.generationTimeS,
       timings: o.timings,
     };
-    await this.finish(id, outcome);
+    await this.finish(id, outcome, row);
     return outcome;
   }
 
@@ -119,10 +119,11 @@ export class Lifecycle {
     return transition(this.o.db, id, from, to, fields, Date.now(), owner);
   }
 
-  private async finish(id: string, outcome: JobOutcome): Promise<void> {
+  /** `known`: the row as it is now, when the caller has just read it (saves a read). */
+  private async finish(id: string, outcome: JobOutcome, known?: RequestRow | null): Promise<void> {
     this.o.metrics.jobsFinished.inc({ status: outcome.status });
     this.o.notifier.finish(id, outcome);
-    const row = await getRequest(this.o.db, id);
+    const row = known === undefined ? await getRequest(this.o.db, id) : known;
     if (!row) return;
     const params = JSON.parse(row.params) as ResolvedParams;
     for (let i = 0; i < (params.image_urls ?? []).length; i++) await this.o.storage.delete(inputKey(id, i)).catch(() => undefined);

@@ -188,7 +188,7 @@ export function loadConfig(env: Env = process.env): Config {
     databaseUrl: null,
     redisUrl: null,
     redisPrefix: r.str('KLEIN_REDIS_PREFIX', 'klein'),
-    jobLockMs: r.int('KLEIN_JOB_LOCK_MS', 30_000, 1000, 3_600_000),
+    jobLockMs: r.int('KLEIN_JOB_LOCK_MS', 10_000, 1000, 3_600_000),
     idleExitMs: r.int('KLEIN_IDLE_EXIT', 0, 0, 86_400) * 1000,
     reconcileMs: r.int('KLEIN_RECONCILE_MS', 10_000, 100, 3_600_000),
     workerMetricsPort: r.int('KLEIN_WORKER_METRICS_PORT', 0, 0, 65535),

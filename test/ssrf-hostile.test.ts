@@ -1,6 +1,7 @@
 /**
  * SSRF: hostile reference URLs are all refused, and no connection is made. A loopback
  * listener counts every connection it accepts; the guard must refuse before connecting.
+ * Cloud platform and metadata endpoints are refused as url_blocked, the answer naming them.
  */
 import assert from 'node:assert/strict';
 import { createServer as createHttpServer, type Server } from 'node:http';
@@ -10,7 +11,7 @@ import { after, before, describe, it } from 'node:test';
 import sharp from 'sharp';
 import { ApiError } from '../src/gateway/errors.js';
 import { parseAllowNetworks } from '../src/images/networks.js';
-import { safeFetch } from '../src/images/safe-fetch.js';
+import { resolveChecked, safeFetch } from '../src/images/safe-fetch.js';
 import { loadReferenceImages } from '../src/images/references.js';
 
 describe('SSRF guard', () => {
@@ -39,6 +40,9 @@ describe('SSRF guard', () => {
         res.end();
       } else if (req.url === '/redirect-to-metadata') {
         res.writeHead(301, { location: 'http://169.254.169.254/latest/meta-data/' });
+        res.end();
+      } else if (req.url === '/redirect-to-wireserver') {
+        res.writeHead(302, { location: 'http://168.63.129.16/machine?comp=goalstate' });
         res.end();
       } else if (req.url?.startsWith('/loop')) {
         const n = Number(req.url.slice(5) || 0);
@@ -130,6 +134,78 @@ describe('SSRF guard', () => {
       );
     }
     assert.equal(connections, 0, 'no connection reached the loopback trap');
+  });
+
+  /** [URL, what it is, what the refusal must name]. Names resolve through platformLookup. */
+  const PLATFORM = (): Array<[string, string, RegExp]> => [
+    ['http://168.63.129.16/machine?comp=goalstate', 'Azure WireServer', /\(Azure platform address \(WireServer\)\)$/],
+    ['http://2822734096/', 'Azure WireServer, decimal', /Azure platform address/],
+    ['http://0xa83f8110/', 'Azure WireServer, hex', /Azure platform address/],
+    ['http://[::ffff:168.63.129.16]/', 'Azure WireServer, IPv4-mapped', /Azure platform address/],
+    ['http://[::a83f:8110]/', 'Azure WireServer, IPv4-compatible', /Azure platform address/],
+    ['http://[64:ff9b::a83f:8110]/', 'Azure WireServer, NAT64', /NAT64 form of 168\.63\.129\.16: Azure platform address/],
+    ['http://[2002:a83f:8110::1]/', 'Azure WireServer, 6to4', /6to4 form of 168\.63\.129\.16: Azure platform address/],
+    ['http://[2001:0:4136:e378:8000:63bf:57c0:7eef]/', 'Azure WireServer, Teredo', /Teredo form of 168\.63\.129\.16: Azure platform address/],
+    ['https://161.26.0.10/', 'IBM Cloud DNS resolver', /IBM Cloud service network/],
+    ['http://[64:ff9b::a11a:6]/', 'IBM Cloud mirror, NAT64', /NAT64 form of 161\.26\.0\.6: IBM Cloud service network/],
+    ['https://166.9.228.73/', 'IBM Cloud private endpoint', /IBM Cloud private service endpoints/],
+    ['http://169.254.169.254/latest/meta-data/', 'instance metadata', /cloud instance metadata \(AWS, Azure, GCP/],
+    ['http://[fd00:ec2::254]/latest/meta-data/', 'AWS IMDS, IPv6', /AWS instance metadata \(IPv6\)/],
+    ['http://169.254.169.123/', 'AWS Time Sync', /AWS Time Sync Service\)$/],
+    ['http://[fd00:ec2::123]/', 'AWS Time Sync, IPv6', /AWS Time Sync Service \(IPv6\)/],
+    ['http://169.254.169.253/', 'AWS DNS', /AWS DNS \(Route 53 Resolver\)/],
+    ['http://[fd00:ec2::253]/', 'AWS DNS, IPv6', /AWS DNS \(Route 53 Resolver, IPv6\)/],
+    ['http://169.254.170.2/v2/credentials/x', 'AWS ECS credentials', /AWS ECS task metadata and credentials/],
+    ['http://169.254.170.23/v1/credentials', 'AWS EKS Pod Identity', /AWS EKS Pod Identity credentials\)$/],
+    ['http://[fd00:ec2::23]/v1/credentials', 'AWS EKS Pod Identity, IPv6', /AWS EKS Pod Identity credentials \(IPv6\)/],
+    ['http://[fe80::a9fe:a9fe]/openstack/latest/meta_data.json', 'OpenStack metadata, IPv6', /OpenStack instance metadata \(IPv6\)/],
+    ['http://100.100.100.200/latest/meta-data/', 'Alibaba Cloud metadata', /Alibaba Cloud instance metadata/],
+    ['http://[64:ff9b::6464:64c8]/latest/meta-data/', 'Alibaba Cloud metadata, NAT64', /NAT64 form of 100\.100\.100\.200: Alibaba/],
+    ['http://192.0.0.192/latest/meta-data/', 'Oracle Cloud@Customer metadata', /Oracle Cloud instance metadata/],
+    ['http://169.254.0.23/latest/meta-data/', 'Tencent Cloud metadata', /Tencent Cloud instance metadata/],
+    ['http://metadata.google.internal/computeMetadata/v1/', 'GCP metadata by name', /cloud instance metadata \(AWS, Azure, GCP/],
+    ['http://metadata.tencentyun.com/latest/meta-data/', 'Tencent Cloud metadata by name', /Tencent Cloud instance metadata/],
+    ['http://api.metadata.cloud.ibm.com/metadata/v1/instance', 'IBM Cloud metadata by name', /cloud instance metadata/],
+    ['http://wireserver.example/', 'a public name that resolves to WireServer', /Azure platform address/],
+    [`http://127.0.0.2:${allowedPort}/redirect-to-wireserver`, 'redirect from an allowed host to WireServer', /Azure platform address/],
+  ];
+  const platformNames: Record<string, string> = {
+    'metadata.google.internal': '169.254.169.254',
+    'metadata.tencentyun.com': '169.254.0.23',
+    'api.metadata.cloud.ibm.com': '169.254.169.254',
+    'wireserver.example': '168.63.129.16',
+  };
+  const platformLookup = async (host: string) => {
+    const address = platformNames[host];
+    if (!address) throw new Error(`unexpected lookup of ${host}`);
+    return [{ address, family: 4 }];
+  };
+
+  it('refuses cloud platform and metadata endpoints with 400 url_blocked, naming them', async () => {
+    const cases = PLATFORM();
+    assert.ok(cases.length >= 25);
+    for (const [url, what, name] of cases) {
+      await assert.rejects(
+        safeFetch(url, { allow: allow(), maxBytes: 1_000_000, timeoutMs: 1000, field: 'image_urls[0]', lookup: platformLookup }),
+        (err: unknown) => {
+          assert.ok(err instanceof ApiError, `${what}: ${String(err)}`);
+          assert.equal(err.status, 400, what);
+          assert.equal(err.code, 'url_blocked', `${what}: ${err.message}`);
+          assert.match(err.details?.[0]?.message ?? '', name, what);
+          return true;
+        },
+        what,
+      );
+    }
+    assert.equal(connections, 0);
+  });
+
+  it('lets KLEIN_ALLOW_NETWORKS open a platform address again', async () => {
+    // Checked without fetching: opened, the address is handed on to connect to.
+    const u = new URL('http://wireserver.example/');
+    await assert.rejects(resolveChecked(u, { allow: [], field: 'f', lookup: platformLookup }), (e: unknown) => e instanceof ApiError && e.code === 'url_blocked');
+    const opened = await resolveChecked(u, { allow: parseAllowNetworks('168.63.129.16/32'), field: 'f', lookup: platformLookup });
+    assert.equal(opened.address, '168.63.129.16');
   });
 
   it('refuses a name that resolves to loopback, and one with any blocked address', async () => {

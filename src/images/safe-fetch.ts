@@ -25,6 +25,8 @@ export interface SafeFetchOptions {
   field: string;
   lookup?: Lookup;
   userAgent?: string;
+  /** Aborts the fetch (the caller has gone); the promise then rejects with the signal's reason. */
+  signal?: AbortSignal | undefined;
 }
 
 const defaultLookup: Lookup = (hostname) =>
@@ -80,11 +82,17 @@ export function checkUrl(raw: string, o: Pick<SafeFetchOptions, 'field'>): URL {
 }
 
 export async function safeFetch(url: string, o: SafeFetchOptions): Promise<{ bytes: Buffer; finalUrl: string }> {
-  const deadline = AbortSignal.timeout(o.timeoutMs);
+  const timeout = AbortSignal.timeout(o.timeoutMs);
+  const deadline = o.signal ? AbortSignal.any([timeout, o.signal]) : timeout;
+  const gone = () => {
+    if (o.signal?.aborted) throw o.signal.reason;
+  };
+  gone();
   const maxRedirects = o.maxRedirects ?? 3;
   let current = checkUrl(url, o);
   for (let hop = 0; ; hop++) {
     const pinned = await resolveChecked(current, o);
+    gone();
     const agent = pinnedAgent(pinned);
     try {
       const res = await request(current, {
@@ -93,6 +101,7 @@ export async function safeFetch(url: string, o: SafeFetchOptions): Promise<{ byt
         signal: deadline,
         headers: { 'user-agent': o.userAgent ?? 'klein-serve/0.1 (+reference image fetch)', accept: 'image/png,image/jpeg,image/webp;q=0.9,*/*;q=0.1' },
       }).catch((err: unknown) => {
+        gone();
         const why = deadline.aborted ? 'timed out' : `failed (${(err as { code?: string }).code ?? 'network error'})`;
         throw new ApiError('image_fetch_failed', `${o.field}: fetching ${origin(current)} ${why}`, { details: [{ field: o.field, message: `fetch ${why}` }] });
       });
@@ -127,6 +136,7 @@ export async function safeFetch(url: string, o: SafeFetchOptions): Promise<{ byt
         }
       } catch (err) {
         if (err instanceof ApiError) throw err;
+        gone();
         const why = deadline.aborted ? 'timed out' : 'was cut off';
         throw new ApiError('image_fetch_failed', `${o.field}: the download ${why}`, { details: [{ field: o.field, message: `the download ${why}` }] });
       }

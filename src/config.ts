@@ -5,6 +5,7 @@
 import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { FAULT_POINTS } from './faults.js';
 
 export interface Config {
   host: string;
@@ -56,6 +57,14 @@ export interface Config {
   reconcileMs: number;
   /** Port of a worker's own /metrics and /health (0: none). */
   workerMetricsPort: number;
+  /** Time a client has to send a whole request, headers and body (ms): 408 and closed after it. */
+  requestTimeoutMs: number;
+  /** Time a client has to send the request headers (ms). */
+  headersTimeoutMs: number;
+  /** Open connections the server accepts at once; more are closed at once (0: no cap). */
+  maxConnections: number;
+  /** Crash points armed for tests (KLEIN_FAULTS; see faults.ts). Empty in production. */
+  faults: string[];
   /** S3-compatible output storage; null means local disk under the data directory. */
   s3: { bucket: string; endpoint?: string; region: string; prefix: string; forcePathStyle: boolean } | null;
 }
@@ -192,6 +201,10 @@ export function loadConfig(env: Env = process.env): Config {
     idleExitMs: r.int('KLEIN_IDLE_EXIT', 0, 0, 86_400) * 1000,
     reconcileMs: r.int('KLEIN_RECONCILE_MS', 10_000, 100, 3_600_000),
     workerMetricsPort: r.int('KLEIN_WORKER_METRICS_PORT', 0, 0, 65535),
+    requestTimeoutMs: r.num('KLEIN_REQUEST_TIMEOUT', 60, 1, 3600) * 1000,
+    headersTimeoutMs: r.num('KLEIN_HEADERS_TIMEOUT', 20, 1, 3600) * 1000,
+    maxConnections: r.int('KLEIN_MAX_CONNECTIONS', 1024, 0, 1_000_000),
+    faults: [],
     s3: null,
   };
   const dbUrl = r.str('DATABASE_URL', '');
@@ -214,6 +227,13 @@ export function loadConfig(env: Env = process.env): Config {
         forcePathStyle: r.bool('S3_FORCE_PATH_STYLE', Boolean(endpoint)),
       }
     : null;
+  if (cfg.headersTimeoutMs > cfg.requestTimeoutMs) {
+    r.problems.push(`KLEIN_HEADERS_TIMEOUT: must not be longer than KLEIN_REQUEST_TIMEOUT (${cfg.requestTimeoutMs / 1000} s), got ${cfg.headersTimeoutMs / 1000} s`);
+  }
+  const faults = r.str('KLEIN_FAULTS', '').split(',').map((f) => f.trim()).filter(Boolean);
+  const unknownFaults = faults.filter((f) => !FAULT_POINTS.includes(f));
+  if (unknownFaults.length > 0) r.problems.push(`KLEIN_FAULTS: unknown crash point ${unknownFaults.join(', ')}; known: ${FAULT_POINTS.join(', ')}`);
+  cfg.faults = faults;
   const pub = r.str('KLEIN_PUBLIC_URL', '');
   if (pub && !/^https?:\/\/[^/]+/.test(pub)) r.problems.push(`KLEIN_PUBLIC_URL: must be an http(s) URL, got "${pub}"`);
   cfg.publicUrl = pub.replace(/\/$/, '');

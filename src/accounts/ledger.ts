@@ -5,9 +5,15 @@
  *   grant    +n              operator adds credits                    (no request)
  *   reserve  −price          before the job is queued; 406 if short    phase open
  *   settle   +(price − cost) on COMPLETED: the reservation is charged   phase close
- *   release  +price          on FAILED / CANCELLED: it comes back       phase close
+ *                            (a held synchronous call: once its answer goes out)
+ *   release  +price          on FAILED / CANCELLED, or a held answer    phase close
+ *                            its client never received: it comes back
  *
- * Each operation is one transaction keyed by request id. UNIQUE(request_id, kind) makes
+ * Each operation is atomic and keyed by request id: `reserve`, `settle` and `release` run as
+ * their own transaction, and `reserveIn`, `settleIn` and `releaseIn` join a caller's, so
+ * that a request's row and its ledger entry commit together (submission inserts the row
+ * with its reservation; every end moves the row with its settle or release, see
+ * queue/lifecycle.ts). UNIQUE(request_id, kind) makes
  * each step happen at most once; UNIQUE(request_id, phase) makes settle and release
  * exclude each other. So replays, retries after a crash, and races between connections
  * can neither charge twice nor lose a refund, and `balance_micro >= 0` (a CHECK) means no
@@ -39,6 +45,9 @@ export async function balance(db: Db, accountId: string): Promise<number> {
 /** `grant` inside a caller's transaction (account creation uses it). */
 export async function grantIn(trx: Transaction<Database>, accountId: string, micro: number, note: string | null, now: number): Promise<number> {
   assertMicro('grant', micro, 1);
+  const before = await findBalance(trx, accountId);
+  if (before === null) throw new Error(`no account ${accountId}`);
+  if (micro > MAX_BALANCE_MICRO - before) throw new BalanceOverflow(before, micro);
   const row = await trx
     .updateTable('accounts')
     .set((eb) => ({ balance_micro: eb('balance_micro', '+', micro) }))
@@ -67,62 +76,83 @@ async function entries(db: Db, requestId: string): Promise<Map<LedgerKind, { acc
 
 export type ReserveResult = { ok: true; balanceMicro: number } | { ok: false; balanceMicro: number };
 
-class Short extends Error {
+/** The balance is below the price: thrown inside a transaction, so that it rolls back. */
+export class InsufficientBalance extends Error {
   constructor(readonly balanceMicro: number) {
     super('insufficient balance');
+    this.name = 'InsufficientBalance';
+  }
+}
+
+/** The largest balance an account may hold (2^53−1 micro-credits: every amount stays an exact JS number). */
+export const MAX_BALANCE_MICRO = Number.MAX_SAFE_INTEGER;
+
+/** A grant would lift the balance above MAX_BALANCE_MICRO. */
+export class BalanceOverflow extends RangeError {
+  constructor(readonly balanceMicro: number, readonly grantMicro: number) {
+    super(`a grant of ${grantMicro} micro-credits would lift the balance of ${balanceMicro} above ${MAX_BALANCE_MICRO}`);
+    this.name = 'BalanceOverflow';
   }
 }
 
 /**
- * Takes `priceMicro` from the balance for `requestId`, in one transaction: the reserve
- * entry is inserted (at most once per request), then the balance is lowered only where
- * balance ≥ price; when it is short, the whole transaction rolls back and `ok: false`
- * carries the balance (for the 406 message). A replay for an already reserved request is
- * `ok: true` without a second charge; for a request already settled or released it throws.
+ * `reserve` inside a caller's transaction (submission inserts the request row in the same
+ * one): the reserve entry is inserted (at most once per request), then the balance is
+ * lowered only where balance ≥ price. Throws InsufficientBalance when it is short, so the
+ * caller's transaction rolls back whole. A replay for an already reserved request changes
+ * nothing; for a request already settled or released it throws. Returns the balance after.
+ */
+export async function reserveIn(
+  trx: Transaction<Database>,
+  o: { accountId: string; requestId: string; priceMicro: number },
+  now = Date.now(),
+): Promise<number> {
+  assertMicro('price', o.priceMicro, 0);
+  // Checked first for a clear message (the foreign key would refuse it anyway).
+  if ((await findBalance(trx, o.accountId)) === null) throw new Error(`no account ${o.accountId}`);
+  const ins = await trx
+    .insertInto('ledger')
+    .values({
+      id: randomUUID(),
+      account_id: o.accountId,
+      request_id: o.requestId,
+      kind: 'reserve',
+      phase: 'open',
+      amount_micro: -o.priceMicro,
+      note: null,
+      created_at: now,
+    })
+    .onConflict((oc) => oc.doNothing())
+    .executeTakeFirst();
+  if (Number(ins.numInsertedOrUpdatedRows ?? 0) === 0) {
+    const e = await entries(trx, o.requestId);
+    if (e.has('settle') || e.has('release')) throw new Error(`request ${o.requestId} was already settled or released`);
+    return balance(trx, e.get('reserve')?.account_id ?? o.accountId);
+  }
+  const row = await trx
+    .updateTable('accounts')
+    .set((eb) => ({ balance_micro: eb('balance_micro', '-', o.priceMicro) }))
+    .where('id', '=', o.accountId)
+    .where('balance_micro', '>=', o.priceMicro)
+    .returning('balance_micro')
+    .executeTakeFirst();
+  if (!row) throw new InsufficientBalance(await balance(trx, o.accountId));
+  return Number(row.balance_micro);
+}
+
+/**
+ * Takes `priceMicro` from the balance for `requestId`, in one transaction (see reserveIn);
+ * when it is short, `ok: false` carries the balance (for the 406 message).
  */
 export async function reserve(
   db: Kysely<Database>,
   o: { accountId: string; requestId: string; priceMicro: number },
   now = Date.now(),
 ): Promise<ReserveResult> {
-  assertMicro('price', o.priceMicro, 0);
   try {
-    return await db.transaction().execute(async (trx): Promise<ReserveResult> => {
-      // Checked first for a clear message (the foreign key would refuse it anyway).
-      if ((await findBalance(trx, o.accountId)) === null) throw new Error(`no account ${o.accountId}`);
-      const ins = await trx
-        .insertInto('ledger')
-        .values({
-          id: randomUUID(),
-          account_id: o.accountId,
-          request_id: o.requestId,
-          kind: 'reserve',
-          phase: 'open',
-          amount_micro: -o.priceMicro,
-          note: null,
-          created_at: now,
-        })
-        .onConflict((oc) => oc.doNothing())
-        .executeTakeFirst();
-      if (Number(ins.numInsertedOrUpdatedRows ?? 0) === 0) {
-        const e = await entries(trx, o.requestId);
-        if (e.has('settle') || e.has('release')) throw new Error(`request ${o.requestId} was already settled or released`);
-        return { ok: true, balanceMicro: await balance(trx, e.get('reserve')?.account_id ?? o.accountId) };
-      }
-      const row = await trx
-        .updateTable('accounts')
-        .set((eb) => ({ balance_micro: eb('balance_micro', '-', o.priceMicro) }))
-        .where('id', '=', o.accountId)
-        .where('balance_micro', '>=', o.priceMicro)
-        .returning('balance_micro')
-        .executeTakeFirst();
-      if (!row) {
-        throw new Short(await balance(trx, o.accountId));
-      }
-      return { ok: true, balanceMicro: Number(row.balance_micro) };
-    });
+    return { ok: true, balanceMicro: await db.transaction().execute((trx) => reserveIn(trx, o, now)) };
   } catch (err) {
-    if (err instanceof Short) return { ok: false, balanceMicro: err.balanceMicro };
+    if (err instanceof InsufficientBalance) return { ok: false, balanceMicro: err.balanceMicro };
     throw err;
   }
 }
@@ -135,66 +165,72 @@ export async function reserve(
 export type SettleOutcome = 'settled' | 'already_settled' | 'released' | 'not_reserved';
 
 /**
- * Charges the reservation of `requestId`, in one transaction: `costMicro` (default: all of
- * it, at most all of it) is kept and the rest goes back to the balance. Idempotent, and
- * refused once the request was released (see SettleOutcome).
+ * Charges the reservation of `requestId` inside a caller's transaction: `costMicro`
+ * (default: all of it, at most all of it) is kept and the rest goes back to the balance.
+ * Idempotent, and refused once the request was released (see SettleOutcome).
  */
+export async function settleIn(trx: Transaction<Database>, requestId: string, costMicro?: number, now = Date.now()): Promise<SettleOutcome> {
+  const e = await entries(trx, requestId);
+  const r = e.get('reserve');
+  if (!r) return 'not_reserved';
+  if (e.has('settle')) return 'already_settled';
+  if (e.has('release')) return 'released';
+  const reserved = -r.amount_micro;
+  const cost = costMicro ?? reserved;
+  assertMicro('cost', cost, 0);
+  if (cost > reserved) throw new RangeError(`cost ${cost} exceeds the ${reserved} micro-credits reserved for ${requestId}`);
+  const refund = reserved - cost;
+  const ins = await trx
+    .insertInto('ledger')
+    .values({ id: randomUUID(), account_id: r.account_id, request_id: requestId, kind: 'settle', phase: 'close', amount_micro: refund, note: null, created_at: now })
+    .onConflict((oc) => oc.doNothing())
+    .executeTakeFirst();
+  if (Number(ins.numInsertedOrUpdatedRows ?? 0) === 0) {
+    // Lost a race on another connection (only possible where writes are not serialised).
+    return (await entries(trx, requestId)).has('settle') ? 'already_settled' : 'released';
+  }
+  if (refund > 0) {
+    await trx.updateTable('accounts').set((eb) => ({ balance_micro: eb('balance_micro', '+', refund) })).where('id', '=', r.account_id).execute();
+  }
+  return 'settled';
+}
+
+/** `settleIn` as its own transaction. */
 export async function settle(db: Kysely<Database>, requestId: string, costMicro?: number, now = Date.now()): Promise<SettleOutcome> {
-  return db.transaction().execute(async (trx) => {
-    const e = await entries(trx, requestId);
-    const r = e.get('reserve');
-    if (!r) return 'not_reserved';
-    if (e.has('settle')) return 'already_settled';
-    if (e.has('release')) return 'released';
-    const reserved = -r.amount_micro;
-    const cost = costMicro ?? reserved;
-    assertMicro('cost', cost, 0);
-    if (cost > reserved) throw new RangeError(`cost ${cost} exceeds the ${reserved} micro-credits reserved for ${requestId}`);
-    const refund = reserved - cost;
-    const ins = await trx
-      .insertInto('ledger')
-      .values({ id: randomUUID(), account_id: r.account_id, request_id: requestId, kind: 'settle', phase: 'close', amount_micro: refund, note: null, created_at: now })
-      .onConflict((oc) => oc.doNothing())
-      .executeTakeFirst();
-    if (Number(ins.numInsertedOrUpdatedRows ?? 0) === 0) {
-      // Lost a race on another connection (only possible where writes are not serialised).
-      return (await entries(trx, requestId)).has('settle') ? 'already_settled' : 'released';
-    }
-    if (refund > 0) {
-      await trx.updateTable('accounts').set((eb) => ({ balance_micro: eb('balance_micro', '+', refund) })).where('id', '=', r.account_id).execute();
-    }
-    return 'settled';
-  });
+  return db.transaction().execute((trx) => settleIn(trx, requestId, costMicro, now));
 }
 
 /** `released`: this call gave the reservation back; the others mean nothing changed. */
 export type ReleaseOutcome = 'released' | 'already_released' | 'settled' | 'not_reserved';
 
 /**
- * Gives the reservation of `requestId` back to the balance, in one transaction, unless it
- * was settled or released before. Idempotent: safe to call again after a crash or replay.
+ * Gives the reservation of `requestId` back to the balance inside a caller's transaction,
+ * unless it was settled or released before. Idempotent: safe to call again after a crash.
  */
+export async function releaseIn(trx: Transaction<Database>, requestId: string, now = Date.now()): Promise<ReleaseOutcome> {
+  const e = await entries(trx, requestId);
+  const r = e.get('reserve');
+  if (!r) return 'not_reserved';
+  if (e.has('release')) return 'already_released';
+  if (e.has('settle')) return 'settled';
+  const amount = -r.amount_micro;
+  const ins = await trx
+    .insertInto('ledger')
+    .values({ id: randomUUID(), account_id: r.account_id, request_id: requestId, kind: 'release', phase: 'close', amount_micro: amount, note: null, created_at: now })
+    .onConflict((oc) => oc.doNothing())
+    .executeTakeFirst();
+  if (Number(ins.numInsertedOrUpdatedRows ?? 0) === 0) {
+    return (await entries(trx, requestId)).has('release') ? 'already_released' : 'settled';
+  }
+  if (amount > 0) {
+    await trx.updateTable('accounts').set((eb) => ({ balance_micro: eb('balance_micro', '+', amount) })).where('id', '=', r.account_id).execute();
+  }
+  return 'released';
+}
+
+/** `releaseIn` as its own transaction. */
 export async function release(db: Kysely<Database>, requestId: string, now = Date.now()): Promise<ReleaseOutcome> {
-  return db.transaction().execute(async (trx) => {
-    const e = await entries(trx, requestId);
-    const r = e.get('reserve');
-    if (!r) return 'not_reserved';
-    if (e.has('release')) return 'already_released';
-    if (e.has('settle')) return 'settled';
-    const amount = -r.amount_micro;
-    const ins = await trx
-      .insertInto('ledger')
-      .values({ id: randomUUID(), account_id: r.account_id, request_id: requestId, kind: 'release', phase: 'close', amount_micro: amount, note: null, created_at: now })
-      .onConflict((oc) => oc.doNothing())
-      .executeTakeFirst();
-    if (Number(ins.numInsertedOrUpdatedRows ?? 0) === 0) {
-      return (await entries(trx, requestId)).has('release') ? 'already_released' : 'settled';
-    }
-    if (amount > 0) {
-      await trx.updateTable('accounts').set((eb) => ({ balance_micro: eb('balance_micro', '+', amount) })).where('id', '=', r.account_id).execute();
-    }
-    return 'released';
-  });
+  return db.transaction().execute((trx) => releaseIn(trx, requestId, now));
 }
 
 export interface Usage {

@@ -33,6 +33,8 @@ import type { EngineProcess } from '../worker/engine-process.js';
 import type { FleetWorker } from '../worker/fleet-worker.js';
 import { Webhooks } from '../webhooks/dispatcher.js';
 import { Sweeper } from '../queue/sweeper.js';
+import { repairAndLog } from '../queue/repair.js';
+import { armFaults } from '../faults.js';
 import { connectRedis, makeEngine, makeStorage, openStore, parseGpus, startFleetWorkers } from './components.js';
 
 export type Role = 'all' | 'api' | 'worker';
@@ -65,6 +67,7 @@ export async function buildServer(config: Config = loadConfig(), env: NodeJS.Pro
   const role = opts.role ?? 'all';
   if (role === 'worker') throw new Error('the worker role has no HTTP server: use startWorkers');
   if (role === 'api' && !config.redisUrl) throw new Error('--role api needs REDIS_URL (and DATABASE_URL): the gateway queues work for workers elsewhere');
+  armFaults(config.faults);
   const logger = pino({ level: config.logLevel, base: { pid: process.pid } });
   const pricing = parsePricing(env);
   const db = await openStore(config);
@@ -140,6 +143,9 @@ export async function buildServer(config: Config = loadConfig(), env: NodeJS.Pro
     queue = dq;
     startQueue = async () => {
       await dq.start();
+      // What a crash left open anywhere in the fleet (held charges wait for their hold_until:
+      // another gateway may still deliver them).
+      await repairAndLog(db, storage, logger.child({ component: 'repair' }), { orphans: true });
       reconciler.start();
       if (role === 'all') {
         workers = await startFleetWorkers({ config, env, gpus: opts.gpus ?? [null], db, storage, metrics, logger, redis });
@@ -197,6 +203,7 @@ export interface RunningWorkers {
 /** `klein worker`: engines taking jobs from Redis, no HTTP server. */
 export async function startWorkers(config: Config, env: NodeJS.ProcessEnv, gpus: Array<string | null>, onIdleExit?: () => void): Promise<RunningWorkers> {
   if (!config.redisUrl) throw new Error('a worker needs REDIS_URL (and DATABASE_URL, and S3_BUCKET or a data directory shared with the gateways)');
+  armFaults(config.faults);
   const logger: Logger = pino({ level: config.logLevel, base: { pid: process.pid, role: 'worker' } });
   const db = await openStore(config);
   const redis = connectRedis(config, logger.child({ component: 'redis' }));

@@ -68,7 +68,8 @@ function literals<const T extends readonly string[]>(values: T): Literals<T> {
   return values.map((v) => Type.Literal(v)) as unknown as Literals<T>;
 }
 
-const properties = {
+/** The fields of a generation body, each with its rules (reused by the OpenAI routes' schema). */
+export const GENERATE_PROPERTIES = {
   prompt: Type.String({
     description: `Prompt describing the image to generate. Must contain a non-space character; at most ${MAX_PROMPT} characters.`,
     minLength: 1,
@@ -159,7 +160,7 @@ const objectOptions = {
   dependentRequired: { width: ['height'], height: ['width'] },
 };
 
-export const GenerateBody = Type.Object(properties, {
+export const GenerateBody = Type.Object(GENERATE_PROPERTIES, {
   ...objectOptions,
   description: 'Body of POST /v1/flux-2-klein-4b',
 });
@@ -167,7 +168,7 @@ export const GenerateBody = Type.Object(properties, {
 /** The v2 (asynchronous) body: the same fields plus `webhook_url` (contract §4). */
 export const AsyncBody = Type.Object(
   {
-    ...properties,
+    ...GENERATE_PROPERTIES,
     webhook_url: Type.Optional(
       Type.String({
         description: `URL that receives one signed terminal event for this request (http:// or https://, at most ${MAX_WEBHOOK_URL_LENGTH} characters; the image_urls address rules apply)`,

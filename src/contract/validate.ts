@@ -16,8 +16,10 @@ import type { Validator } from 'typebox/compile';
 import type { FieldError } from '../gateway/errors.js';
 import { MATCH_INPUT_IMAGE } from './aspect-ratios.js';
 import { AsyncBody, GenerateBody, MAX_PIXELS, MAX_SEED, RANDOM_SEED, type GenerateInput } from './request-schema.js';
+import type { OpenAiImagesBody } from './openai-schema.js';
 
-export type Validation = { ok: true; value: GenerateInput } | { ok: false; details: FieldError[] };
+export type Validated<T> = { ok: true; value: T } | { ok: false; details: FieldError[] };
+export type Validation = Validated<GenerateInput>;
 
 /** The JSON Schema keywords our schema uses on a property. */
 interface PropSchema {
@@ -33,7 +35,7 @@ interface PropSchema {
   anyOf?: Array<{ const?: unknown }>;
 }
 
-export type BodySchema = typeof GenerateBody | typeof AsyncBody;
+export type BodySchema = typeof GenerateBody | typeof AsyncBody | typeof OpenAiImagesBody;
 
 const compiled = new Map<BodySchema, Validator>();
 function compiledFor(schema: BodySchema): Validator {
@@ -62,6 +64,26 @@ export function describeValue(v: unknown): string {
 function oneOf(values: unknown[]): string {
   const s = values.map(String);
   return s.length <= 1 ? s.join('') : `${s.slice(0, -1).join(', ')} or ${s[s.length - 1]}`;
+}
+
+/**
+ * Where `s` holds a lone surrogate (not well-formed Unicode: JSON can carry one as `\ud800`,
+ * UTF-8 cannot, so the engine could never read the text), or -1.
+ */
+export function loneSurrogateAt(s: string): number {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0xd800 || c > 0xdfff) continue;
+    if (c <= 0xdbff && i + 1 < s.length) {
+      const d = s.charCodeAt(i + 1);
+      if (d >= 0xdc00 && d <= 0xdfff) {
+        i++;
+        continue;
+      }
+    }
+    return i;
+  }
+  return -1;
 }
 
 /** Length in Unicode code points, as JSON Schema's maxLength counts (UTF-16 units ≥ code points). */
@@ -111,7 +133,7 @@ const RANGE_TEXT: Record<string, string> = {
 };
 
 function numberRange(name: string, p: PropSchema): string {
-  const fixed = RANGE_TEXT[name];
+  const fixed = p.minimum === RANDOM_SEED ? RANGE_TEXT[name] : undefined;
   if (fixed) return fixed;
   const kind = p.type === 'integer' ? (p.multipleOf ? `a multiple of ${p.multipleOf}` : 'an integer') : 'a number';
   return `${kind} from ${p.minimum} to ${p.maximum}`;
@@ -119,6 +141,8 @@ function numberRange(name: string, p: PropSchema): string {
 
 function checkString(name: string, p: PropSchema, v: unknown): string | null {
   if (typeof v !== 'string') return `must be a string, got ${describeValue(v)}`;
+  const bad = loneSurrogateAt(v);
+  if (bad >= 0) return `must be well-formed Unicode text: it holds a lone surrogate (U+${v.charCodeAt(bad).toString(16).toUpperCase()}) at position ${bad}`;
   if (p.minLength !== undefined && v.length < p.minLength) return 'must not be empty';
   if (p.maxLength !== undefined) {
     const n = codePoints(v, p.maxLength);
@@ -237,12 +261,11 @@ export function fieldErrors(b: Record<string, unknown>, schema: BodySchema): Fie
 }
 
 /**
- * Validate a parsed JSON body for POST /v1 (allowWebhook false) or /v2 (true). Never
- * throws for any input; the accepted value is the body itself, without defaults
- * (resolve.ts applies them).
+ * Validates a parsed body against one of the body schemas: the hand-written messages, then
+ * the schema's compiled validator as a backstop (a body it refuses is never accepted).
+ * Never throws for any input; the accepted value is the body itself, without defaults.
  */
-export function validateGenerateBody(body: unknown, opts: { allowWebhook: boolean }): Validation {
-  const schema = opts.allowWebhook ? AsyncBody : GenerateBody;
+export function validateBody<T>(body: unknown, schema: BodySchema): Validated<T> {
   if (body === null || typeof body !== 'object' || Array.isArray(body)) {
     return { ok: false, details: [{ field: 'body', message: `must be a JSON object, got ${describeValue(body)}` }] };
   }
@@ -252,5 +275,10 @@ export function validateGenerateBody(body: unknown, opts: { allowWebhook: boolea
   // fieldErrors alone already refuses whatever the schema refuses).
   if (details.length === 0 && !compiledFor(schema).Check(b)) details.push(...schemaErrors(compiledFor(schema), b));
   if (details.length > 0) return { ok: false, details };
-  return { ok: true, value: b as GenerateInput };
+  return { ok: true, value: b as T };
+}
+
+/** Validate a parsed JSON body for POST /v1 (allowWebhook false) or /v2 (true). */
+export function validateGenerateBody(body: unknown, opts: { allowWebhook: boolean }): Validation {
+  return validateBody<GenerateInput>(body, opts.allowWebhook ? AsyncBody : GenerateBody);
 }

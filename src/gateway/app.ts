@@ -5,17 +5,26 @@
  * Request lifecycle of POST /v1/flux-2-klein-4b, in the order the code runs it, with the
  * status each stage can produce:
  *
- *   onRequest   request id → auth (401) → rate limit (429)            [before the body is read]
+ *   connection  headers within KLEIN_HEADERS_TIMEOUT, the whole request within
+ *               KLEIN_REQUEST_TIMEOUT (408, closed); at most KLEIN_MAX_CONNECTIONS open
+ *   routing     bad percent-encoding (400), unknown route or method (404)
+ *   onRequest   request id → auth (401) → rate limit (429) → credit floor (406)
+ *               → concurrency slot (429)                              [before the body is read]
  *   parse       content type (400) → size (413) → JSON (400)
  *   handler     model slug (404) → validate (400) → readiness (503/502)
- *               → fetch + decode references (400) → resolve size, price
- *               → concurrency slot (429) → reserve credits (406) → enqueue
+ *               → price without references (406) → fetch + decode references (400)
+ *               → resolve size, price → reserve credits (406) → enqueue
  *               → wait: engine error (502), timeout (504, cancelled), client gone (cancelled)
- *               → encode → settle → 200 with the image
+ *               → encode → settle the held charge → 200 with the image
  *   any bug     500 with the request id, logged, no stack trace in the body
+ *
+ * An answer given before the whole body arrived closes the connection, so a client cannot
+ * hold it open by dripping a body nobody will read.
  */
 import { randomUUID } from 'node:crypto';
-import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
+import { STATUS_CODES } from 'node:http';
+import type { Socket } from 'node:net';
+import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
 import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
@@ -56,13 +65,33 @@ export interface AppDeps {
   draining?: () => boolean;
 }
 
+/** The body limit of every route but the generation routes (admin, cancel, account): small. */
+export const SMALL_BODY_LIMIT = 64 * 1024;
+
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
+  const { requestTimeoutMs, headersTimeoutMs } = deps.config;
   const app: FastifyInstance = Fastify({
     loggerInstance: deps.logger as unknown as FastifyBaseLogger,
-    bodyLimit: deps.config.bodyLimitBytes,
+    bodyLimit: SMALL_BODY_LIMIT,
     genReqId: () => randomUUID(),
     return503OnClosing: false,
+    requestTimeout: requestTimeoutMs,
+    // Node checks the timeouts of open connections every connectionsCheckingInterval (30 s
+    // by default): often enough here that a timeout is answered close to when it passes.
+    http: { headersTimeout: headersTimeoutMs, requestTimeout: requestTimeoutMs, connectionsCheckingInterval: Math.max(250, Math.min(5000, headersTimeoutMs / 4)) },
+    clientErrorHandler: answerClientError,
+    frameworkErrors: (err, req, reply) => {
+      const apiErr =
+        err.code === 'FST_ERR_BAD_URL'
+          ? new ApiError('bad_url', 'The request URL is malformed (bad percent-encoding)')
+          : err.code === 'FST_ERR_MAX_PARAM_LENGTH'
+            ? new ApiError('not_found', `No route ${req.method} ${(req.raw.url ?? '').split('?')[0]?.slice(0, 200)} (a path segment is too long)`)
+            : toApiError(err);
+      const r = reply as unknown as FastifyReply;
+      void r.header('x-request-id', req.id).status(apiErr.status).type('application/json').send(errorBody(apiErr, req.id));
+    },
   });
+  if (deps.config.maxConnections > 0) app.server.maxConnections = deps.config.maxConnections;
 
   // Every route, as registered (the OpenAPI test checks each is documented).
   const routes: Array<{ method: string; url: string }> = [];
@@ -79,6 +108,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   // envelope instead of the framework's defaults.
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (_req, body, done) => {
+    // An empty body is no body (a cancel sent with a JSON content type and nothing else).
+    if ((body as Buffer).length === 0) return done(null, undefined);
     try {
       done(null, JSON.parse((body as Buffer).toString('utf8')));
     } catch {
@@ -88,8 +119,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
 
   // While draining, every answer closes its connection, so keep-alive clients do not hold
   // the server open after their last response (server.close() waits for them).
-  app.addHook('onSend', async (_req, reply) => {
-    if (deps.draining?.()) reply.header('connection', 'close');
+  // An answer given before the body was read whole (a 401, 403, 406, 413, 429 from a hook)
+  // closes the connection too: nothing would read the rest of the body.
+  app.addHook('onSend', async (req, reply) => {
+    if (deps.draining?.() || !req.raw.complete) reply.header('connection', 'close');
   });
 
   app.addHook('onResponse', async (req, reply) => {
@@ -107,7 +140,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     if (apiErr.status === 500) req.log.error({ err, code: apiErr.code }, 'request failed');
     else if (apiErr.status > 500) req.log.warn({ code: apiErr.code, reason: apiErr.message }, 'request not served');
     for (const [k, v] of Object.entries(apiErr.headers)) reply.header(k, v);
-    return reply.status(apiErr.status).type('application/json').send(errorBody(apiErr, req.id));
+    // A replay answers for the request it replays: its id in the header and in the body.
+    const id = String(reply.getHeader('x-request-id') ?? req.id);
+    return reply.status(apiErr.status).type('application/json').send(errorBody(apiErr, id));
   });
 
   app.setNotFoundHandler((req, reply) => {
@@ -125,6 +160,30 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   registerOpenApiRoutes(app);
   registerPlaygroundRoutes(app);
   return app;
+}
+
+/**
+ * Errors of a connection before Fastify has a request (Node's 'clientError'): a request or
+ * headers timeout (408), headers too large (431), bytes that are not HTTP (400). Answered in
+ * the envelope when no answer has begun on the socket, then the connection is closed.
+ */
+function answerClientError(err: Error & { code?: string }, socket: Socket): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return;
+  const apiErr =
+    err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+      ? new ApiError('request_timeout', 'The request was not received in time; the connection is closed')
+      : err.code === 'HPE_HEADER_OVERFLOW'
+        ? new ApiError('headers_too_large')
+        : new ApiError('bad_request', `The request is not valid HTTP (${err.code ?? 'parse error'})`);
+  const inFlight = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
+  if (socket.writable && !inFlight?.headersSent) {
+    const id = randomUUID();
+    const body = JSON.stringify(errorBody(apiErr, id));
+    socket.write(
+      `HTTP/1.1 ${apiErr.status} ${STATUS_CODES[apiErr.status] ?? ''}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nx-request-id: ${id}\r\nconnection: close\r\n\r\n${body}`,
+    );
+  }
+  socket.destroy();
 }
 
 /** Maps framework errors onto the error table; anything unknown is a 500. */

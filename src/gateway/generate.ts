@@ -1,16 +1,21 @@
 /**
- * The path every generation request takes after authentication, shared by the routes:
- * validate → idempotency → readiness → references → resolve → price → concurrency →
- * reserve → enqueue. Each stage throws an ApiError with the contract's status; nothing is
- * reserved before the last check that can refuse, and every refusal after the reservation
- * releases it.
+ * The path every generation request takes after the onRequest hooks (auth, rate limit and
+ * admission-hook.ts: credit floor, concurrency slot), shared by the routes:
+ * validate → idempotency → readiness → price without references (406) → webhook URL →
+ * references → resolve → price → reserve → enqueue. Each stage throws an ApiError with the
+ * contract's status; the cheap refusals come before the expensive stages, nothing is
+ * reserved before the last check that can refuse, and a client that has gone (its signal)
+ * stops the path before anything is queued.
  */
-import { createHash, randomInt } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import type { FastifyRequest } from 'fastify';
+import { findBalance } from '../accounts/ledger.js';
+import { MIN_SIDE } from '../contract/aspect-ratios.js';
 import { validateGenerateBody } from '../contract/validate.js';
-import { resolveParams } from '../contract/resolve.js';
-import { priceMicro, microToCredits } from '../contract/pricing.js';
+import { needsReferenceSize, resolveParams } from '../contract/resolve.js';
+import { priceMicro } from '../contract/pricing.js';
 import type { ResolvedParams, RgbImage } from '../contract/types.js';
+import type { GenerateInput } from '../contract/request-schema.js';
 import { loadReferenceImages } from '../images/references.js';
 import { parseAllowNetworks } from '../images/networks.js';
 import { checkUrl, resolveChecked } from '../images/safe-fetch.js';
@@ -20,6 +25,7 @@ import type { AppDeps } from './app.js';
 import type { Caller } from './auth.js';
 import { healthOf } from './routes/health.js';
 import { slotKey } from '../queue/lifecycle.js';
+import { concurrencyError, insufficientCredits, limitsUnavailable } from './admission-hook.js';
 
 export type Admitted =
   | {
@@ -27,6 +33,8 @@ export type Admitted =
       id: string;
       params: ResolvedParams;
       priceMicro: number;
+      /** Whether the charge waits for the answer to be delivered (queue/delivery.ts). */
+      held: boolean;
       /** Gives the caller's concurrency slot back; call once the request is over. */
       releaseSlot: () => void;
     }
@@ -38,6 +46,10 @@ export interface AdmitOptions {
   idempotencyKey?: string | undefined;
   /** The request id (default: the HTTP request's id; several images of one call need their own). */
   id?: string;
+  /** Aborts when the client has gone: the path stops before anything is queued. */
+  signal?: AbortSignal | undefined;
+  /** Hold the charge until the answer is delivered (a synchronous call without an Idempotency-Key). */
+  hold?: boolean;
 }
 
 /** Throws 503 while the engine starts or the server drains, 502 when it failed. */
@@ -94,7 +106,16 @@ function checkReplay(existing: RequestRow, hash: string): Admitted {
   return { kind: 'existing', row: existing };
 }
 
+/** A lower bound of the price before the references are fetched: their pixels only add, and an unknown size counts as the smallest. */
+function priceWithoutReferences(deps: AppDeps, input: GenerateInput): number {
+  const p = needsReferenceSize(input)
+    ? { ...resolveParams({ ...input, aspect_ratio: '1:1' }, [], () => 0), width: MIN_SIDE, height: MIN_SIDE }
+    : resolveParams(input, [], () => 0);
+  return priceMicro(p, deps.pricing, 0);
+}
+
 export async function admit(deps: AppDeps, req: FastifyRequest, caller: Caller, body: unknown, opts: AdmitOptions): Promise<Admitted> {
+  const gone = opts.signal;
   // 1. Validate (400 with one message per bad field).
   const v = validateGenerateBody(body, { allowWebhook: opts.route === 'v2' });
   if (!v.ok) throw new ApiError('validation_failed', summarise(v.details), { details: v.details });
@@ -117,7 +138,12 @@ export async function admit(deps: AppDeps, req: FastifyRequest, caller: Caller, 
   // 3. Is there an engine to run it? (503 starting/draining, 502 failed)
   assertReady(deps);
 
-  // 4. The webhook URL must pass the SSRF guard now, not only when it is called.
+  // 4. Can the caller pay for it even without its references? (406 before any fetch)
+  const floor = priceWithoutReferences(deps, input);
+  const balance = (await findBalance(deps.db, caller.accountId)) ?? 0;
+  if (balance < floor) throw insufficientCredits(floor, balance);
+
+  // 5. The webhook URL must pass the SSRF guard now, not only when it is called.
   if (input.webhook_url) {
     await resolveChecked(checkUrl(input.webhook_url, { field: 'webhook_url' }), {
       allow: parseAllowNetworks(deps.config.allowNetworks),
@@ -125,38 +151,40 @@ export async function admit(deps: AppDeps, req: FastifyRequest, caller: Caller, 
     });
   }
 
-  // 5. Fetch and decode the references (400 per bad image, naming its field).
+  // 6. Fetch and decode the references (400 per bad image, naming its field).
+  gone?.throwIfAborted();
   const t0 = Date.now();
   const refs = await loadReferenceImages(input.image_urls ?? [], {
     allowNetworks: deps.config.allowNetworks,
     maxBytes: deps.config.imageMaxBytes,
     maxPixels: deps.config.imageMaxPixels,
     timeoutMs: deps.config.fetchTimeoutMs,
+    signal: gone,
   });
   if (refs.length > 0) deps.metrics.stageSeconds.observe({ stage: 'fetch' }, (Date.now() - t0) / 1000);
   const images: RgbImage[] = refs.map((r) => r.image);
 
-  // 6. Resolve defaults, seed and size; price it (references add their pixels).
-  const params = resolveParams(input, refs.map((r) => r.original), randomSeed);
+  // 7. Resolve defaults, seed and size; price it (references add their pixels).
+  const params = resolveParams(input, refs.map((r) => r.original));
   const refPixels = images.reduce((n, i) => n + i.width * i.height, 0);
   const price = priceMicro(params, deps.pricing, refPixels);
 
-  // 7. Concurrency (429): a request holds one of its key's slots from here until it ends
-  //    (released by whoever ends it: this gateway for a sync call, or the worker).
+  // 8. Concurrency (429): a request holds one of its key's slots until it ends. The
+  //    admission hook took the call's first one (its id is the HTTP request's); the other
+  //    images of an OpenAI call take theirs here.
   const id = opts.id ?? req.id;
   const key = slotKey(caller.keyId);
   const ttlMs = opts.route === 'v1' ? deps.config.syncTimeoutS * 1000 + 60_000 : deps.config.retentionMs;
   const slot = await deps.limiter.acquire(key, caller.concurrency, id, ttlMs).catch((err: unknown) => {
-    throw new ApiError('queue_unavailable', 'Concurrency limits cannot be checked right now (Redis is unreachable); try again shortly', {
-      headers: { 'retry-after': '5' },
-      cause: err,
-    });
+    throw limitsUnavailable('Concurrency limits', err);
   });
   if (!slot) throw concurrencyError(caller.concurrency);
   const releaseSlot = () => void deps.limiter.release(key, id).catch(() => undefined);
 
-  // 8. Reserve credits and enqueue (406 when short).
+  // 9. Reserve credits and enqueue (406 when short), unless the client has gone.
   try {
+    gone?.throwIfAborted();
+    const held = opts.hold === true;
     const r = await deps.queue.submit({
       id,
       accountId: caller.accountId,
@@ -169,36 +197,30 @@ export async function admit(deps: AppDeps, req: FastifyRequest, caller: Caller, 
       webhookUrl: input.webhook_url ?? null,
       idempotencyKey: idemKey ?? null,
       idempotencyHash: hash,
+      holdUntil: held ? Date.now() + holdMs(deps) : null,
     });
     if (!r.ok && r.reason === 'duplicate') {
       releaseSlot();
       return checkReplay(r.existing, hash ?? '');
     }
-    if (!r.ok) {
-      throw new ApiError(
-        'insufficient_credits',
-        `Insufficient credits: this request costs ${microToCredits(price)} credits and the balance is ${microToCredits(r.balanceMicro)}`,
-      );
-    }
-    return { kind: 'new', id, params, priceMicro: price, releaseSlot };
+    if (!r.ok) throw insufficientCredits(price, r.balanceMicro);
+    if (id === req.id && req.slot) req.slot.handedOver = true;
+    return { kind: 'new', id, params, priceMicro: price, held, releaseSlot };
   } catch (err) {
     releaseSlot();
     throw err;
   }
 }
 
-function concurrencyError(limit: number): ApiError {
-  return new ApiError('concurrency_limited', `Too many concurrent requests: this key allows ${limit} at a time`, {
-    headers: { 'retry-after': '1' },
-  });
+/**
+ * How long a held charge may wait for its answer: past the sync timeout (when every call
+ * has stopped waiting) with a minute to spare; then the repair sweep releases it.
+ */
+export function holdMs(deps: AppDeps): number {
+  return deps.config.syncTimeoutS * 1000 + 60_000;
 }
 
-/** A uniform seed in 0…2^53−1 from the CSPRNG (randomInt takes ranges up to 2^48). */
-export function randomSeed(): number {
-  return randomInt(0, 2 ** 26) * 2 ** 27 + randomInt(0, 2 ** 27);
-}
-
-function summarise(details: Array<{ field: string; message: string }>): string {
+export function summarise(details: Array<{ field: string; message: string }>): string {
   const first = details[0];
   if (!first) return 'Invalid request parameters';
   const more = details.length > 1 ? ` (and ${details.length - 1} more)` : '';

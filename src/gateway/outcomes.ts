@@ -1,6 +1,8 @@
 /**
- * Turns a finished request row back into the outcome a waiting call would have seen, for
- * replays (Idempotency-Key) of requests that already ended.
+ * Outcomes of requests, for the routes that answer them: waiting for one (synchronous
+ * calls), the error an outcome answers with (the same for the call and for any replay of
+ * it), and a finished row turned back into the outcome a waiting call would have seen
+ * (replays of an Idempotency-Key).
  */
 import type { ImageFormat, ResolvedParams } from '../contract/types.js';
 import { balance } from '../accounts/ledger.js';
@@ -12,13 +14,62 @@ import type { Database } from '../store/schema.js';
 import type { OutputStorage } from '../storage/types.js';
 import type { CancelReason } from '../queue/events.js';
 import { ApiError, ERRORS, type ErrorCode } from './errors.js';
+import type { JobQueue } from '../queue/types.js';
+import { clientClosed } from './client-gone.js';
+
+/**
+ * The error a request that did not complete answers with: its failure's own code, or, when
+ * cancelled, the code of why (timeout 504, shutdown 503, its owner 409, its client gone
+ * 499). A replay answers the same, never a 500.
+ */
+export function outcomeError(outcome: Exclude<JobOutcome, { status: 'COMPLETED' }>): ApiError {
+  if (outcome.status === 'FAILED') return outcome.error;
+  switch (outcome.reason) {
+    case 'timeout':
+      return new ApiError('timeout', 'The request did not finish within the sync timeout; it was cancelled and not charged');
+    case 'shutdown':
+      return new ApiError('draining', 'The server shut down before the request finished; it was cancelled and not charged', { headers: { 'retry-after': '30' } });
+    case 'client_gone':
+      return clientClosed();
+    case 'call_failed':
+      return new ApiError('request_cancelled', 'The request was cancelled because another image of its call failed; it was not charged');
+    case 'user':
+      return new ApiError('request_cancelled', 'The request was cancelled before it finished; it was not charged');
+  }
+}
+
+/**
+ * Waits for a synchronous request's outcome. It is cancelled (not charged) when the sync
+ * timeout passes (then 504), or when `signal` aborts (its client has gone; already aborted
+ * included: a disconnect during admission is seen here).
+ */
+export async function waitForOutcome(deps: { queue: JobQueue; syncTimeoutMs: number }, id: string, signal?: AbortSignal): Promise<JobOutcome> {
+  const done = deps.queue.waitFor(id);
+  let timer: NodeJS.Timeout | undefined;
+  const onGone = () => void deps.queue.cancel(id, 'client_gone').catch(() => undefined);
+  if (signal?.aborted) onGone();
+  else signal?.addEventListener('abort', onGone, { once: true });
+  try {
+    const timedOut = new Promise<'timeout'>((resolve) => {
+      timer = setTimeout(() => resolve('timeout'), deps.syncTimeoutMs);
+    });
+    const first = await Promise.race([done, timedOut]);
+    if (first !== 'timeout') return first;
+    await deps.queue.cancel(id, 'timeout');
+    // The cancel ends the job; a job that finished in the same instant keeps its result.
+    return await done;
+  } finally {
+    if (timer) clearTimeout(timer);
+    signal?.removeEventListener('abort', onGone);
+  }
+}
 
 export function errorOf(row: RequestRow): ApiError {
   const code = (row.error_code && row.error_code in ERRORS ? row.error_code : 'engine_failed') as ErrorCode;
   return new ApiError(code, row.error_message ?? undefined);
 }
 
-const CANCEL_REASONS: readonly CancelReason[] = ['timeout', 'client_gone', 'user', 'shutdown'];
+const CANCEL_REASONS: readonly CancelReason[] = ['timeout', 'client_gone', 'user', 'shutdown', 'call_failed'];
 
 /** The reason a cancelled row was cancelled for (its message is `cancelled (<reason>)`). */
 export function cancelReasonOf(row: RequestRow): CancelReason {

@@ -41,7 +41,8 @@ export function recordView(row: RequestRow, base: string, opts: { output?: strin
     request_id: row.id,
     status: row.status,
     input: JSON.parse(row.params) as Record<string, unknown>,
-    output: row.status === 'COMPLETED' ? (opts.output ?? urls.output_url) : null,
+    // A COMPLETED request has no output when its answer was never delivered (queue/delivery.ts).
+    output: row.status === 'COMPLETED' && row.output_key ? (opts.output ?? urls.output_url) : null,
     error: row.error_code ? { code: row.error_code, message: row.error_message } : null,
     metrics: metricsOf(row, opts.remainingMicro),
     created_at: iso(row.created_at),

@@ -37,7 +37,8 @@ export interface CancelledOutcome {
   reason: CancelReason;
 }
 
-export type CancelReason = 'timeout' | 'client_gone' | 'user' | 'shutdown';
+/** Why a request was cancelled: its sync timeout, its client left, its owner asked, the server stopped, or another image of its call failed. */
+export type CancelReason = 'timeout' | 'client_gone' | 'user' | 'shutdown' | 'call_failed';
 
 export type JobOutcome = CompletedOutcome | FailedOutcome | CancelledOutcome;
 

@@ -1,25 +1,37 @@
 /**
- * The end of a request, in one place for every queue and worker: each terminal state is
+ * The end of a request, in one place for every queue and worker. Each terminal state is ONE
+ * database transaction (SQLite and PostgreSQL alike):
  *
- *   conditional transition of the row (…WHERE status IN from [AND worker_id = owner])
- *     → ledger: settle (COMPLETED) or release (FAILED, CANCELLED), keyed by request id
- *     → tell the waiters (the in-process bus, or Redis for other gateways)
- *     → drop stored reference pixels, record the webhook, give the concurrency slot back
+ *   BEGIN
+ *     conditional transition of the row (…WHERE status IN from [AND worker_id = owner])
+ *     ledger: settle (COMPLETED) or release (FAILED, CANCELLED), keyed by request id
+ *     outbox: the webhook delivery row, when the request asked for one
+ *   COMMIT
+ *   then, best effort and never money: tell the waiters (the in-process bus, or Redis for
+ *   other gateways), drop stored reference pixels, give the concurrency slot back, wake the
+ *   webhook dispatcher.
  *
- * Only the caller whose transition moved the row does the rest, so two parties racing
- * to end one request (a cancel and a finishing worker, a dead worker's job retried
- * elsewhere) never both act; and because the ledger steps are keyed by request id, a crash
- * between steps is repaired by repeating them, never by charging twice.
+ * So a crash leaves either the whole end or none of it: the row still QUEUED or PROCESSING
+ * (start-up recovery or the fleet's reconciler runs or fails it again) or terminal with its
+ * ledger entry and its delivery. The repair sweep (repair.ts) closes whatever an older
+ * version or a held charge left open. Only the caller whose transition moved the row does
+ * the rest, so two parties racing to end one request (a cancel and a finishing worker, a
+ * dead worker's job retried elsewhere) never both act.
+ *
+ * One exception, on purpose: a synchronous request with `hold_until` (its charge waits for
+ * its answer, contract §1) completes without its settle; the gateway that delivers the
+ * answer settles it, or releases it when the client is gone (delivery.ts).
  */
 import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
-import { balance, release, settle } from '../accounts/ledger.js';
+import { balance, releaseIn, settleIn } from '../accounts/ledger.js';
 import type { ResolvedParams } from '../contract/types.js';
 import { ApiError } from '../gateway/errors.js';
 import type { Limiter } from '../gateway/limits.js';
 import type { Metrics } from '../gateway/metrics.js';
 import type { RequestStatus } from '../store/request-states.js';
-import { getRequest, transition, type RequestRow, type TransitionFields } from '../store/requests.js';
+import { fault } from '../faults.js';
+import { getRequest, recoverOnStartup, transition, type RequestRow, type TransitionFields } from '../store/requests.js';
 import type { Database } from '../store/schema.js';
 import type { OutputStorage } from '../storage/types.js';
 import { recordWebhook } from '../webhooks/record.js';
@@ -50,31 +62,30 @@ export class Lifecycle {
   constructor(private readonly o: LifecycleOptions) {}
 
   /**
-   * PROCESSING → COMPLETED (only by its owner, when given), then settle. Returns the
-   * outcome, or null when the row was no longer this caller's (cancelled, or taken over).
+   * PROCESSING → COMPLETED (only by its owner, when given) with its settle, unless its
+   * charge is held. Returns the outcome, or null when the row was no longer this caller's
+   * (cancelled, or taken over).
    */
   async completed(
     id: string,
     o: { owner?: string; priceMicro: number; output: EncodedOutput; outputKey: string; generationTimeS: number; timings: Record<string, number> },
   ): Promise<JobOutcome | null> {
-    const moved = await this.move(id, ['PROCESSING'], 'COMPLETED', o.owner, {
+    const ended = await this.end(id, ['PROCESSING'], 'COMPLETED', o.owner, {
       cost_micro: o.priceMicro,
       timings: JSON.stringify({ ...o.timings, generation_s: o.generationTimeS }),
       output_format: o.output.format,
       output_key: o.outputKey,
     });
-    if (!moved) return null;
-    await settle(this.o.db, id);
-    const row = await getRequest(this.o.db, id);
+    if (!ended) return null;
     const outcome: JobOutcome = {
       status: 'COMPLETED',
       output: o.output,
       costMicro: o.priceMicro,
-      balanceMicro: row ? await balance(this.o.db, row.account_id) : 0,
+      balanceMicro: ended.balanceMicro,
       generationTimeS: o.generationTimeS,
       timings: o.timings,
     };
-    await this.finish(id, outcome, row);
+    await this.after(ended.row, outcome);
     return outcome;
   }
 
@@ -88,50 +99,74 @@ export class Lifecycle {
    * kept. False when the row was no longer this owner's.
    */
   async requeue(id: string, owner: string): Promise<boolean> {
-    return this.move(id, ['PROCESSING'], 'QUEUED', owner, {});
+    return transition(this.o.db, id, ['PROCESSING'], 'QUEUED', {}, Date.now(), owner);
   }
 
-  /** → FAILED from one of `from`, then release. False when the row was elsewhere. */
+  /** → FAILED from one of `from`, with its release. False when the row was elsewhere. */
   async failed(id: string, error: ApiError, from: readonly RequestStatus[] = ['QUEUED', 'PROCESSING'], owner?: string): Promise<boolean> {
-    if (!(await this.move(id, from, 'FAILED', owner, { error_code: error.code, error_message: error.message }))) return false;
-    await this.afterFailure(id, error);
+    const ended = await this.end(id, from, 'FAILED', owner, { error_code: error.code, error_message: error.message });
+    if (!ended) return false;
+    await this.after(ended.row, { status: 'FAILED', error });
     return true;
   }
 
-  /** → CANCELLED from one of `from`, then release. False when the row was elsewhere. */
+  /** → CANCELLED from one of `from`, with its release. False when the row was elsewhere. */
   async cancelled(id: string, reason: CancelReason, from: readonly RequestStatus[], owner?: string): Promise<boolean> {
-    if (!(await this.move(id, from, 'CANCELLED', owner, { error_code: 'cancelled', error_message: `cancelled (${reason})` }))) return false;
-    await release(this.o.db, id);
-    await this.finish(id, { status: 'CANCELLED', reason });
+    const ended = await this.end(id, from, 'CANCELLED', owner, { error_code: 'cancelled', error_message: `cancelled (${reason})` });
+    if (!ended) return false;
+    await this.after(ended.row, { status: 'CANCELLED', reason });
     return true;
   }
 
   /**
-   * The rest of a failure whose row is already FAILED (start-up recovery moves many rows
-   * in one statement). Safe to repeat: release is keyed by request id.
+   * Start-up recovery of the embedded queue, in one transaction: rows a previous run left
+   * PROCESSING go back to QUEUED while attempts remain, the others FAILED with their
+   * releases and webhook deliveries. Returns the requeued ids.
    */
-  async afterFailure(id: string, error: ApiError): Promise<void> {
-    await release(this.o.db, id);
-    await this.finish(id, { status: 'FAILED', error });
+  async recover(maxAttempts: number): Promise<string[]> {
+    const { requeued, failed } = await this.o.db.transaction().execute(async (trx) => {
+      const r = await recoverOnStartup(trx, { maxAttempts });
+      const rows: RequestRow[] = [];
+      for (const id of r.failed) {
+        await releaseIn(trx, id);
+        const row = await getRequest(trx, id);
+        if (row) {
+          await recordWebhook(trx, row);
+          rows.push(row);
+        }
+      }
+      return { requeued: r.requeued, failed: rows };
+    });
+    for (const row of failed) await this.after(row, { status: 'FAILED', error: new ApiError('engine_failed', row.error_message ?? undefined) });
+    return requeued;
   }
 
-  private async move(id: string, from: readonly RequestStatus[], to: RequestStatus, owner: string | undefined, fields: TransitionFields): Promise<boolean> {
-    return transition(this.o.db, id, from, to, fields, Date.now(), owner);
+  /** The transaction of an end (see the header); null when the row was not in `from` (or not the owner's). */
+  private async end(id: string, from: readonly RequestStatus[], to: RequestStatus, owner: string | undefined, fields: TransitionFields): Promise<{ row: RequestRow; balanceMicro: number } | null> {
+    const ended = await this.o.db.transaction().execute(async (trx) => {
+      if (!(await transition(trx, id, from, to, fields, Date.now(), owner))) return null;
+      fault(`end.${to}.after_transition`);
+      const row = await getRequest(trx, id);
+      if (!row) throw new Error(`request ${id} vanished inside the transaction that ended it`);
+      if (to !== 'COMPLETED') await releaseIn(trx, id);
+      else if (row.hold_until === null) await settleIn(trx, id);
+      fault(`end.${to}.after_ledger`);
+      await recordWebhook(trx, row);
+      return { row, balanceMicro: await balance(trx, row.account_id) };
+    });
+    if (ended) fault(`end.${to}.after_commit`);
+    return ended;
   }
 
-  /** `known`: the row as it is now, when the caller has just read it (saves a read). */
-  private async finish(id: string, outcome: JobOutcome, known?: RequestRow | null): Promise<void> {
+  /** What follows a committed end: nothing here moves money, and each step may fail alone. */
+  private async after(row: RequestRow, outcome: JobOutcome): Promise<void> {
+    const id = row.id;
     this.o.metrics.jobsFinished.inc({ status: outcome.status });
     this.o.notifier.finish(id, outcome);
-    const row = known === undefined ? await getRequest(this.o.db, id) : known;
-    if (!row) return;
     const params = JSON.parse(row.params) as ResolvedParams;
     for (let i = 0; i < (params.image_urls ?? []).length; i++) await this.o.storage.delete(inputKey(id, i)).catch(() => undefined);
     await this.o.limiter.release(slotKey(row.key_id), id).catch((err: unknown) => this.o.logger.warn({ err, request_id: id }, 'could not release the concurrency slot'));
-    if (row.webhook_url) {
-      await recordWebhook(this.o.db, row);
-      this.o.onWebhook?.();
-    }
+    if (row.webhook_url) this.o.onWebhook?.();
   }
 }
 

@@ -19,7 +19,7 @@ import type { RgbImage } from '../contract/types.js';
 import { ApiError } from '../gateway/errors.js';
 import type { Limiter } from '../gateway/limits.js';
 import type { Metrics } from '../gateway/metrics.js';
-import { claimNext, queuePosition, recoverOnStartup, type RequestRow } from '../store/requests.js';
+import { claimNext, queuePosition, type RequestRow } from '../store/requests.js';
 import type { Database } from '../store/schema.js';
 import type { OutputStorage } from '../storage/types.js';
 import type { EngineProcess } from '../worker/engine-process.js';
@@ -28,6 +28,7 @@ import { JobControl, runJob } from '../worker/run-job.js';
 import type { CancelReason, JobBus, JobOutcome, ProgressEvent } from './events.js';
 import { Lifecycle, lostInputs, slotKey } from './lifecycle.js';
 import { queueDepth } from './depth.js';
+import { repairAndLog } from './repair.js';
 import { submitRequest } from './submit.js';
 import type { JobQueue, QueueDepth, Readiness, SubmitResult, SubmitSpec } from './types.js';
 
@@ -63,12 +64,13 @@ export class LocalQueue implements JobQueue {
   /**
    * Recovers what a previous run left behind, then starts taking work: rows left
    * PROCESSING are retried (async) or failed and released (sync, or out of attempts);
-   * queued sync rows are failed and released; queued async rows run, and hold their
+   * queued sync rows are failed and released (their callers are gone); held charges are
+   * released (no answer of the previous run can still be delivered) and whatever else a
+   * crash left open is closed (repair.ts); queued async rows run, and hold their
    * concurrency slots again.
    */
   async start(): Promise<void> {
-    const { requeued, failed } = await recoverOnStartup(this.o.db, { maxAttempts: this.o.maxAttempts });
-    for (const id of failed) await this.lifecycle.afterFailure(id, new ApiError('engine_failed', 'the server stopped while this request was running'));
+    const requeued = await this.lifecycle.recover(this.o.maxAttempts);
     const queued = await this.o.db.selectFrom('requests').select(['id', 'route', 'key_id']).where('status', '=', 'QUEUED').execute();
     for (const { id, route, key_id } of queued) {
       if (this.images.has(id)) continue;
@@ -78,6 +80,7 @@ export class LocalQueue implements JobQueue {
       }
       await this.lifecycle.failed(id, new ApiError('engine_failed', 'the server restarted before this request ran'), ['QUEUED']);
     }
+    await repairAndLog(this.o.db, this.o.storage, this.o.logger, { releaseAllHeld: true, orphans: true });
     if (requeued.length > 0) this.o.logger.info({ requeued: requeued.length }, 'resuming requests from the previous run');
     this.wake();
   }

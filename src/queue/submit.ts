@@ -1,11 +1,17 @@
 /**
- * Submission, the same for every queue: reserve the price (406 when short) → write the
- * reference pixels to storage when the job must survive this process → insert the QUEUED
- * row. A failure after the reservation releases it and removes what was written; a taken
- * Idempotency-Key answers the request that holds it.
+ * Submission, the same for every queue:
+ *
+ *   store the reference pixels (when the job must survive this process)
+ *   BEGIN  reserve the price (406 when short) → insert the QUEUED row  COMMIT
+ *
+ * The reservation and the row commit together, so a crash can leave neither a reservation
+ * without its request nor a request without its reservation; pixels stored before a crash
+ * or a refusal are removed (or are unreferenced files, never money). A taken
+ * Idempotency-Key rolls the transaction back and answers the request that holds it.
  */
 import type { Kysely } from 'kysely';
-import { release, reserve } from '../accounts/ledger.js';
+import { InsufficientBalance, reserveIn } from '../accounts/ledger.js';
+import { fault } from '../faults.js';
 import { IdempotencyKeyTaken, createRequest } from '../store/requests.js';
 import type { Database } from '../store/schema.js';
 import type { OutputStorage } from '../storage/types.js';
@@ -18,29 +24,37 @@ export async function submitRequest(
   spec: SubmitSpec,
   durable: boolean,
 ): Promise<SubmitResult> {
-  const r = await reserve(o.db, { accountId: spec.accountId, requestId: spec.id, priceMicro: spec.priceMicro });
-  if (!r.ok) return { ok: false, reason: 'insufficient_credits', balanceMicro: r.balanceMicro };
+  const removeInputs = async () => {
+    for (let i = 0; i < spec.images.length; i++) await o.storage.delete(inputKey(spec.id, i)).catch(() => undefined);
+  };
+  if (durable) await storeJobInputs(spec.id, spec.images, o.storage);
+  fault('submit.after_inputs');
   try {
-    if (durable) await storeJobInputs(spec.id, spec.images, o.storage);
-    const row = await createRequest(o.db, {
-      id: spec.id,
-      account_id: spec.accountId,
-      key_id: spec.keyId,
-      route: spec.route,
-      params: spec.storedParams,
-      seed: spec.params.seed,
-      width: spec.params.width,
-      height: spec.params.height,
-      price_micro: spec.priceMicro,
-      webhook_url: spec.webhookUrl ?? null,
-      idempotency_key: spec.idempotencyKey ?? null,
-      idempotency_hash: spec.idempotencyHash ?? null,
-      retention_ms: o.retentionMs,
+    const row = await o.db.transaction().execute(async (trx) => {
+      await reserveIn(trx, { accountId: spec.accountId, requestId: spec.id, priceMicro: spec.priceMicro });
+      fault('submit.after_reserve');
+      return createRequest(trx, {
+        id: spec.id,
+        account_id: spec.accountId,
+        key_id: spec.keyId,
+        route: spec.route,
+        params: spec.storedParams,
+        seed: spec.params.seed,
+        width: spec.params.width,
+        height: spec.params.height,
+        price_micro: spec.priceMicro,
+        webhook_url: spec.webhookUrl ?? null,
+        idempotency_key: spec.idempotencyKey ?? null,
+        idempotency_hash: spec.idempotencyHash ?? null,
+        retention_ms: o.retentionMs,
+        hold_until: spec.holdUntil ?? null,
+      });
     });
+    fault('submit.after_commit');
     return { ok: true, row };
   } catch (err) {
-    await release(o.db, spec.id);
-    for (let i = 0; i < spec.images.length; i++) await o.storage.delete(inputKey(spec.id, i)).catch(() => undefined);
+    if (durable) await removeInputs();
+    if (err instanceof InsufficientBalance) return { ok: false, reason: 'insufficient_credits', balanceMicro: err.balanceMicro };
     if (err instanceof IdempotencyKeyTaken) return { ok: false, reason: 'duplicate', existing: err.existing };
     throw err;
   }

@@ -1,13 +1,17 @@
 /**
- * Retention: finished requests and their outputs expire after KLEIN_RETENTION (default
- * 24 h). The sweeper deletes expired rows and then their stored objects; routes already
- * answer 404 for an expired id before the sweeper runs.
+ * The periodic sweep of a gateway:
+ * - retention: finished requests and their outputs expire after KLEIN_RETENTION (default
+ *   24 h). Expired rows are deleted, then their stored objects; routes already answer 404
+ *   for an expired id before the sweep runs;
+ * - repair (repair.ts): ends a crash left open are closed, held charges whose answer was
+ *   never delivered are released. It runs before retention, so nothing open is deleted.
  */
 import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import { expireOlderThan } from '../store/requests.js';
 import type { Database } from '../store/schema.js';
 import type { OutputStorage } from '../storage/types.js';
+import { repairAndLog } from './repair.js';
 
 export class Sweeper {
   private timer: NodeJS.Timeout | null = null;
@@ -25,6 +29,7 @@ export class Sweeper {
 
   async sweep(now = Date.now()): Promise<number> {
     try {
+      await repairAndLog(this.o.db, this.o.storage, this.o.logger, { now });
       const { ids, outputKeys } = await expireOlderThan(this.o.db, now);
       for (const key of outputKeys) await this.o.storage.delete(key);
       if (ids.length > 0) {
@@ -34,7 +39,7 @@ export class Sweeper {
       }
       return ids.length;
     } catch (err) {
-      this.o.logger.error({ err }, 'retention sweep failed');
+      this.o.logger.error({ err }, 'sweep failed');
       return 0;
     }
   }

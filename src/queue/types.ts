@@ -22,6 +22,12 @@ export interface SubmitSpec {
   webhookUrl?: string | null;
   idempotencyKey?: string | null;
   idempotencyHash?: string | null;
+  /**
+   * Hold the charge until the answer is delivered, at most until this time (epoch ms): a
+   * synchronous call without an Idempotency-Key (see queue/delivery.ts). Absent: settled
+   * when it completes.
+   */
+  holdUntil?: number | null;
 }
 
 export type SubmitResult =

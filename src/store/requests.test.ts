@@ -187,7 +187,7 @@ describe(`request rows (${dialect})`, () => {
     await t.db.updateTable('requests').set({ status: 'PROCESSING', attempts: 1, worker_id: 'old' }).where('id', '=', 'once').execute();
     await t.db.updateTable('requests').set({ status: 'PROCESSING', attempts: 2, worker_id: 'old' }).where('id', '=', 'twice').execute();
     await t.db.updateTable('requests').set({ status: 'COMPLETED', attempts: 1 }).where('id', '=', 'done').execute();
-    const r = await recoverOnStartup(t.db, { maxAttempts: 2 }, 4242);
+    const r = await t.db.transaction().execute((trx) => recoverOnStartup(trx, { maxAttempts: 2 }, 4242));
     assert.deepEqual(r, { requeued: ['once'], failed: ['twice'] });
     const rows = new Map((await t.db.selectFrom('requests').selectAll().execute()).map((x) => [x.id, x]));
     assert.equal(rows.get('once')?.status, 'QUEUED');
@@ -198,7 +198,7 @@ describe(`request rows (${dialect})`, () => {
     assert.equal(rows.get('q')?.status, 'QUEUED');
     assert.equal(rows.get('done')?.status, 'COMPLETED');
     // Nothing left to recover: a second start-up is a no-op.
-    assert.deepEqual(await recoverOnStartup(t.db, { maxAttempts: 2 }), { requeued: [], failed: [] });
+    assert.deepEqual(await t.db.transaction().execute((trx) => recoverOnStartup(trx, { maxAttempts: 2 })), { requeued: [], failed: [] });
   });
 
   test('countByStatus counts every state, zeros included, or only those asked for', async () => {

@@ -31,6 +31,8 @@ export interface NewRequest {
   idempotency_hash?: string | null;
   /** How long the record lives after creation (ms); default 24 h (contract §4). */
   retention_ms?: number;
+  /** A synchronous request's charge is held until its answer is delivered, at most until then (see schema.ts). */
+  hold_until?: number | null;
 }
 
 export const DEFAULT_RETENTION_MS = 24 * 3600 * 1000;
@@ -46,42 +48,45 @@ export class IdempotencyKeyTaken extends Error {
 /**
  * Inserts one QUEUED row and returns it. Never overwrites: a duplicate id fails, and a
  * duplicate (account, idempotency key) fails with `IdempotencyKeyTaken` carrying the row
- * that won (the unique index decides, so two racing submissions cannot both get in).
+ * that won (the unique index decides, so two racing submissions cannot both get in). The
+ * insert is ON CONFLICT DO NOTHING, so it can run inside a caller's transaction (with the
+ * reservation, see queue/submit.ts) on PostgreSQL too: a conflict does not abort the
+ * transaction, and the winner can be read in it; the throw then rolls it back.
  */
 export async function createRequest(db: Db, r: NewRequest, now = Date.now()): Promise<RequestRow> {
   for (const [k, v] of [['price_micro', r.price_micro], ['seed', r.seed]] as const) {
     if (!Number.isSafeInteger(v) || v < 0) throw new Error(`${k} must be a non-negative safe integer, got ${v}`);
   }
-  try {
-    return await db
-      .insertInto('requests')
-      .values({
-        id: r.id,
-        account_id: r.account_id,
-        key_id: r.key_id,
-        route: r.route,
-        status: 'QUEUED',
-        params: JSON.stringify(r.params),
-        seed: r.seed,
-        width: r.width,
-        height: r.height,
-        price_micro: r.price_micro,
-        webhook_url: r.webhook_url ?? null,
-        idempotency_key: r.idempotency_key ?? null,
-        idempotency_hash: r.idempotency_hash ?? null,
-        attempts: 0,
-        created_at: now,
-        expires_at: now + (r.retention_ms ?? DEFAULT_RETENTION_MS),
-      })
-      .returningAll()
-      .executeTakeFirstOrThrow();
-  } catch (err) {
-    if (r.idempotency_key) {
-      const existing = await findByIdempotencyKey(db, r.account_id, r.idempotency_key);
-      if (existing && existing.id !== r.id) throw new IdempotencyKeyTaken(existing);
-    }
-    throw err;
+  const row = await db
+    .insertInto('requests')
+    .values({
+      id: r.id,
+      account_id: r.account_id,
+      key_id: r.key_id,
+      route: r.route,
+      status: 'QUEUED',
+      params: JSON.stringify(r.params),
+      seed: r.seed,
+      width: r.width,
+      height: r.height,
+      price_micro: r.price_micro,
+      webhook_url: r.webhook_url ?? null,
+      idempotency_key: r.idempotency_key ?? null,
+      idempotency_hash: r.idempotency_hash ?? null,
+      hold_until: r.hold_until ?? null,
+      attempts: 0,
+      created_at: now,
+      expires_at: now + (r.retention_ms ?? DEFAULT_RETENTION_MS),
+    })
+    .onConflict((oc) => oc.doNothing())
+    .returningAll()
+    .executeTakeFirst();
+  if (row) return row;
+  if (r.idempotency_key) {
+    const existing = await findByIdempotencyKey(db, r.account_id, r.idempotency_key);
+    if (existing && existing.id !== r.id) throw new IdempotencyKeyTaken(existing);
   }
+  throw new Error(`request ${r.id} already exists`);
 }
 
 /** One row by id, or null. */
@@ -253,38 +258,36 @@ export async function countByStatus(
 
 /**
  * At start-up, before taking work: rows a previous run left PROCESSING go back to QUEUED
- * while attempts < maxAttempts, else to FAILED (error_code engine_failed). One
- * transaction. Returns the ids of each; the caller must release the credits of `failed`
- * (release is idempotent, so a crash between the two steps is safe to repeat).
+ * while attempts < maxAttempts, else to FAILED (error_code engine_failed). Run it inside
+ * the transaction that also releases the credits of `failed` (queue/lifecycle.ts), so the
+ * rows and the ledger move together. Returns the ids of each.
  */
 export async function recoverOnStartup(
-  db: Kysely<Database>,
+  trx: Transaction<Database>,
   opts: { maxAttempts: number },
   now = Date.now(),
 ): Promise<{ requeued: string[]; failed: string[] }> {
-  return db.transaction().execute(async (trx) => {
-    const failed = await trx
-      .updateTable('requests')
-      .set({
-        status: 'FAILED',
-        error_code: 'engine_failed',
-        error_message: 'the server stopped while this request was running',
-        completed_at: now,
-        worker_id: null,
-        lease_until: null,
-      })
-      .where('status', '=', 'PROCESSING')
-      .where('attempts', '>=', opts.maxAttempts)
-      .returning('id')
-      .execute();
-    const requeued = await trx
-      .updateTable('requests')
-      .set({ status: 'QUEUED', worker_id: null, lease_until: null })
-      .where('status', '=', 'PROCESSING')
-      .returning('id')
-      .execute();
-    return { requeued: requeued.map((r) => r.id).sort(), failed: failed.map((r) => r.id).sort() };
-  });
+  const failed = await trx
+    .updateTable('requests')
+    .set({
+      status: 'FAILED',
+      error_code: 'engine_failed',
+      error_message: 'the server stopped while this request was running',
+      completed_at: now,
+      worker_id: null,
+      lease_until: null,
+    })
+    .where('status', '=', 'PROCESSING')
+    .where('attempts', '>=', opts.maxAttempts)
+    .returning('id')
+    .execute();
+  const requeued = await trx
+    .updateTable('requests')
+    .set({ status: 'QUEUED', worker_id: null, lease_until: null })
+    .where('status', '=', 'PROCESSING')
+    .returning('id')
+    .execute();
+  return { requeued: requeued.map((r) => r.id).sort(), failed: failed.map((r) => r.id).sort() };
 }
 
 /**
@@ -303,4 +306,24 @@ export async function expireOlderThan(db: Db, now = Date.now()): Promise<{ ids: 
     ids: rows.map((r) => r.id),
     outputKeys: rows.map((r) => r.output_key).filter((k): k is string => k !== null),
   };
+}
+
+/**
+ * Puts back one claim of `id` — the worker and attempt number claimById wrote — when the
+ * queue took the job back from that worker (its lock expired: presumed dead), so the row
+ * counts as waiting again instead of running for nobody. One conditional UPDATE … WHERE
+ * status = 'PROCESSING' AND worker_id = ? AND attempts = ?: a row claimed again since (by
+ * another worker, or by the same one: every claim adds an attempt) or ended is left alone.
+ * Like transition to QUEUED, it clears the worker and its lease. Returns whether it moved.
+ */
+export async function requeueClaim(db: Db, id: string, claim: { workerId: string; attempts: number }): Promise<boolean> {
+  const res = await db
+    .updateTable('requests')
+    .set({ status: 'QUEUED', worker_id: null, lease_until: null })
+    .where('id', '=', id)
+    .where('status', '=', 'PROCESSING')
+    .where('worker_id', '=', claim.workerId)
+    .where('attempts', '=', claim.attempts)
+    .executeTakeFirst();
+  return Number(res.numUpdatedRows) === 1;
 }

@@ -92,6 +92,13 @@ export interface RequestsTable {
   /** Hash of the request body that first used `idempotency_key` (a different body is a 422). */
   idempotency_hash: string | null;
   webhook_url: string | null;
+  /**
+   * Set on a synchronous request whose charge waits for its answer to be delivered: while
+   * COMPLETED with an open reservation it is settled by the gateway that sends the answer,
+   * or released when the client is gone; after this time (epoch ms, past the sync timeout)
+   * the repair sweep releases it. Null: settled when it completes.
+   */
+  hold_until: number | null;
   created_at: number;
   started_at: number | null;
   completed_at: number | null;

@@ -7,6 +7,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { Agent, request } from 'undici';
 import { FAST, generate, startTestServer, type KeyInfo, type TestServer } from './harness.js';
+import { openDatabase } from '../../src/store/db.js';
+import { ledgerProblems } from '../../src/testing/ledger-invariant.js';
 
 const COUNT = Number(process.env.KLEIN_FUZZ_COUNT ?? 3000);
 
@@ -20,6 +22,8 @@ function rng(seed: number): () => number {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
+
+const OPENAI_FIELDS = ['prompt', 'model', 'n', 'size', 'response_format', 'output_format', 'output_compression', 'seed', 'steps', 'cfg', 'negative_prompt', 'sampler', 'go_fast', 'quality', 'style', 'user', 'stream', 'partial_images', 'extra'];
 
 const FIELDS = ['prompt', 'image_urls', 'negative_prompt', 'seed', 'cfg', 'sampler', 'steps', 'aspect_ratio', 'go_fast', 'image_format', 'quality', 'width', 'height', 'base64', 'webhook_url', '__proto__', 'constructor', 'extra'];
 
@@ -65,6 +69,37 @@ function randomRaw(r: () => number): { body: string | Buffer; contentType: strin
   return { body: JSON.stringify(randomBody(r)), contentType: 'application/json' };
 }
 
+/** A random OpenAI body: field names of the OpenAI routes, values of any JSON type. */
+function randomOpenAiBody(r: () => number): Record<string, unknown> {
+  const body: Record<string, unknown> = {};
+  const n = Math.floor(r() * 6);
+  for (let i = 0; i < n; i++) body[OPENAI_FIELDS[Math.floor(r() * OPENAI_FIELDS.length)] ?? 'x'] = randomValue(r);
+  if (r() < 0.6) body.prompt = r() < 0.9 ? 'a test' : randomValue(r);
+  if (r() < 0.3) body.size = ['64x64', '1024x1024', 'auto', '63x64', '64X64', '4096x4096', { toString: 1 }, ['64x64']][Math.floor(r() * 8)];
+  // Lone surrogates (JSON can carry them, UTF-8 cannot) and a well-formed pair.
+  if (r() < 0.2) body.prompt = ['\ud800', 'a\udc00b', '\ud83d\ude00 ok'][Math.floor(r() * 3)];
+  return body;
+}
+
+/** A random multipart body: well-formed, cut short, without a boundary, or bytes. */
+function randomForm(r: () => number): { body: Buffer | string; contentType: string } {
+  const b = `b${Math.floor(r() * 1e6)}`;
+  const field = (name: string, value: string) => `--${b}\r\nContent-Disposition: form-data; name="${name}"\r\n\r\n${value}\r\n`;
+  const file = (name: string, bytes: string) => `--${b}\r\nContent-Disposition: form-data; name="${name}"; filename="x.png"\r\nContent-Type: image/png\r\n\r\n${bytes}\r\n`;
+  const parts: string[] = [];
+  const n = Math.floor(r() * 6);
+  for (let i = 0; i < n; i++) {
+    const k = OPENAI_FIELDS[Math.floor(r() * OPENAI_FIELDS.length)] ?? 'x';
+    parts.push(r() < 0.8 ? field(k, String(randomValue(r)).slice(0, 200)) : file(r() < 0.7 ? 'image' : k, 'not really a png'));
+  }
+  let body = parts.join('') + `--${b}--\r\n`;
+  const k = Math.floor(r() * 6);
+  if (k === 0) body = body.slice(0, Math.floor(r() * body.length));
+  if (k === 1) return { body, contentType: 'multipart/form-data' };
+  if (k === 2) return { body: Buffer.from(Array.from({ length: 80 }, () => Math.floor(r() * 256))), contentType: `multipart/form-data; boundary=${b}` };
+  return { body, contentType: `multipart/form-data; boundary=${k === 3 ? 'other' : b}` };
+}
+
 describe('fuzzing the sync endpoint over HTTP', () => {
   let s: TestServer;
   let broke: KeyInfo;
@@ -73,8 +108,10 @@ describe('fuzzing the sync endpoint over HTTP', () => {
 
   before(async () => {
     s = await startTestServer({ KLEIN_LOG_LEVEL: 'error' });
-    // No credits: anything that validates stops at 406 instead of running the engine.
-    broke = s.createKey({ credits: '0', rpm: 1_000_000, concurrency: 1000 });
+    // Exactly the cheapest request's price (64², one step, no guidance): past the credit floor
+    // checked before the body is read, so bodies are validated; anything that validates and
+    // costs more stops at 406 instead of running the engine.
+    broke = s.createKey({ credits: '0.001004', rpm: 1_000_000, concurrency: 1000 });
     rich = s.createKey({ credits: '100' });
   });
   after(async () => {
@@ -104,5 +141,32 @@ describe('fuzzing the sync endpoint over HTTP', () => {
     assert.ok((statuses.get(400) ?? 0) > COUNT / 4, `mostly 400s: ${JSON.stringify([...statuses])}`);
     const after = await generate(s.url, rich.key, { prompt: 'still alive', ...FAST });
     assert.equal(after.status, 200);
+  });
+
+  it(`answers ${COUNT / 2} random OpenAI bodies and forms without a 500, in the envelope, and the ledger stays exact`, async () => {
+    const r = rng(20261129);
+    const statuses = new Map<number, number>();
+    for (let i = 0; i < COUNT / 2; i++) {
+      const multipart = r() < 0.4;
+      const { body, contentType } = multipart ? randomForm(r) : { body: JSON.stringify(randomOpenAiBody(r)), contentType: 'application/json' };
+      const path = multipart ? '/v1/images/edits' : '/v1/images/generations';
+      const res = await request(`${s.url}${path}`, { method: 'POST', headers: { authorization: `Bearer ${broke.key}`, 'content-type': contentType }, body, dispatcher });
+      const text = await res.body.text();
+      statuses.set(res.statusCode, (statuses.get(res.statusCode) ?? 0) + 1);
+      assert.ok(res.statusCode < 500, `#${i}: ${res.statusCode} for ${String(body).slice(0, 200)} → ${text.slice(0, 200)}`);
+      if (res.statusCode >= 400) {
+        const j = JSON.parse(text) as { error?: unknown; code?: unknown; request_id?: unknown };
+        assert.equal(typeof j.error, 'string', text);
+        assert.equal(typeof j.code, 'string', text);
+        assert.equal(j.request_id, res.headers['x-request-id']);
+      }
+    }
+    assert.ok((statuses.get(400) ?? 0) > COUNT / 8, `mostly 400s: ${JSON.stringify([...statuses])}`);
+    const db = openDatabase({ dataDir: s.dataDir });
+    try {
+      assert.deepEqual(await ledgerProblems(db), []);
+    } finally {
+      await db.destroy();
+    }
   });
 });

@@ -1,17 +1,19 @@
 /**
  * Admin routes (an admin key, else 403): accounts, credits and usage over HTTP, the same
- * operations as the `klein` command.
+ * operations as the `klein` command. The admin check and the rate limit run as onRequest
+ * hooks, before any body is read, and bodies are small (the app's default limit).
  */
 import type { FastifyInstance } from 'fastify';
 import { adminOnly, authHook } from '../auth.js';
+import { rateLimitHook } from '../rate-limit-hook.js';
 import type { AppDeps } from '../app.js';
 import { ApiError } from '../errors.js';
-import { grant, balance, usage } from '../../accounts/ledger.js';
+import { BalanceOverflow, findBalance, grant, balance, usage, MAX_BALANCE_MICRO } from '../../accounts/ledger.js';
 import { creditsToMicro, microToCredits } from '../../contract/pricing.js';
 
 export function registerAdminRoutes(app: FastifyInstance, deps: AppDeps): void {
   const auth = authHook(deps.db, { rpm: deps.config.defaultRpm, concurrency: deps.config.defaultConcurrency });
-  const hooks = { onRequest: auth, preHandler: adminOnly };
+  const hooks = { onRequest: [auth, adminOnly, rateLimitHook(deps.limiter)] };
 
   app.get('/admin/accounts', hooks, async () => {
     const rows = await deps.db
@@ -34,15 +36,25 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AppDeps): void {
   app.post<{ Params: { id: string }; Body: unknown }>('/admin/accounts/:id/credits', hooks, async (req) => {
     const body = req.body as { credits?: unknown } | null;
     const raw = body && typeof body === 'object' ? body.credits : undefined;
-    const micro = typeof raw === 'number' || typeof raw === 'string' ? creditsToMicro(String(raw)) : null;
+    const text = typeof raw === 'number' || typeof raw === 'string' ? String(raw) : null;
+    const micro = text === null ? null : creditsToMicro(text);
+    const beyond = (roomMicro: number) => {
+      const message = `would lift the balance above the largest an account can hold, ${microToCredits(MAX_BALANCE_MICRO)} credits (at most ${microToCredits(roomMicro)} more now)`;
+      return new ApiError('validation_failed', `credits: ${message}`, { details: [{ field: 'credits', message }] });
+    };
     if (micro === null || micro <= 0) {
+      if (text !== null && /^\s*\d+(\.\d{1,6})?\s*$/.test(text) && micro === null) {
+        throw beyond(MAX_BALANCE_MICRO - ((await findBalance(deps.db, req.params.id)) ?? 0));
+      }
       throw new ApiError('validation_failed', 'credits: must be a positive decimal number', {
         details: [{ field: 'credits', message: 'must be a positive decimal number with at most 6 places' }],
       });
     }
     const exists = await deps.db.selectFrom('accounts').select('id').where('id', '=', req.params.id).executeTakeFirst();
     if (!exists) throw new ApiError('not_found', `No account ${req.params.id}`);
-    await grant(deps.db, req.params.id, micro, 'admin http');
+    await grant(deps.db, req.params.id, micro, 'admin http').catch((err: unknown) => {
+      throw err instanceof BalanceOverflow ? beyond(MAX_BALANCE_MICRO - err.balanceMicro) : err;
+    });
     return { account_id: req.params.id, credits: microToCredits(await balance(deps.db, req.params.id)) };
   });
 

@@ -1,44 +1,60 @@
 /**
  * POST /v1/flux-2-klein-4b — the synchronous, Segmind-compatible endpoint (contract §1).
  * Answers the image bytes with the x-… headers, or JSON with base64 when asked.
+ *
+ * Only a delivered answer is charged: without an Idempotency-Key the request's charge is
+ * held until its answer has gone out (charge-on-delivery.ts), and a client that goes away
+ * at any moment before that — while its references are fetched, while it queues or runs,
+ * once it has completed — has its request cancelled or released. With an
+ * Idempotency-Key the request keeps running when its client goes away and is charged when
+ * it completes, so the retry with the same key gets the image, charged once.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { microToCredits } from '../../contract/pricing.js';
 import { ApiError } from '../errors.js';
 import { authHook, requireCaller } from '../auth.js';
 import type { AppDeps } from '../app.js';
-import { admit } from '../generate.js';
-import { outcomeOfRow } from '../outcomes.js';
+import { admit, holdMs } from '../generate.js';
+import { outcomeError, outcomeOfRow, waitForOutcome } from '../outcomes.js';
 import { rateLimitHook } from '../rate-limit-hook.js';
-import type { JobOutcome } from '../../queue/events.js';
+import { admissionHook } from '../admission-hook.js';
+import type { CompletedOutcome } from '../../queue/events.js';
+import { chargeOnDelivery } from '../charge-on-delivery.js';
 
 export const MODEL_SLUG = 'flux-2-klein-4b';
 
 export function registerSegmindV1Routes(app: FastifyInstance, deps: AppDeps): void {
   const auth = authHook(deps.db, { rpm: deps.config.defaultRpm, concurrency: deps.config.defaultConcurrency });
   const rate = rateLimitHook(deps.limiter);
+  const admission = admissionHook(deps, { slotTtlMs: holdMs(deps) });
 
   app.post<{ Params: { model: string } }>(
     '/v1/:model',
-    { onRequest: [auth, rate] },
+    { onRequest: [auth, rate, admission], bodyLimit: deps.config.bodyLimitBytes },
     async (req, reply) => {
       if (req.params.model !== MODEL_SLUG) {
         throw new ApiError('not_found', `Unknown model "${req.params.model}": this server serves ${MODEL_SLUG}`);
       }
       const caller = requireCaller(req);
-      const idem = req.headers['idempotency-key'];
-      const admitted = await admit(deps, req, caller, req.body, { route: 'v1', idempotencyKey: typeof idem === 'string' ? idem : undefined });
+      const header = req.headers['idempotency-key'];
+      const idem = typeof header === 'string' ? header : undefined;
+      // Without an Idempotency-Key, a client that has gone cancels its request.
+      const gone = idem === undefined ? req.clientGone : undefined;
+      const admitted = await admit(deps, req, caller, req.body, { route: 'v1', idempotencyKey: idem, signal: gone, hold: idem === undefined });
       if (admitted.kind === 'existing') {
-        // A replay: the finished result, or the one in flight.
+        // A replay: the finished result, or the one in flight; its own id in the header and any error body.
         reply.header('x-request-id', admitted.row.id);
         reply.header('idempotent-replayed', 'true');
         const wantBase64 = Boolean((JSON.parse(admitted.row.params) as { base64?: boolean }).base64);
         const outcome = (await outcomeOfRow(deps, admitted.row)) ?? (await deps.queue.waitFor(admitted.row.id));
-        return sendOutcome(req, reply, outcome, wantBase64);
+        if (outcome.status !== 'COMPLETED') throw outcomeError(outcome);
+        return sendImage(req, reply, outcome, wantBase64);
       }
       try {
-        const outcome = await waitForOutcome(deps, req, reply, admitted.id);
-        return sendOutcome(req, reply, outcome, admitted.params.base64);
+        const outcome = await waitForOutcome({ queue: deps.queue, syncTimeoutMs: deps.config.syncTimeoutS * 1000 }, admitted.id, gone);
+        if (outcome.status !== 'COMPLETED') throw outcomeError(outcome);
+        if (admitted.held) await chargeOnDelivery(deps, reply, [admitted.id], gone);
+        return sendImage(req, reply, outcome, admitted.params.base64);
       } finally {
         admitted.releaseSlot();
       }
@@ -46,40 +62,7 @@ export function registerSegmindV1Routes(app: FastifyInstance, deps: AppDeps): vo
   );
 }
 
-/**
- * Waits for the job; cancels it (uncharged) when the sync timeout passes (504) or the
- * client goes away before the answer.
- */
-export async function waitForOutcome(deps: AppDeps, req: FastifyRequest, reply: FastifyReply, id: string): Promise<JobOutcome> {
-  const done = deps.queue.waitFor(id);
-  const timeoutMs = deps.config.syncTimeoutS * 1000;
-  let timer: NodeJS.Timeout | undefined;
-  const onClose = () => {
-    if (!reply.raw.writableEnded) void deps.queue.cancel(id, 'client_gone');
-  };
-  req.raw.socket?.once('close', onClose);
-  try {
-    const timedOut = new Promise<'timeout'>((resolve) => {
-      timer = setTimeout(() => resolve('timeout'), timeoutMs);
-    });
-    const first = await Promise.race([done, timedOut]);
-    if (first !== 'timeout') return first;
-    await deps.queue.cancel(id, 'timeout');
-    // The cancel settles the job; a job that finished in the same instant keeps its result.
-    return await done;
-  } finally {
-    if (timer) clearTimeout(timer);
-    req.raw.socket?.off('close', onClose);
-  }
-}
-
-function sendOutcome(req: FastifyRequest, reply: FastifyReply, outcome: JobOutcome, base64: boolean) {
-  if (outcome.status === 'FAILED') throw outcome.error;
-  if (outcome.status === 'CANCELLED') {
-    if (outcome.reason === 'timeout') throw new ApiError('timeout', 'The request did not finish within the sync timeout; it was cancelled and not charged');
-    if (outcome.reason === 'shutdown') throw new ApiError('draining', 'The server is shutting down', { headers: { 'retry-after': '30' } });
-    throw new ApiError('internal', 'The request was cancelled');
-  }
+function sendImage(req: FastifyRequest, reply: FastifyReply, outcome: CompletedOutcome, base64: boolean) {
   const { output } = outcome;
   const cost = microToCredits(outcome.costMicro);
   const remaining = microToCredits(outcome.balanceMicro);

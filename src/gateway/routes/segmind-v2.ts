@@ -16,6 +16,7 @@ import type { AppDeps } from '../app.js';
 import { ApiError } from '../errors.js';
 import { admit } from '../generate.js';
 import { rateLimitHook } from '../rate-limit-hook.js';
+import { admissionHook } from '../admission-hook.js';
 import { metricsOf, recordView, urlsFor } from '../records.js';
 import { MODEL_SLUG } from './segmind-v1.js';
 
@@ -35,12 +36,14 @@ async function ownRow(deps: AppDeps, req: FastifyRequest<IdParams>): Promise<Req
 export function registerSegmindV2Routes(app: FastifyInstance, deps: AppDeps): void {
   const auth = authHook(deps.db, { rpm: deps.config.defaultRpm, concurrency: deps.config.defaultConcurrency });
   const rate = rateLimitHook(deps.limiter);
+  const admission = admissionHook(deps, { slotTtlMs: deps.config.retentionMs });
 
-  app.post<{ Params: { model: string } }>('/v2/:model', { onRequest: [auth, rate] }, async (req, reply) => {
+  app.post<{ Params: { model: string } }>('/v2/:model', { onRequest: [auth, rate, admission], bodyLimit: deps.config.bodyLimitBytes }, async (req, reply) => {
     if (req.params.model !== MODEL_SLUG) throw new ApiError('not_found', `Unknown model "${req.params.model}": this server serves ${MODEL_SLUG}`);
     const caller = requireCaller(req);
     const idem = req.headers['idempotency-key'];
-    const a = await admit(deps, req, caller, req.body, { route: 'v2', idempotencyKey: typeof idem === 'string' ? idem : undefined });
+    // A client that leaves before its request is queued never learns its id: nothing is queued for it.
+    const a = await admit(deps, req, caller, req.body, { route: 'v2', idempotencyKey: typeof idem === 'string' ? idem : undefined, signal: req.clientGone });
     const id = a.kind === 'new' ? a.id : a.row.id;
     if (a.kind === 'existing') reply.header('idempotent-replayed', 'true');
     reply.header('x-request-id', id);
@@ -86,7 +89,7 @@ export function registerSegmindV2Routes(app: FastifyInstance, deps: AppDeps): vo
     return reply.type(CONTENT_TYPES[(row.output_format ?? 'png') as ImageFormat]).send(bytes);
   });
 
-  app.post<IdParams>('/v2/requests/:id/cancel', { onRequest: auth }, async (req) => {
+  app.post<IdParams>('/v2/requests/:id/cancel', { onRequest: [auth, rate] }, async (req) => {
     const row = await ownRow(deps, req);
     const cancelled = TERMINAL.has(row.status) ? false : await deps.queue.cancel(row.id, 'user');
     if (cancelled && row.status === 'PROCESSING') await deps.queue.waitFor(row.id);

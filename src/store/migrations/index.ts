@@ -7,10 +7,12 @@
 import { type Kysely, type Migration, type MigrationProvider, Migrator } from 'kysely';
 import * as m001 from './001-initial.js';
 import * as m002 from './002-webhooks.js';
+import * as m003 from './003-held-charges.js';
 
 const MIGRATIONS: Readonly<Record<string, Migration>> = {
   '001-initial': m001,
   '002-webhooks': m002,
+  '003-held-charges': m003,
 };
 
 class InCodeProvider implements MigrationProvider {

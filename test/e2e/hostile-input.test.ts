@@ -1,0 +1,226 @@
+/**
+ * Bad input is a 4xx in the envelope, never a 500 or 502, and no connection is held open by
+ * a client that will not finish (contract §2, §8), over real sockets against the real server:
+ *
+ * - connections: a dripped body or dripped headers get 408 and are closed within the
+ *   configured times; an answer given before the body (401) closes the connection; open
+ *   connections are capped;
+ * - malformed multipart, broken Unicode, objects and strings where numbers belong on the
+ *   OpenAI routes, an admin grant beyond the largest balance, and framework-level errors
+ *   (bad percent-encoding, a path segment too long, unknown routes and methods, bytes that
+ *   are not HTTP, an empty JSON body on cancel): each its 4xx in the envelope, whose
+ *   request_id is the x-request-id header.
+ *
+ * After each group the ledger invariant holds.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type { Kysely } from 'kysely';
+import { loadConfig } from '../../src/config.js';
+import { openDatabase } from '../../src/store/db.js';
+import type { Database } from '../../src/store/schema.js';
+import { ledgerProblems } from '../../src/testing/ledger-invariant.js';
+import { startTestServer, type KeyInfo, type TestServer } from './harness.js';
+import { drip, rawExchange, rawSocket, type RawAnswer } from './net-helpers.js';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function assertEnvelope(a: RawAnswer, status: number, code: string): { error: string; details?: Array<{ field: string; message: string }> } {
+  assert.equal(a.status, status, `status ${a.status}: ${a.body}`);
+  const j = JSON.parse(a.body) as { error: string; code: string; request_id: string; details?: Array<{ field: string; message: string }> };
+  assert.equal(j.code, code, a.body);
+  assert.equal(typeof j.error, 'string');
+  assert.equal(j.request_id, a.headers['x-request-id'], 'the body names the request of the header');
+  return j;
+}
+
+async function envelopeOf(r: Response, status: number, code: string) {
+  const text = await r.text();
+  assert.equal(r.status, status, text);
+  const j = JSON.parse(text) as { error: string; code: string; request_id: string; details?: Array<{ field: string; message: string }> };
+  assert.equal(j.code, code, text);
+  assert.equal(j.request_id, r.headers.get('x-request-id'));
+  return j;
+}
+
+describe('connections are bounded', () => {
+  let s: TestServer;
+  let key: KeyInfo;
+  before(async () => {
+    s = await startTestServer({ KLEIN_MODEL: 'simulated:5', KLEIN_REQUEST_TIMEOUT: '3', KLEIN_HEADERS_TIMEOUT: '2', KLEIN_MAX_CONNECTIONS: '6' });
+    key = s.createKey({ credits: '1' });
+  });
+  after(async () => s?.close());
+
+  it('the defaults answer a dripping client within a minute', () => {
+    const c = loadConfig({});
+    assert.ok(c.requestTimeoutMs <= 60_000 && c.headersTimeoutMs <= c.requestTimeoutMs, `${c.requestTimeoutMs} / ${c.headersTimeoutMs}`);
+    assert.ok(c.maxConnections > 0, 'open connections are capped by default');
+  });
+
+  it('a body dripped byte by byte: 408 in the envelope, connection closed, within the request timeout', async () => {
+    const head = `POST /v1/flux-2-klein-4b HTTP/1.1\r\nhost: x\r\nx-api-key: ${key.key}\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n`;
+    const a = await rawExchange(s.url, head, { then: (sock) => drip(sock, 1000, 200), waitMs: 15_000 });
+    assertEnvelope(a, 408, 'request_timeout');
+    assert.ok(a.closed, 'closed');
+    assert.ok(a.ms < 3000 + 2500, `answered after ${a.ms} ms (request timeout 3 s)`);
+  });
+
+  it('headers that never end: 408, closed, within the headers timeout', async () => {
+    const a = await rawExchange(s.url, 'POST /v1/flux-2-klein-4b HTTP/1.1\r\nhost: x\r\n', { then: (sock) => drip(sock, 1000, 200, 'a'), waitMs: 15_000 });
+    assertEnvelope(a, 408, 'request_timeout');
+    assert.ok(a.closed);
+    assert.ok(a.ms < 2000 + 2500, `answered after ${a.ms} ms (headers timeout 2 s)`);
+  });
+
+  it('an answer given before the body (401) closes the connection at once, whatever the client keeps sending', async () => {
+    const head = 'POST /v1/flux-2-klein-4b HTTP/1.1\r\nhost: x\r\nx-api-key: kl_nobody\r\ncontent-type: application/json\r\ncontent-length: 100000\r\n\r\n{';
+    const a = await rawExchange(s.url, head, { then: (sock) => drip(sock, 100_000, 50), waitMs: 15_000 });
+    assertEnvelope(a, 401, 'unauthorized');
+    assert.equal(a.headers.connection, 'close');
+    assert.ok(a.closed && a.ms < 2000, `closed after ${a.ms} ms`);
+  });
+
+  it('open connections are capped: the one over the cap is closed at once', async () => {
+    const held = await Promise.all(Array.from({ length: 6 }, () => rawSocket(s.url)));
+    await sleep(200);
+    const extra = await rawExchange(s.url, 'GET /health HTTP/1.1\r\nhost: x\r\n\r\n', { waitMs: 5000 });
+    assert.equal(extra.status, null, 'no answer over the cap');
+    assert.ok(extra.closed, 'closed');
+    for (const h of held) h.destroy();
+    await sleep(200);
+    const ok = await fetch(`${s.url}/health`);
+    assert.equal(ok.status, 200, 'served again once connections closed');
+  });
+});
+
+describe('bad input is a 4xx in the envelope', () => {
+  let s: TestServer;
+  let key: KeyInfo;
+  let admin: KeyInfo;
+  let db: Kysely<Database>;
+  before(async () => {
+    s = await startTestServer({ KLEIN_MODEL: 'simulated:5' });
+    key = s.createKey({ credits: '1' });
+    admin = s.createKey({ credits: '0', admin: true });
+    db = openDatabase({ dataDir: s.dataDir });
+  });
+  after(async () => {
+    await db?.destroy();
+    await s?.close();
+  });
+
+  const form = (boundary: string, parts: string) => ({
+    method: 'POST',
+    headers: { authorization: `Bearer ${key.key}`, 'content-type': `multipart/form-data; boundary=${boundary}` },
+    body: parts,
+  });
+
+  it('malformed multipart on /v1/images/edits: 400, never a 500', async () => {
+    const png = 'PNGDATA';
+    const cases: Array<[string, RequestInit, string]> = [
+      ['a part cut short', form('xx', `--xx\r\nContent-Disposition: form-data; name="image"; filename="a.png"\r\nContent-Type: image/png\r\n\r\n${png}`), 'invalid_multipart'],
+      ['no boundary', { method: 'POST', headers: { authorization: `Bearer ${key.key}`, 'content-type': 'multipart/form-data' }, body: 'garbage' }, 'invalid_multipart'],
+      ['garbage', form('xx', '\u0000\u0001 not a form at all'), 'invalid_multipart'],
+      ['a part without headers end', form('xx', '--xx\r\nContent-Disposition: form-data; name="prompt"\r\n'), 'invalid_multipart'],
+      ['a field twice', form('xx', '--xx\r\nContent-Disposition: form-data; name="prompt"\r\n\r\na\r\n--xx\r\nContent-Disposition: form-data; name="prompt"\r\n\r\nb\r\n--xx--\r\n'), 'validation_failed'],
+      ['no image', form('xx', '--xx\r\nContent-Disposition: form-data; name="prompt"\r\n\r\na\r\n--xx--\r\n'), 'validation_failed'],
+    ];
+    for (const [what, init, code] of cases) {
+      const r = await fetch(`${s.url}/v1/images/edits`, init);
+      const j = await envelopeOf(r, 400, code).catch((err: unknown) => {
+        throw new Error(`${what}: ${String(err)}`);
+      });
+      assert.ok(j.error.length > 0, what);
+    }
+  });
+
+  it('a prompt or negative_prompt that is not well-formed Unicode: 400 naming the field', async () => {
+    for (const field of ['prompt', 'negative_prompt']) {
+      const body = `{"prompt":"ok","${field}":"a\\ud800b","width":64,"height":64,"steps":1,"cfg":1}`.replace('"prompt":"ok","prompt"', '"prompt"');
+      const r = await fetch(`${s.url}/v1/flux-2-klein-4b`, { method: 'POST', headers: { 'x-api-key': key.key, 'content-type': 'application/json' }, body });
+      const j = await envelopeOf(r, 400, 'validation_failed');
+      assert.equal(j.details?.[0]?.field, field);
+      assert.match(j.details?.[0]?.message ?? '', /well-formed Unicode/);
+    }
+    const oa = await fetch(`${s.url}/v1/images/generations`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key.key}`, 'content-type': 'application/json' },
+      body: '{"prompt":"\\udc00 lone low"}',
+    });
+    assert.equal((await envelopeOf(oa, 400, 'validation_failed')).details?.[0]?.field, 'prompt');
+  });
+
+  it('the OpenAI routes refuse objects, arrays, booleans and numeric strings where numbers or strings belong', async () => {
+    const bodies: Array<[Record<string, unknown>, string]> = [
+      [{ prompt: 'x', size: { toString: 1 } }, 'size'],
+      [{ prompt: 'x', n: [2] }, 'n'],
+      [{ prompt: 'x', n: true }, 'n'],
+      [{ prompt: 'x', n: '2' }, 'n'],
+      [{ prompt: 'x', seed: '12' }, 'seed'],
+      [{ prompt: 'x', steps: 2.5 }, 'steps'],
+      [{ prompt: 'x', cfg: '0x10' }, 'cfg'],
+      [{ prompt: { toString: 'x' } }, 'prompt'],
+      [{ prompt: 'x', model: ['flux-2-klein-4b'] }, 'model'],
+      [{ prompt: 'x', response_format: 'png' }, 'response_format'],
+      [{ prompt: 'x', output_compression: 101 }, 'output_compression'],
+      [{ prompt: 'x', size: '64x64x64' }, 'size'],
+      [{ prompt: 'x', unknown_field: 1 }, 'unknown_field'],
+      [{ prompt: 'x', stream: true }, 'stream'],
+    ];
+    for (const [body, field] of bodies) {
+      const r = await fetch(`${s.url}/v1/images/generations`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${key.key}`, 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+      const j = await envelopeOf(r, 400, 'validation_failed');
+      assert.equal(j.details?.[0]?.field, field, JSON.stringify(body));
+    }
+    // Multipart fields are strings: plain decimals are numbers, anything else is refused by name.
+    const png = await (await import('sharp')).default({ create: { width: 64, height: 64, channels: 3, background: '#345' } }).png().toBuffer();
+    const edit = async (fields: Record<string, string>) => {
+      const fd = new FormData();
+      for (const [k, v] of Object.entries(fields)) fd.append(k, v);
+      fd.append('image', new Blob([new Uint8Array(png)], { type: 'image/png' }), 'a.png');
+      return fetch(`${s.url}/v1/images/edits`, { method: 'POST', headers: { authorization: `Bearer ${key.key}` }, body: fd });
+    };
+    for (const [k, v] of [['n', '0x2'], ['steps', '1e1'], ['seed', ' 5'], ['go_fast', 'yes'], ['cfg', '1,5']] as const) {
+      const j = await envelopeOf(await edit({ prompt: 'x', size: '64x64', [k]: v }), 400, 'validation_failed');
+      assert.equal(j.details?.[0]?.field, k);
+    }
+    const ok = await edit({ prompt: 'x', size: '64x64', steps: '2', cfg: '1', seed: '7', go_fast: 'false' });
+    assert.equal(ok.status, 200, await ok.clone().text());
+  });
+
+  it('an admin credit grant beyond the largest balance: 400 with the bound', async () => {
+    const target = s.createKey({ credits: '1' });
+    const grant = (credits: unknown) =>
+      fetch(`${s.url}/admin/accounts/${target.account_id}/credits`, { method: 'POST', headers: { 'x-api-key': admin.key, 'content-type': 'application/json' }, body: JSON.stringify({ credits }) });
+    for (const c of ['9007199254.740991', '99999999999999', 9_007_199_255]) {
+      const j = await envelopeOf(await grant(c), 400, 'validation_failed');
+      assert.equal(j.details?.[0]?.field, 'credits');
+      assert.match(j.error, /9007199254\.740991 credits/);
+    }
+    assert.equal((await grant('5')).status, 200);
+    assert.deepEqual(await ledgerProblems(db), []);
+  });
+
+  it('framework-level errors keep the envelope: bad percent-encoding, a long path segment, unknown routes and methods, non-HTTP bytes', async () => {
+    const get = (path: string, init: RequestInit = {}) => fetch(`${s.url}${path}`, { headers: { 'x-api-key': key.key }, ...init });
+    await envelopeOf(await get('/v2/requests/%zz/status'), 400, 'bad_url');
+    await envelopeOf(await get(`/v2/requests/${'a'.repeat(300)}/status`), 404, 'not_found');
+    await envelopeOf(await get(`/v1/${'m'.repeat(300)}`, { method: 'POST' }), 404, 'not_found');
+    await envelopeOf(await get('/no/such/route'), 404, 'not_found');
+    await envelopeOf(await get('/v1/flux-2-klein-4b', { method: 'DELETE' }), 404, 'not_found');
+    assertEnvelope(await rawExchange(s.url, 'PROPFIND /v1/flux-2-klein-4b HTTP/1.1\r\nhost: x\r\n\r\n'), 404, 'not_found');
+    assertEnvelope(await rawExchange(s.url, 'BREW /v1/flux-2-klein-4b HTTP/1.1\r\nhost: x\r\n\r\n'), 400, 'bad_request');
+    assertEnvelope(await rawExchange(s.url, 'this is not http\r\n\r\n'), 400, 'bad_request');
+    assertEnvelope(await rawExchange(s.url, `GET /health HTTP/1.1\r\nhost: x\r\nx-big: ${'h'.repeat(20_000)}\r\n\r\n`), 431, 'headers_too_large');
+  });
+
+  it('an empty JSON body on cancel is no body: the route answers, not a parse error', async () => {
+    const r = await fetch(`${s.url}/v2/requests/unknown-id/cancel`, { method: 'POST', headers: { 'x-api-key': key.key, 'content-type': 'application/json' } });
+    await envelopeOf(r, 404, 'not_found');
+  });
+});

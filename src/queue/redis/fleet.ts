@@ -39,9 +39,17 @@ export interface FleetView {
 
 const FORGET_AFTER_MS = 3_600_000;
 
-/** A worker's heartbeat. */
+/**
+ * A worker's heartbeat. Leaving is final: once `stop` has removed the worker, no beat
+ * writes it back (an engine's last state change, or the idle timer, may still call
+ * `beat`), since a heartbeat written after leaving expires into a `lost` worker that the
+ * fleet view keeps for an hour — every scale-in would look like a crash.
+ */
 export class FleetMember {
   private timer: NodeJS.Timeout | null = null;
+  private left = false;
+  /** Heartbeat writes not yet answered; `stop` waits for them before it removes the worker. */
+  private readonly writing = new Set<Promise<unknown>>();
 
   constructor(
     private readonly redis: Redis,
@@ -56,20 +64,35 @@ export class FleetMember {
     this.timer.unref();
   }
 
-  /** Writes the heartbeat now (also on every state change, so the gateway sees it at once). */
+  /**
+   * Writes the heartbeat now (also on every state change, so the gateway sees it at once).
+   * A no-op once the worker has left.
+   */
   async beat(): Promise<void> {
+    if (this.left) return;
     const i = { ...this.info(), seen_at: new Date().toISOString() };
-    await this.redis
+    const write = this.redis
       .multi()
       .set(this.keys.worker(i.id), JSON.stringify(i), 'PX', this.o.ttlMs)
       .zadd(this.keys.workers, Date.now(), i.id)
       .exec()
       .catch(() => undefined);
+    this.writing.add(write);
+    try {
+      await write;
+    } finally {
+      this.writing.delete(write);
+    }
   }
 
-  /** Leaves the fleet (a clean exit is not a lost worker). */
+  /**
+   * Leaves the fleet (a clean exit is not a lost worker): no beat from now on, and the
+   * removal is written after any beat already sent, so none can land after it.
+   */
   async stop(): Promise<void> {
+    this.left = true;
     if (this.timer) clearInterval(this.timer);
+    await Promise.all(this.writing);
     const id = this.info().id;
     await this.redis.multi().del(this.keys.worker(id)).zrem(this.keys.workers, id).exec().catch(() => undefined);
   }

@@ -8,16 +8,23 @@
  *                   ─▶ 'retry' (async request, engine crashed): throw, BullMQ retries it
  *
  * BullMQ holds the job under a lock that this process renews; if the process dies, the
- * lock expires, BullMQ's stall check puts the job back, and another worker claims the row.
- * Settlement stays exactly-once: the old holder's writes are guarded by worker_id and the
- * ledger is keyed by request id.
+ * lock expires, BullMQ's stall check (run by every live worker) puts the job back, the
+ * worker whose check did it puts the row back to QUEUED (it waits, it does not run), and
+ * another worker claims the row. Settlement stays exactly-once: the old holder's writes are
+ * guarded by worker_id and the ledger is keyed by request id.
+ *
+ * How soon a dead worker's job runs again: its lock expires at most `lockMs` after the
+ * kill (less the time since its last renewal), a stall check finds it within one or two
+ * STALL_CHECK_MS later (BullMQ lets one check per interval run across the fleet), and an
+ * idle worker takes it at once: 10.9 to 11.9 s with the default 10 s lock, killed just
+ * after a renewal (test/distributed/takeover.test.ts; it holds the bound, 15 s).
  *
  * The worker takes jobs only while its engine is READY (paused while it starts or
  * restarts), drains on SIGTERM (finishes its job, takes no other), and can leave after an
  * idle period (scale to zero).
  */
 import { hostname } from 'node:os';
-import { Worker, type Job } from 'bullmq';
+import { Queue, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
@@ -28,6 +35,7 @@ import { Lifecycle, lostInputs } from '../queue/lifecycle.js';
 import { QUEUE_NAME, type ConnOptions, type RedisKeys } from '../queue/redis/connection.js';
 import { RedisNotifier } from '../queue/redis/events.js';
 import { FleetMember, type WorkerState } from '../queue/redis/fleet.js';
+import { returnTakenBack } from '../queue/redis/reconciler.js';
 import { claimById } from '../store/requests.js';
 import type { Database } from '../store/schema.js';
 import type { OutputStorage } from '../storage/types.js';
@@ -35,6 +43,14 @@ import type { EngineProcess } from './engine-process.js';
 import { loadJobInputs } from './load-job.js';
 import { JobControl, runJob } from './run-job.js';
 import type { CancelReason } from '../queue/events.js';
+
+/**
+ * How often BullMQ's stall check runs (ms). It only takes back jobs whose lock has expired,
+ * so checking often costs a cheap script call per worker per interval (one of them per
+ * interval does the work) and never takes a live worker's job; what it bounds is how long
+ * a dead worker's job waits after its lock expired.
+ */
+const STALL_CHECK_MS = 1000;
 
 export interface JobData {
   id: string;
@@ -58,7 +74,11 @@ export interface FleetWorkerOptions {
   keys: RedisKeys;
   imageMetadata: boolean;
   maxAttempts: number;
-  /** BullMQ lock: how long a silent worker keeps its job before another may take it. */
+  /**
+   * BullMQ lock: how long a silent worker keeps its job before another may take it. It is
+   * renewed every quarter of it, so an event loop blocked for up to about three quarters
+   * of it (7.5 s at the default 10 s) does not lose the job.
+   */
   lockMs: number;
   /** Leave after this long without a job (0: never). */
   idleExitMs: number;
@@ -69,6 +89,8 @@ export class FleetWorker {
   private readonly lifecycle: Lifecycle;
   private readonly member: FleetMember;
   private worker: Worker<JobData> | null = null;
+  /** For reading a job's state (see onStalled); made in start(). */
+  private queue: Queue<JobData> | null = null;
   private readonly running = new Map<string, JobControl>();
   private draining = false;
   private jobsDone = 0;
@@ -133,6 +155,8 @@ export class FleetWorker {
         void w.close().catch((err: unknown) => this.o.logger.warn({ err }, 'closing the queue worker failed'));
       }
     });
+    this.queue = new Queue<JobData>(QUEUE_NAME, { connection: this.o.bullConnection, prefix: this.o.keys.bull });
+    this.queue.on('error', (err) => this.o.logger.warn({ err: err.message }, 'queue connection error'));
     this.member.start();
     this.o.engine.start();
     if (this.o.idleExitMs > 0) {
@@ -152,12 +176,32 @@ export class FleetWorker {
       prefix: this.o.keys.bull,
       concurrency: 1,
       lockDuration: this.o.lockMs,
-      stalledInterval: Math.max(1000, Math.round(this.o.lockMs / 2)),
+      // BullMQ's default renews at half the lock, so a blocked event loop could lose the
+      // job after half of it; a quarter leaves three quarters (renewal is one Redis call).
+      lockRenewTime: Math.round(this.o.lockMs / 4),
+      stalledInterval: STALL_CHECK_MS,
       maxStalledCount: this.o.maxAttempts,
       drainDelay: 1,
     });
     w.on('error', (err) => this.o.logger.warn({ err: err.message }, 'queue connection error'));
+    w.on('stalled', (id) => void this.onStalled(id));
     return w;
+  }
+
+  /**
+   * This worker's stall check took job `id` back from a worker presumed dead (its lock
+   * expired). The row still says PROCESSING by that worker; it goes back to QUEUED, guarded
+   * by that claim, so it counts as waiting (klein_jobs_waiting) until a worker claims it.
+   * A failure here is repaired by the gateways' reconciler.
+   */
+  private async onStalled(id: string): Promise<void> {
+    if (!this.queue) return;
+    try {
+      const back = await returnTakenBack(this.o.db, this.queue, id);
+      this.o.logger.warn({ request_id: id, row_requeued: back }, 'took back the job of a worker presumed dead');
+    } catch (err) {
+      this.o.logger.warn({ err, request_id: id }, 'could not put back the row of a job taken back from a worker presumed dead; the reconciler will');
+    }
   }
 
   /** Stops the job asked for, if this worker runs it (the fleet's cancel messages). */
@@ -175,6 +219,7 @@ export class FleetWorker {
     void this.member.beat();
     if (force) for (const c of this.running.values()) c.cancel('shutdown');
     await this.worker?.close();
+    await this.queue?.close().catch(() => undefined);
     await this.member.stop();
     await this.o.engine.stop();
   }

@@ -66,7 +66,12 @@ async function until(what: string, probe: () => Promise<boolean>, timeoutMs: num
   }
 }
 
-export async function startStack(o: { model?: string; env?: Record<string, string> } = {}): Promise<Stack> {
+/**
+ * `env` adds to or overrides the stack's environment; a variable set to null is unset, so
+ * the program's own default applies (e.g. `KLEIN_JOB_LOCK_MS: null` runs with the default
+ * lock instead of the short one the tests use otherwise).
+ */
+export async function startStack(o: { model?: string; env?: Record<string, string | null> } = {}): Promise<Stack> {
   const [pg, redis] = await Promise.all([freshPostgresDatabase('klein_dist'), startRedis()]);
   const dataDir = mkdtempSync(join(tmpdir(), 'klein-dist-'));
   const env: NodeJS.ProcessEnv = {
@@ -79,8 +84,11 @@ export async function startStack(o: { model?: string; env?: Record<string, strin
     KLEIN_LOG_LEVEL: process.env.KLEIN_TEST_LOG_LEVEL ?? 'warn',
     KLEIN_JOB_LOCK_MS: '3000',
     KLEIN_RECONCILE_MS: '1000',
-    ...o.env,
   };
+  for (const [k, v] of Object.entries(o.env ?? {})) {
+    if (v === null) delete env[k];
+    else env[k] = v;
+  }
   const db = openDatabase({ dataDir, url: pg.url });
   await migrateToLatest(db);
   const stack: Stack = {

@@ -7,8 +7,11 @@
  * Every `intervalMs`, for the oldest unfinished rows older than `graceMs`:
  * - QUEUED with no job in BullMQ → the job is added again;
  * - PROCESSING with no job in BullMQ and no live worker owning it → back to QUEUED and
- *   added again while attempts remain, else FAILED and released.
- * (A PROCESSING row whose job still exists is BullMQ's business: its lock and stall check
+ *   added again while attempts remain, else FAILED and released;
+ * - PROCESSING whose job waits again in BullMQ (taken back from a worker presumed dead)
+ *   → back to QUEUED (`returnTakenBack`; the worker whose stall check took the job back
+ *   does it at once, this pass repairs what that worker could not finish).
+ * (A PROCESSING row whose job is active is BullMQ's business: its lock and stall check
  * hand the job to another worker when the owner dies.)
  */
 import type { Queue } from 'bullmq';
@@ -16,7 +19,7 @@ import type { Redis } from 'ioredis';
 import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import { ApiError } from '../../gateway/errors.js';
-import { transition } from '../../store/requests.js';
+import { requeueClaim, transition } from '../../store/requests.js';
 import type { Database } from '../../store/schema.js';
 import type { Lifecycle } from '../lifecycle.js';
 import type { RedisKeys } from './connection.js';
@@ -33,6 +36,29 @@ export interface ReconcilerOptions {
   maxAttempts: number;
   intervalMs: number;
   graceMs: number;
+}
+
+/** Job states in which BullMQ holds a job for nobody: it waits to be taken. */
+const NOT_HELD = new Set(['waiting', 'prioritized', 'delayed']);
+
+/**
+ * BullMQ took job `id` back from its holder (the lock expired: the holder is presumed dead)
+ * and it waits again, but the row still says PROCESSING by that holder, so it would count
+ * as running (klein_jobs_running) while nothing runs it, and as not waiting for the
+ * autoscalers. This moves the row back to QUEUED, guarded by the claim that lost the job
+ * (its worker and attempt number, `requeueClaim`), and only while no one holds the job.
+ *
+ * The order matters: the row is read first, the job's state second. A worker that takes
+ * the job holds it (active) before it claims the row, so if the row still names the old
+ * claim and the job is not held, that claim has lost the job; if another worker claimed
+ * the row meanwhile, the guarded UPDATE finds a different claim and does nothing.
+ * Returns whether the row moved.
+ */
+export async function returnTakenBack(db: Kysely<Database>, queue: Pick<Queue, 'getJobState'>, id: string): Promise<boolean> {
+  const row = await db.selectFrom('requests').select(['status', 'worker_id', 'attempts']).where('id', '=', id).executeTakeFirst();
+  if (row?.status !== 'PROCESSING' || row.worker_id === null) return false;
+  if (!NOT_HELD.has(await queue.getJobState(id))) return false;
+  return requeueClaim(db, id, { workerId: row.worker_id, attempts: row.attempts });
 }
 
 export class Reconciler {
@@ -63,7 +89,7 @@ export class Reconciler {
   }
 
   /** One pass; returns what it did (tests call it directly). */
-  async reconcile(now = Date.now()): Promise<{ requeued: string[]; failed: string[] }> {
+  async reconcile(now = Date.now()): Promise<{ requeued: string[]; failed: string[]; returned: string[] }> {
     const rows = await this.o.db
       .selectFrom('requests')
       .select(['id', 'status', 'route', 'worker_id', 'attempts'])
@@ -72,10 +98,15 @@ export class Reconciler {
       .orderBy('created_at')
       .limit(500)
       .execute();
-    const done = { requeued: [] as string[], failed: [] as string[] };
+    const done = { requeued: [] as string[], failed: [] as string[], returned: [] as string[] };
     let alive: Set<string> | null = null;
     for (const r of rows) {
+      // Read after the row, as returnTakenBack does (its comment says why).
       const state = await this.o.queue.getJobState(r.id);
+      if (r.status === 'PROCESSING' && r.worker_id !== null && NOT_HELD.has(state)) {
+        if (await requeueClaim(this.o.db, r.id, { workerId: r.worker_id, attempts: r.attempts })) done.returned.push(r.id);
+        continue;
+      }
       if (state !== 'unknown') continue;
       if (r.status === 'QUEUED') {
         await this.o.enqueue(r.id, r.route);
@@ -94,7 +125,9 @@ export class Reconciler {
         if (await this.o.lifecycle.failed(r.id, e, ['PROCESSING'], r.worker_id ?? undefined)) done.failed.push(r.id);
       }
     }
-    if (done.requeued.length + done.failed.length > 0) this.o.logger.warn(done, 'jobs missing from the queue were put back or failed');
+    if (done.requeued.length + done.failed.length + done.returned.length > 0) {
+      this.o.logger.warn(done, 'jobs missing from the queue were put back or failed; rows of jobs taken back from lost workers were put back');
+    }
     return done;
   }
 }

@@ -5,6 +5,7 @@
  */
 import type { FastifyInstance } from 'fastify';
 import { AsyncBody, GenerateBody } from '../contract/request-schema.js';
+import { OpenAiImagesBody } from '../contract/openai-schema.js';
 import { ERRORS } from './errors.js';
 
 const json = (schema: object) => ({ 'application/json': { schema } });
@@ -57,6 +58,7 @@ export function openApiDocument(): Record<string, unknown> {
       schemas: {
         GenerateBody,
         AsyncBody,
+        OpenAiImagesBody,
         Error: {
           type: 'object',
           required: ['error', 'code', 'request_id'],
@@ -92,7 +94,7 @@ export function openApiDocument(): Record<string, unknown> {
           requestBody: { required: true, content: json(ref('GenerateBody')) },
           responses: {
             200: { description: 'The image (or JSON with base64 when asked)', headers: imageHeaders, content: { ...images, ...json({ type: 'object' }) } },
-            ...errorResponses(400, 401, 403, 404, 406, 413, 422, 429, 500, 502, 503, 504),
+            ...errorResponses(400, 401, 403, 404, 406, 408, 409, 413, 422, 429, 500, 502, 503, 504),
           },
         },
       },
@@ -102,7 +104,7 @@ export function openApiDocument(): Record<string, unknown> {
           security: secured,
           parameters: [...modelParam, idemHeader],
           requestBody: { required: true, content: json(ref('AsyncBody')) },
-          responses: { 200: plainJson('Queued', ref('Submitted')), ...errorResponses(400, 401, 404, 406, 413, 422, 429, 500, 502, 503) },
+          responses: { 200: plainJson('Queued', ref('Submitted')), ...errorResponses(400, 401, 404, 406, 408, 413, 422, 429, 500, 502, 503) },
         },
       },
       '/v2/requests/{id}/status': {
@@ -120,7 +122,7 @@ export function openApiDocument(): Record<string, unknown> {
         get: { summary: 'The output image', security: secured, parameters: idParam, responses: { 200: { description: 'Image', content: images }, ...errorResponses(401, 404) } },
       },
       '/v2/requests/{id}/cancel': {
-        post: { summary: 'Cancel a queued or running request (not charged)', security: secured, parameters: idParam, responses: { 200: plainJson('Cancelled or already finished'), ...errorResponses(401, 404) } },
+        post: { summary: 'Cancel a queued or running request (not charged)', security: secured, parameters: idParam, responses: { 200: plainJson('Cancelled or already finished'), ...errorResponses(401, 404, 413, 429) } },
       },
       '/v2/requests/{id}/events': {
         get: {
@@ -134,26 +136,8 @@ export function openApiDocument(): Record<string, unknown> {
         post: {
           summary: 'OpenAI-compatible: generate n (1–4) images',
           security: secured,
-          requestBody: {
-            required: true,
-            content: json({
-              type: 'object',
-              required: ['prompt'],
-              properties: {
-                prompt: { type: 'string' },
-                model: { type: 'string', enum: ['flux-2-klein-4b'] },
-                n: { type: 'integer', minimum: 1, maximum: 4, default: 1 },
-                size: { type: 'string', description: 'WIDTHxHEIGHT (multiples of 16, 64–2048) or auto', default: 'auto' },
-                response_format: { type: 'string', enum: ['b64_json', 'url'], default: 'b64_json' },
-                output_format: { type: 'string', enum: ['png', 'jpeg', 'webp'], default: 'png' },
-                output_compression: { type: 'integer', minimum: 0, maximum: 100 },
-                seed: { type: 'integer' },
-                steps: { type: 'integer', minimum: 1, maximum: 100 },
-                cfg: { type: 'number', minimum: 1, maximum: 20 },
-              },
-            }),
-          },
-          responses: { 200: plainJson('{created, data: [{b64_json} | {url}]}'), ...errorResponses(400, 401, 406, 413, 429, 500, 502, 503, 504) },
+          requestBody: { required: true, content: json(ref('OpenAiImagesBody')) },
+          responses: { 200: plainJson('{created, data: [{b64_json} | {url}]}'), ...errorResponses(400, 401, 406, 408, 409, 413, 429, 500, 502, 503, 504) },
         },
       },
       '/v1/images/edits': {
@@ -167,28 +151,29 @@ export function openApiDocument(): Record<string, unknown> {
                 schema: {
                   type: 'object',
                   required: ['prompt', 'image'],
-                  properties: { prompt: { type: 'string' }, image: { type: 'array', items: { type: 'string', format: 'binary' }, maxItems: 4 }, n: { type: 'integer' }, size: { type: 'string' }, response_format: { type: 'string' } },
+                  properties: { ...OpenAiImagesBody.properties, image: { type: 'array', items: { type: 'string', format: 'binary' }, minItems: 1, maxItems: 4 } },
+                  additionalProperties: false,
                 },
               },
             },
           },
-          responses: { 200: plainJson('{created, data: [{b64_json} | {url}]}'), ...errorResponses(400, 401, 406, 413, 429, 500, 502, 503, 504) },
+          responses: { 200: plainJson('{created, data: [{b64_json} | {url}]}'), ...errorResponses(400, 401, 406, 408, 409, 413, 429, 500, 502, 503, 504) },
         },
       },
       '/v1/get-user-credits': {
         get: { summary: "The caller's balance", security: secured, responses: { 200: plainJson('Balance', { type: 'object', properties: { credits: { type: 'number' }, account_id: { type: 'string' } } }), ...errorResponses(401) } },
       },
-      '/admin/accounts': { get: { summary: 'Accounts (admin key)', security: secured, responses: { 200: plainJson('Accounts'), ...errorResponses(401, 403) } } },
+      '/admin/accounts': { get: { summary: 'Accounts (admin key)', security: secured, responses: { 200: plainJson('Accounts'), ...errorResponses(401, 403, 429) } } },
       '/admin/accounts/{id}/credits': {
         post: {
           summary: 'Grant credits (admin key)',
           security: secured,
           parameters: idParam,
           requestBody: { required: true, content: json({ type: 'object', required: ['credits'], properties: { credits: { type: ['number', 'string'] } } }) },
-          responses: { 200: plainJson('New balance'), ...errorResponses(400, 401, 403, 404) },
+          responses: { 200: plainJson('New balance'), ...errorResponses(400, 401, 403, 404, 408, 413, 429) },
         },
       },
-      '/admin/accounts/{id}/usage': { get: { summary: 'Usage of an account (admin key)', security: secured, parameters: idParam, responses: { 200: plainJson('Usage'), ...errorResponses(401, 403, 404) } } },
+      '/admin/accounts/{id}/usage': { get: { summary: 'Usage of an account (admin key)', security: secured, parameters: idParam, responses: { 200: plainJson('Usage'), ...errorResponses(401, 403, 404, 429) } } },
       '/health': { get: { summary: 'State: STARTING, READY, BUSY, UNHEALTHY (with the reason)', responses: { 200: plainJson('Health') } } },
       '/health/ready': { get: { summary: '200 when work can be taken, else 503', responses: { 200: plainJson('Ready'), 503: plainJson('Not ready') } } },
       '/metrics': { get: { summary: 'Prometheus metrics', responses: { 200: { description: 'text/plain exposition', content: { 'text/plain': { schema: { type: 'string' } } } } } } },

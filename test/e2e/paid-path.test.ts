@@ -15,6 +15,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Kysely } from 'kysely';
+import sharp from 'sharp';
 import { openDatabase } from '../../src/store/db.js';
 import type { Database } from '../../src/store/schema.js';
 import { ledgerProblems } from '../../src/testing/ledger-invariant.js';
@@ -199,12 +200,20 @@ describe('only a delivered answer is charged', () => {
   });
 
   it('OpenAI n > 1: a 406 for one image charges none, finished images included', async () => {
-    // Enough for two images and a half: the third is refused while the first two run or have run.
-    const k = e.s.createKey({ credits: '0.002525' });
-    const r = await openai(e, k.key, { prompt: 'three', n: 3, size: '64x64', steps: 3, cfg: 1 });
-    assert.equal(r.status, 406);
+    // Each image decodes a large uploaded reference at admission (~0.1 s), so the first
+    // images have finished when the fourth is refused: enough credits for three and a half.
+    const big = await sharp({ create: { width: 2200, height: 2200, channels: 3, background: '#808080', noise: { type: 'gaussian', mean: 128, sigma: 40 } } }).png({ compressionLevel: 1 }).toBuffer();
+    const price = 1000 + Math.ceil((760 * (64 * 64 + 1024 * 1024) * 3) / 1e6);
+    const k = e.s.createKey({ credits: (3.5 * price / 1e6).toFixed(6) });
+    const start = await balance(e, k.account_id);
+    const fd = new FormData();
+    for (const [f, v] of Object.entries({ prompt: 'four', n: '4', size: '64x64', steps: '3', cfg: '1' })) fd.append(f, v);
+    fd.append('image', new Blob([new Uint8Array(big)], { type: 'image/png' }), 'big.png');
+    const r = await fetch(`${e.s.url}/v1/images/edits`, { method: 'POST', headers: { authorization: `Bearer ${k.key}` }, body: fd });
+    assert.equal(r.status, 406, await r.clone().text());
     await assertExact(e);
-    assert.equal(await balance(e, k.account_id), 2525);
+    assert.ok((await rowsOf(e, k.account_id)).some((x) => x.status === 'COMPLETED'), 'an image had finished before the refusal');
+    assert.equal(await balance(e, k.account_id), start);
     assert.equal((await e.db.selectFrom('ledger').select('id').where('account_id', '=', k.account_id).where('kind', '=', 'settle').execute()).length, 0);
   });
 

@@ -37,10 +37,16 @@ export function describeFailure(f: Failure): string {
       return `Not found (404): ${end(f.message)} Requests and their images expire after the server's retention time.`;
     case 406:
       return `Not enough credits (406): ${end(f.message)} Add credits with \`klein credits add\`, or use fewer steps or a smaller size.`;
+    case 408:
+      return `The request did not reach the server in time (408): ${end(f.message)} Check the connection and try again.`;
+    case 409:
+      return `The request was cancelled (409): ${end(f.message)} Nothing was charged.`;
     case 413:
       return `The request is too large for this server (413): ${end(f.message)} Use smaller reference images, or links to them.`;
     case 422:
       return `Conflict (422): ${end(f.message)}`;
+    case 431:
+      return 'The request headers are too large for this server (431). Nothing was charged.';
     case 429: {
       const wait = f.retryAfter !== null ? ` Try again in ${seconds(f.retryAfter)}.` : '';
       return `Too many requests for this key (429): ${end(f.message)}${wait}`;

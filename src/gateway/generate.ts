@@ -174,7 +174,7 @@ export async function admit(deps: AppDeps, req: FastifyRequest, caller: Caller, 
   //    images of an OpenAI call take theirs here.
   const id = opts.id ?? req.id;
   const key = slotKey(caller.keyId);
-  const ttlMs = opts.route === 'v1' ? deps.config.syncTimeoutS * 1000 + 60_000 : deps.config.retentionMs;
+  const ttlMs = opts.route === 'v1' ? holdMs(deps) : deps.config.retentionMs;
   const slot = await deps.limiter.acquire(key, caller.concurrency, id, ttlMs).catch((err: unknown) => {
     throw limitsUnavailable('Concurrency limits', err);
   });

@@ -24,6 +24,7 @@ import type { Database } from '../store/schema.js';
 import type { OutputStorage } from '../storage/types.js';
 
 class NotDeliverable extends Error {}
+class NotReleased extends Error {}
 
 /** Settles every request of one answer together; false (nothing charged) when one cannot be. */
 export async function settleDelivered(db: Kysely<Database>, ids: readonly string[]): Promise<boolean> {
@@ -43,23 +44,32 @@ export async function settleDelivered(db: Kysely<Database>, ids: readonly string
 
 /**
  * Releases the held, COMPLETED requests among `ids` whose answer will not be delivered
- * (each its own transaction: the release and the record's note commit together); other
- * requests are left alone. Returns the ids released.
+ * (each its own transaction: the record's note and the release commit together, the row
+ * written first as every end does, so locks are always taken in the same order); other
+ * requests, and charges already settled, are left alone. Returns the ids released.
  */
 export async function releaseUndelivered(db: Kysely<Database>, storage: OutputStorage, ids: readonly string[], why: string): Promise<string[]> {
   const released: string[] = [];
   for (const id of ids) {
-    const outputKey = await db.transaction().execute(async (trx) => {
-      const row = await getRequest(trx, id);
-      if (!row || row.status !== 'COMPLETED' || row.hold_until === null) return undefined;
-      if ((await releaseIn(trx, id)) !== 'released') return undefined;
-      await trx
-        .updateTable('requests')
-        .set({ cost_micro: 0, output_key: null, error_code: 'undelivered', error_message: why })
-        .where('id', '=', id)
-        .execute();
-      return row.output_key;
-    });
+    const outputKey = await db
+      .transaction()
+      .execute(async (trx) => {
+        const row = await getRequest(trx, id);
+        if (!row || row.status !== 'COMPLETED' || row.hold_until === null) return undefined;
+        await trx
+          .updateTable('requests')
+          .set({ cost_micro: 0, output_key: null, error_code: 'undelivered', error_message: why })
+          .where('id', '=', id)
+          .where('status', '=', 'COMPLETED')
+          .execute();
+        // Settled meanwhile (delivered after all), or released already: undo the note.
+        if ((await releaseIn(trx, id)) !== 'released') throw new NotReleased(id);
+        return row.output_key;
+      })
+      .catch((err: unknown) => {
+        if (err instanceof NotReleased) return undefined;
+        throw err;
+      });
     if (outputKey === undefined) continue;
     released.push(id);
     if (outputKey) await storage.delete(outputKey).catch(() => undefined);

@@ -96,8 +96,11 @@ async function generateImages(deps: AppDeps, req: FastifyRequest, reply: Fastify
         admitted.push(a);
       }
     } catch (err) {
-      // One image refused (406, 429, a bad reference, the client gone): the call is refused whole.
+      // One image refused (406, 429, a bad reference, the client gone): the call is refused
+      // whole. The others are cancelled and waited for, so one that was just completing is
+      // released here too rather than held until the repair sweep.
       for (const a of admitted) await deps.queue.cancel(a.id, 'call_failed').catch(() => false);
+      await Promise.all(admitted.map((a) => deps.queue.waitFor(a.id)));
       await releaseUndelivered(deps.db, deps.storage, admitted.map((a) => a.id), 'another image of its call was refused; not charged');
       throw err;
     }

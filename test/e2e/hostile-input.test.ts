@@ -81,6 +81,21 @@ describe('connections are bounded', () => {
     assert.ok(a.closed && a.ms < 2000, `closed after ${a.ms} ms`);
   });
 
+  it('a generation whose client drips its body is not queued, nor charged', async () => {
+    const db = openDatabase({ dataDir: s.dataDir });
+    try {
+      const body = JSON.stringify({ prompt: 'never finished', width: 64, height: 64, steps: 1, cfg: 1 });
+      const head = `POST /v1/flux-2-klein-4b HTTP/1.1\r\nhost: x\r\nx-api-key: ${key.key}\r\ncontent-type: application/json\r\ncontent-length: ${body.length + 10}\r\n\r\n${body}`;
+      assertEnvelope(await rawExchange(s.url, head, { then: (sock) => drip(sock, 10, 1000, ' '), waitMs: 15_000 }), 408, 'request_timeout');
+      assert.equal((await db.selectFrom('requests').select('id').execute()).length, 0);
+      assert.deepEqual(await ledgerProblems(db), []);
+      const after = await fetch(`${s.url}/v1/get-user-credits`, { headers: { 'x-api-key': key.key } });
+      assert.equal(((await after.json()) as { credits: number }).credits, 1, 'nothing was charged');
+    } finally {
+      await db.destroy();
+    }
+  });
+
   it('open connections are capped: the one over the cap is closed at once', async () => {
     const held = await Promise.all(Array.from({ length: 6 }, () => rawSocket(s.url)));
     await sleep(200);
@@ -222,5 +237,10 @@ describe('bad input is a 4xx in the envelope', () => {
   it('an empty JSON body on cancel is no body: the route answers, not a parse error', async () => {
     const r = await fetch(`${s.url}/v2/requests/unknown-id/cancel`, { method: 'POST', headers: { 'x-api-key': key.key, 'content-type': 'application/json' } });
     await envelopeOf(r, 404, 'not_found');
+  });
+
+  it('leaves the ledger exact after all of the above', async () => {
+    for (let i = 0; i < 100 && (await ledgerProblems(db)).length > 0; i++) await sleep(50);
+    assert.deepEqual(await ledgerProblems(db), []);
   });
 });

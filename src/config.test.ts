@@ -1,0 +1,35 @@
+/** Configuration: the connection bounds and the crash points are read once and checked. */
+import assert from 'node:assert/strict';
+import { it } from 'node:test';
+import { ConfigError, loadConfig } from './config.js';
+
+const problems = (env: Record<string, string>): string[] => {
+  try {
+    loadConfig(env);
+    return [];
+  } catch (err) {
+    assert.ok(err instanceof ConfigError);
+    return err.problems;
+  }
+};
+
+it('bounds connections by default: a whole request within a minute, headers within 20 s, 1024 open', () => {
+  const c = loadConfig({});
+  assert.equal(c.requestTimeoutMs, 60_000);
+  assert.equal(c.headersTimeoutMs, 20_000);
+  assert.equal(c.maxConnections, 1024);
+  assert.deepEqual(c.faults, []);
+  const set = loadConfig({ KLEIN_REQUEST_TIMEOUT: '2.5', KLEIN_HEADERS_TIMEOUT: '1', KLEIN_MAX_CONNECTIONS: '0' });
+  assert.deepEqual([set.requestTimeoutMs, set.headersTimeoutMs, set.maxConnections], [2500, 1000, 0]);
+});
+
+it('refuses bad bounds, naming the variable', () => {
+  assert.match(problems({ KLEIN_REQUEST_TIMEOUT: '0' })[0] ?? '', /^KLEIN_REQUEST_TIMEOUT: /);
+  assert.match(problems({ KLEIN_MAX_CONNECTIONS: '-1' })[0] ?? '', /^KLEIN_MAX_CONNECTIONS: /);
+  assert.match(problems({ KLEIN_REQUEST_TIMEOUT: '10', KLEIN_HEADERS_TIMEOUT: '30' })[0] ?? '', /^KLEIN_HEADERS_TIMEOUT: must not be longer than KLEIN_REQUEST_TIMEOUT/);
+});
+
+it('arms only known crash points', () => {
+  assert.deepEqual(loadConfig({ KLEIN_FAULTS: 'submit.after_commit, end.FAILED.after_ledger' }).faults, ['submit.after_commit', 'end.FAILED.after_ledger']);
+  assert.match(problems({ KLEIN_FAULTS: 'end.COMPLETE.after_ledger' })[0] ?? '', /^KLEIN_FAULTS: unknown crash point end\.COMPLETE\.after_ledger/);
+});

@@ -34,9 +34,12 @@ export interface PricingConfig {
 
 export const DEFAULT_PRICING: Readonly<PricingConfig> = Object.freeze({ baseMicro: 1000, perMpEvalMicro: 760 });
 
+/** How an amount of credits is written: a decimal number with at most 6 places. */
+export const CREDITS_PATTERN = /^\s*(\d+)(?:\.(\d{1,6}))?\s*$/;
+
 /** Exact decimal credits ("12.5", "0.000001") → integer micro-credits; null when malformed or beyond 2^53−1 micro-credits. */
 export function creditsToMicro(s: string): number | null {
-  const m = /^\s*(\d+)(?:\.(\d{1,6}))?\s*$/.exec(s);
+  const m = CREDITS_PATTERN.exec(s);
   if (!m) return null;
   const micro = BigInt(m[1]!) * BigInt(MICRO) + BigInt((m[2] ?? '').padEnd(6, '0'));
   return micro <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(micro) : null;

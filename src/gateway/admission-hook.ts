@@ -16,6 +16,7 @@
  * The hook also arms the request's client-gone signal (client-gone.ts).
  */
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { Config } from '../config.js';
 import { findBalance } from '../accounts/ledger.js';
 import { microToCredits, priceMicro, type PricingConfig } from '../contract/pricing.js';
 import { MIN_SIDE } from '../contract/aspect-ratios.js';
@@ -59,8 +60,22 @@ export function limitsUnavailable(what: string, cause: unknown): ApiError {
   });
 }
 
-/** @param o.slotTtlMs how long the slot may be held at most (a request's longest life on this route). */
-export function admissionHook(deps: AppDeps, o: { slotTtlMs: number }) {
+/**
+ * How long a synchronous request can live: past the sync timeout (when every call has
+ * stopped waiting) with a minute to spare. Its slot expires then, and its held charge, if no
+ * answer settled it, is released by the repair sweep.
+ */
+export function syncLifetimeMs(config: Config): number {
+  return config.syncTimeoutS * 1000 + 60_000;
+}
+
+/** How long a request may hold its concurrency slot at most: its longest life on its route. */
+export function slotTtlMs(config: Config, route: 'v1' | 'v2'): number {
+  return route === 'v1' ? syncLifetimeMs(config) : config.retentionMs;
+}
+
+/** @param o.route v1 for the synchronous routes (OpenAI's included), v2 for the asynchronous one. */
+export function admissionHook(deps: AppDeps, o: { route: 'v1' | 'v2' }) {
   const floor = cheapestPrice(deps.pricing);
   return async function admission(req: FastifyRequest, reply: FastifyReply): Promise<void> {
     const caller = requireCaller(req);
@@ -72,7 +87,7 @@ export function admissionHook(deps: AppDeps, o: { slotTtlMs: number }) {
     if (balance < floor) throw insufficientCredits(floor, balance, 'the cheapest request costs');
 
     const key = slotKey(caller.keyId);
-    const taken = await deps.limiter.acquire(key, caller.concurrency, req.id, o.slotTtlMs).catch((err: unknown) => {
+    const taken = await deps.limiter.acquire(key, caller.concurrency, req.id, slotTtlMs(deps.config, o.route)).catch((err: unknown) => {
       throw limitsUnavailable('Concurrency limits', err);
     });
     if (!taken) throw concurrencyError(caller.concurrency);

@@ -25,7 +25,7 @@ import type { AppDeps } from './app.js';
 import type { Caller } from './auth.js';
 import { healthOf } from './routes/health.js';
 import { slotKey } from '../queue/lifecycle.js';
-import { concurrencyError, insufficientCredits, limitsUnavailable } from './admission-hook.js';
+import { concurrencyError, insufficientCredits, limitsUnavailable, slotTtlMs, syncLifetimeMs } from './admission-hook.js';
 
 export type Admitted =
   | {
@@ -174,8 +174,7 @@ export async function admit(deps: AppDeps, req: FastifyRequest, caller: Caller, 
   //    images of an OpenAI call take theirs here.
   const id = opts.id ?? req.id;
   const key = slotKey(caller.keyId);
-  const ttlMs = opts.route === 'v1' ? holdMs(deps) : deps.config.retentionMs;
-  const slot = await deps.limiter.acquire(key, caller.concurrency, id, ttlMs).catch((err: unknown) => {
+  const slot = await deps.limiter.acquire(key, caller.concurrency, id, slotTtlMs(deps.config, opts.route)).catch((err: unknown) => {
     throw limitsUnavailable('Concurrency limits', err);
   });
   if (!slot) throw concurrencyError(caller.concurrency);
@@ -197,7 +196,7 @@ export async function admit(deps: AppDeps, req: FastifyRequest, caller: Caller, 
       webhookUrl: input.webhook_url ?? null,
       idempotencyKey: idemKey ?? null,
       idempotencyHash: hash,
-      holdUntil: held ? Date.now() + holdMs(deps) : null,
+      holdUntil: held ? Date.now() + syncLifetimeMs(deps.config) : null,
     });
     if (!r.ok && r.reason === 'duplicate') {
       releaseSlot();
@@ -210,14 +209,6 @@ export async function admit(deps: AppDeps, req: FastifyRequest, caller: Caller, 
     releaseSlot();
     throw err;
   }
-}
-
-/**
- * How long a held charge may wait for its answer: past the sync timeout (when every call
- * has stopped waiting) with a minute to spare; then the repair sweep releases it.
- */
-export function holdMs(deps: AppDeps): number {
-  return deps.config.syncTimeoutS * 1000 + 60_000;
 }
 
 export function summarise(details: Array<{ field: string; message: string }>): string {

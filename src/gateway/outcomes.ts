@@ -15,6 +15,7 @@ import type { OutputStorage } from '../storage/types.js';
 import type { CancelReason } from '../queue/events.js';
 import { ApiError, ERRORS, type ErrorCode } from './errors.js';
 import type { JobQueue } from '../queue/types.js';
+import type { Config } from '../config.js';
 import { clientClosed } from './client-gone.js';
 
 /**
@@ -43,7 +44,7 @@ export function outcomeError(outcome: Exclude<JobOutcome, { status: 'COMPLETED' 
  * timeout passes (then 504), or when `signal` aborts (its client has gone; already aborted
  * included: a disconnect during admission is seen here).
  */
-export async function waitForOutcome(deps: { queue: JobQueue; syncTimeoutMs: number }, id: string, signal?: AbortSignal): Promise<JobOutcome> {
+export async function waitForOutcome(deps: { queue: JobQueue; config: Pick<Config, 'syncTimeoutS'> }, id: string, signal?: AbortSignal): Promise<JobOutcome> {
   const done = deps.queue.waitFor(id);
   let timer: NodeJS.Timeout | undefined;
   const onGone = () => void deps.queue.cancel(id, 'client_gone').catch(() => undefined);
@@ -51,7 +52,7 @@ export async function waitForOutcome(deps: { queue: JobQueue; syncTimeoutMs: num
   else signal?.addEventListener('abort', onGone, { once: true });
   try {
     const timedOut = new Promise<'timeout'>((resolve) => {
-      timer = setTimeout(() => resolve('timeout'), deps.syncTimeoutMs);
+      timer = setTimeout(() => resolve('timeout'), deps.config.syncTimeoutS * 1000);
     });
     const first = await Promise.race([done, timedOut]);
     if (first !== 'timeout') return first;

@@ -32,6 +32,24 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 interface Env {
   s: TestServer;
   db: Kysely<Database>;
+  /** The reference-image server (with `hold`, it answers only when released). */
+  img: ImageServer;
+}
+
+/** The suite's server (simulated engine with fault markers, loopback references allowed), its database and an image server. */
+function serverForSuite(o: { hold: boolean }): Env {
+  const e = {} as Env;
+  before(async () => {
+    e.s = await startTestServer({ KLEIN_MODEL: 'simulated:5', KLEIN_ENGINE_FAULTS: '1', KLEIN_ALLOW_NETWORKS: '127.0.0.0/8' });
+    e.db = openDatabase({ dataDir: e.s.dataDir });
+    e.img = await imageServer({ hold: o.hold });
+  });
+  after(async () => {
+    await e.img?.close();
+    await e.db?.destroy();
+    await e.s?.close();
+  });
+  return e;
 }
 
 async function settle(e: Env): Promise<void> {
@@ -89,29 +107,18 @@ async function envelope(r: Response): Promise<{ error: string; code: string; req
 }
 
 describe('only a delivered answer is charged', () => {
-  const e = {} as Env;
-  let img: ImageServer;
-  before(async () => {
-    e.s = await startTestServer({ KLEIN_MODEL: 'simulated:5', KLEIN_ENGINE_FAULTS: '1', KLEIN_ALLOW_NETWORKS: '127.0.0.0/8' });
-    e.db = openDatabase({ dataDir: e.s.dataDir });
-    img = await imageServer({ hold: true });
-  });
-  after(async () => {
-    await img?.close();
-    await e.db?.destroy();
-    await e.s?.close();
-  });
+  const e = serverForSuite({ hold: true });
 
   it('a sync client gone while its reference is fetched: the request never runs and costs nothing', async () => {
     const k = e.s.createKey({ credits: '1' });
     const before0 = await balance(e, k.account_id);
     const ac = new AbortController();
-    const call = v1(e, k.key, { prompt: 'gone while fetching', ...SMALL, image_urls: [img.url('slow')] }, {}, ac.signal).catch(() => null);
-    await until('the reference is being fetched', async () => img.hits.length > 0);
+    const call = v1(e, k.key, { prompt: 'gone while fetching', ...SMALL, image_urls: [e.img.url('slow')] }, {}, ac.signal).catch(() => null);
+    await until('the reference is being fetched', async () => e.img.hits.length > 0);
     ac.abort();
     await call;
     await sleep(300);
-    img.release();
+    e.img.release();
     await sleep(500);
     await assertExact(e);
     const rows = await rowsOf(e, k.account_id);
@@ -239,37 +246,26 @@ describe('only a delivered answer is charged', () => {
 });
 
 describe('cheap refusals before expensive work', () => {
-  const e = {} as Env;
-  let img: ImageServer;
-  before(async () => {
-    e.s = await startTestServer({ KLEIN_MODEL: 'simulated:5', KLEIN_ENGINE_FAULTS: '1', KLEIN_ALLOW_NETWORKS: '127.0.0.0/8' });
-    e.db = openDatabase({ dataDir: e.s.dataDir });
-    img = await imageServer();
-  });
-  after(async () => {
-    await img?.close();
-    await e.db?.destroy();
-    await e.s?.close();
-  });
+  const e = serverForSuite({ hold: false });
 
-  const four = () => [0, 1, 2, 3].map((i) => img.url(`ref-${i}-${Math.random()}`));
+  const four = () => [0, 1, 2, 3].map((i) => e.img.url(`ref-${i}-${Math.random()}`));
 
   it('no credits: 406 before any reference is fetched', async () => {
     const k = e.s.createKey({ credits: '0' });
-    const hits = img.hits.length;
+    const hits = e.img.hits.length;
     const r = await v1(e, k.key, { prompt: 'broke', ...SMALL, image_urls: four() });
     assert.equal(r.status, 406);
     assert.equal((await envelope(r)).code, 'insufficient_credits');
-    assert.equal(img.hits.length, hits, 'no reference fetched');
+    assert.equal(e.img.hits.length, hits, 'no reference fetched');
   });
 
   it('credits below the price without references: 406 before any reference is fetched', async () => {
     const k = e.s.createKey({ credits: '0.005' });
-    const hits = img.hits.length;
+    const hits = e.img.hits.length;
     const r = await v1(e, k.key, { prompt: 'the default size costs more', image_urls: four() });
     assert.equal(r.status, 406);
     assert.match((await envelope(r)).error, /costs 0\.032877 credits and the balance is 0\.005/);
-    assert.equal(img.hits.length, hits, 'no reference fetched');
+    assert.equal(e.img.hits.length, hits, 'no reference fetched');
     const oa = await openai(e, k.key, { prompt: 'the default size costs more' });
     assert.equal(oa.status, 406);
   });
@@ -278,11 +274,11 @@ describe('cheap refusals before expensive work', () => {
     const k = e.s.createKey({ credits: '1', concurrency: 1 });
     const running = v1(e, k.key, { prompt: '[[fault:sleep:100]] holds the slot', ...SMALL, steps: 10 });
     await until('it runs', async () => (await rowsOf(e, k.account_id)).some((r) => r.status === 'PROCESSING'));
-    const hits = img.hits.length;
+    const hits = e.img.hits.length;
     const r = await v1(e, k.key, { prompt: 'second', ...SMALL, image_urls: four() });
     assert.equal(r.status, 429);
     assert.equal((await envelope(r)).code, 'concurrency_limited');
-    assert.equal(img.hits.length, hits, 'no reference fetched');
+    assert.equal(e.img.hits.length, hits, 'no reference fetched');
     assert.equal((await running).status, 200);
     await assertExact(e);
   });

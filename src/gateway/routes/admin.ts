@@ -9,7 +9,7 @@ import { rateLimitHook } from '../rate-limit-hook.js';
 import type { AppDeps } from '../app.js';
 import { ApiError } from '../errors.js';
 import { BalanceOverflow, findBalance, grant, balance, usage, MAX_BALANCE_MICRO } from '../../accounts/ledger.js';
-import { creditsToMicro, microToCredits } from '../../contract/pricing.js';
+import { CREDITS_PATTERN, creditsToMicro, microToCredits } from '../../contract/pricing.js';
 
 export function registerAdminRoutes(app: FastifyInstance, deps: AppDeps): void {
   const auth = authHook(deps.db, { rpm: deps.config.defaultRpm, concurrency: deps.config.defaultConcurrency });
@@ -43,7 +43,8 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AppDeps): void {
       return new ApiError('validation_failed', `credits: ${message}`, { details: [{ field: 'credits', message }] });
     };
     if (micro === null || micro <= 0) {
-      if (text !== null && /^\s*\d+(\.\d{1,6})?\s*$/.test(text) && micro === null) {
+      // Well written but beyond what creditsToMicro can hold: the bound, not "malformed".
+      if (text !== null && micro === null && CREDITS_PATTERN.test(text)) {
         throw beyond(MAX_BALANCE_MICRO - ((await findBalance(deps.db, req.params.id)) ?? 0));
       }
       throw new ApiError('validation_failed', 'credits: must be a positive decimal number', {

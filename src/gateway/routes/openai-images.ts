@@ -8,16 +8,17 @@
  *
  * A call of `n` images is all or nothing (contract §8): the n requests are queued with
  * their charges held; the answer is 200 only when every image completed, and all n are
- * settled in one transaction once it has been written out (charge-on-delivery.ts). Any other answer — one image refused at admission (406,
- * 429), failed, timed out, or the client gone — cancels the others and releases every one,
- * images that already finished included. A 200 lists every image's request id.
+ * settled in one transaction once it has been written out (charge-on-delivery.ts). Any
+ * other answer — one image refused at admission (406, 429), failed, timed out, or the
+ * client gone — cancels the others and releases every one, images that already finished
+ * included. A 200 lists every image's request id.
  */
 import { randomUUID } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { authHook, requireCaller } from '../auth.js';
 import type { AppDeps } from '../app.js';
 import { ApiError } from '../errors.js';
-import { admit, holdMs, summarise, type Admitted } from '../generate.js';
+import { admit, summarise, type Admitted } from '../generate.js';
 import { rateLimitHook } from '../rate-limit-hook.js';
 import { admissionHook } from '../admission-hook.js';
 import { outcomeError, waitForOutcome } from '../outcomes.js';
@@ -68,11 +69,10 @@ type New = Extract<Admitted, { kind: 'new' }>;
 
 /** Waits for every image; the first one that does not complete cancels the rest. */
 async function waitAll(deps: AppDeps, admitted: New[], gone: AbortSignal | undefined): Promise<JobOutcome[]> {
-  const wait = { queue: deps.queue, syncTimeoutMs: deps.config.syncTimeoutS * 1000 };
   let failed = false;
   return Promise.all(
     admitted.map(async (a) => {
-      const o = await waitForOutcome(wait, a.id, gone);
+      const o = await waitForOutcome(deps, a.id, gone);
       if (o.status !== 'COMPLETED' && !failed) {
         failed = true;
         for (const other of admitted) if (other.id !== a.id) await deps.queue.cancel(other.id, 'call_failed').catch(() => false);
@@ -173,7 +173,7 @@ function multipartError(err: unknown): ApiError {
 export function registerOpenAiImageRoutes(app: FastifyInstance, deps: AppDeps): void {
   const auth = authHook(deps.db, { rpm: deps.config.defaultRpm, concurrency: deps.config.defaultConcurrency });
   const rate = rateLimitHook(deps.limiter);
-  const admission = admissionHook(deps, { slotTtlMs: holdMs(deps) });
+  const admission = admissionHook(deps, { route: 'v1' });
   const route = { onRequest: [auth, rate, admission], bodyLimit: deps.config.bodyLimitBytes };
 
   app.post('/v1/images/generations', route, async (req, reply) => {

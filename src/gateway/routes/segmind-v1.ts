@@ -14,7 +14,7 @@ import { microToCredits } from '../../contract/pricing.js';
 import { ApiError } from '../errors.js';
 import { authHook, requireCaller } from '../auth.js';
 import type { AppDeps } from '../app.js';
-import { admit, holdMs } from '../generate.js';
+import { admit } from '../generate.js';
 import { outcomeError, outcomeOfRow, waitForOutcome } from '../outcomes.js';
 import { rateLimitHook } from '../rate-limit-hook.js';
 import { admissionHook } from '../admission-hook.js';
@@ -26,7 +26,7 @@ export const MODEL_SLUG = 'flux-2-klein-4b';
 export function registerSegmindV1Routes(app: FastifyInstance, deps: AppDeps): void {
   const auth = authHook(deps.db, { rpm: deps.config.defaultRpm, concurrency: deps.config.defaultConcurrency });
   const rate = rateLimitHook(deps.limiter);
-  const admission = admissionHook(deps, { slotTtlMs: holdMs(deps) });
+  const admission = admissionHook(deps, { route: 'v1' });
 
   app.post<{ Params: { model: string } }>(
     '/v1/:model',
@@ -51,7 +51,7 @@ export function registerSegmindV1Routes(app: FastifyInstance, deps: AppDeps): vo
         return sendImage(req, reply, outcome, wantBase64);
       }
       try {
-        const outcome = await waitForOutcome({ queue: deps.queue, syncTimeoutMs: deps.config.syncTimeoutS * 1000 }, admitted.id, gone);
+        const outcome = await waitForOutcome(deps, admitted.id, gone);
         if (outcome.status !== 'COMPLETED') throw outcomeError(outcome);
         if (admitted.held) await chargeOnDelivery(deps, reply, [admitted.id], gone);
         return sendImage(req, reply, outcome, admitted.params.base64);

@@ -36,7 +36,7 @@ async function ownRow(deps: AppDeps, req: FastifyRequest<IdParams>): Promise<Req
 export function registerSegmindV2Routes(app: FastifyInstance, deps: AppDeps): void {
   const auth = authHook(deps.db, { rpm: deps.config.defaultRpm, concurrency: deps.config.defaultConcurrency });
   const rate = rateLimitHook(deps.limiter);
-  const admission = admissionHook(deps, { slotTtlMs: deps.config.retentionMs });
+  const admission = admissionHook(deps, { route: 'v2' });
 
   app.post<{ Params: { model: string } }>('/v2/:model', { onRequest: [auth, rate, admission], bodyLimit: deps.config.bodyLimitBytes }, async (req, reply) => {
     if (req.params.model !== MODEL_SLUG) throw new ApiError('not_found', `Unknown model "${req.params.model}": this server serves ${MODEL_SLUG}`);

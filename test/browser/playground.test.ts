@@ -221,7 +221,11 @@ describe('playground (Chromium, tiny engine)', () => {
     const { page, problems } = await openPage();
     await fillFast(page, key.key, 'the same scene, in green');
     await page.setInputFiles('#ref-files', { name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('not an image') });
-    assert.match(await text(page, '#ref-problem'), /notes\.txt: text\/plain is not an image type the server accepts/);
+    // The file is read asynchronously: wait for the message rather than reading it at once.
+    const refused = /notes\.txt: text\/plain is not an image type the server accepts/;
+    await page.locator('#ref-problem', { hasText: refused }).waitFor({ timeout: 30_000 });
+    assert.match(await text(page, '#ref-problem'), refused);
+    assert.equal(await text(page, '#ref-count'), `0 / ${schema.image_urls.maxItems}`);
     const png = await sharp({ create: { width: 96, height: 64, channels: 3, background: { r: 200, g: 40, b: 40 } } }).png().toBuffer();
     await page.setInputFiles('#ref-files', { name: 'ref.png', mimeType: 'image/png', buffer: png });
     await page.locator('#ref-list li').first().waitFor();

@@ -2,7 +2,7 @@
 // support in `node --test`, so the files are listed here). Pass paths to run a subset.
 //
 // Before the tests it starts the run's private PostgreSQL on loopback
-// (src/testing/services-main.ts) and hands its URL to every test file through
+// (test/support/services-main.ts) and hands its URL to every test file through
 // KLEIN_TEST_DATABASE_URL; it stops when the run ends. (The fleet tests start their own
 // Redis servers.)
 import { spawn, spawnSync } from 'node:child_process';
@@ -22,7 +22,7 @@ function find(dir, out) {
 const args = process.argv.slice(2);
 const files = args.length > 0 ? args : [...find('src', []), ...find('test', [])].sort();
 
-const services = spawn(process.execPath, ['--import', 'tsx', 'src/testing/services-main.ts'], { stdio: ['pipe', 'pipe', 'inherit'] });
+const services = spawn(process.execPath, ['--import', 'tsx', 'test/support/services-main.ts'], { stdio: ['pipe', 'pipe', 'inherit'] });
 const first = await new Promise((resolve, reject) => {
   services.once('exit', (code) => reject(new Error(`the test services did not start (exit ${code})`)));
   createInterface({ input: services.stdout }).once('line', resolve);

@@ -16,7 +16,7 @@
  * (<STATUS> is COMPLETED, FAILED or CANCELLED.) The list is read once, by the configuration;
  * the set below is process-wide on purpose, since a crash is.
  */
-import { TERMINAL } from './store/request-states.js';
+import { TERMINAL } from './contract/request-states.js';
 
 export const FAULT_POINTS: readonly string[] = [
   'submit.after_inputs',

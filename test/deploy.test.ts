@@ -11,7 +11,7 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { parse, parseAllDocuments } from 'yaml';
-import { createMetrics } from '../src/gateway/metrics.js';
+import { createMetrics } from '../src/metrics/metrics.js';
 
 const root = new URL('..', import.meta.url).pathname;
 const deploy = join(root, 'deploy');

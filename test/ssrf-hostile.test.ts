@@ -9,9 +9,9 @@ import { createServer as createTcpServer, type Server as TcpServer } from 'node:
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import sharp from 'sharp';
-import { ApiError } from '../src/gateway/errors.js';
-import { parseAllowNetworks } from '../src/images/networks.js';
-import { resolveChecked, safeFetch } from '../src/images/safe-fetch.js';
+import { ApiError } from '../src/contract/errors.js';
+import { parseAllowNetworks } from '../src/net/networks.js';
+import { resolveChecked, safeFetch } from '../src/net/safe-fetch.js';
 import { loadReferenceImages } from '../src/images/references.js';
 
 describe('SSRF guard', () => {

@@ -2,7 +2,7 @@ import { afterEach, beforeEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { DIALECTS, tempDb, type TempDb } from '../store/testing/temp-db.js';
+import { DIALECTS, tempDb, type TempDb } from '../../test/support/temp-db.js';
 import { authenticate, createKey, displayPrefix, generateKey, hashKey, KEY_PREFIX, listKeys, revokeKey } from './keys.js';
 import { balance } from './ledger.js';
 

@@ -2,8 +2,8 @@ import { afterEach, beforeEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Kysely } from 'kysely';
 import type { Database } from '../store/schema.js';
-import { DIALECTS, tempDb, type TempDb } from '../store/testing/temp-db.js';
-import { runContenders } from '../store/testing/spawn.js';
+import { DIALECTS, tempDb, type TempDb } from '../../test/support/temp-db.js';
+import { runContenders } from '../../test/support/spawn.js';
 import { createAccount } from './accounts.js';
 import { balance, grant, release, reserve, settle, usage } from './ledger.js';
 

@@ -2,7 +2,7 @@ import { afterEach, beforeEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Command } from 'commander';
 import { balance, release, reserve, settle } from '../accounts/ledger.js';
-import { DIALECTS, tempDb, type TempDb } from '../store/testing/temp-db.js';
+import { DIALECTS, tempDb, type TempDb } from '../../test/support/temp-db.js';
 import { register as registerCredits } from './credits.js';
 import { register as registerKeys } from './keys.js';
 import { register as registerUsage } from './usage.js';

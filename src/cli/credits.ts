@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import type { Kysely } from 'kysely';
 import { grant } from '../accounts/ledger.js';
-import { microToCredits } from '../contract/pricing.js';
+import { microToCredits } from '../billing/pricing.js';
 import type { Database } from '../store/schema.js';
 import { type CliContext, withDb } from './db-cli.js';
 import { type CliIo, parseCreditsOption, stdoutIo } from './keys.js';

@@ -4,7 +4,7 @@ import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
 import { authenticate } from '../accounts/keys.js';
-import { DIALECTS, tempDb, type TempDb } from '../store/testing/temp-db.js';
+import { DIALECTS, tempDb, type TempDb } from '../../test/support/temp-db.js';
 import { register } from './keys.js';
 
 for (const dialect of DIALECTS) {

@@ -7,7 +7,7 @@
 import type { Command } from 'commander';
 import type { Kysely } from 'kysely';
 import { createKey, listKeys, revokeKey } from '../accounts/keys.js';
-import { creditsToMicro, microToCredits } from '../contract/pricing.js';
+import { creditsToMicro, microToCredits } from '../billing/pricing.js';
 import type { Database } from '../store/schema.js';
 import { type CliContext, positiveInt, withDb } from './db-cli.js';
 

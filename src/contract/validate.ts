@@ -13,7 +13,7 @@
  */
 import Compile from 'typebox/compile';
 import type { Validator } from 'typebox/compile';
-import type { FieldError } from '../gateway/errors.js';
+import type { FieldError } from './errors.js';
 import { MATCH_INPUT_IMAGE } from './aspect-ratios.js';
 import { AsyncBody, GenerateBody, MAX_PIXELS, MAX_SEED, RANDOM_SEED, type GenerateInput } from './request-schema.js';
 import type { OpenAiImagesBody } from './openai-schema.js';

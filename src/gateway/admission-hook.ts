@@ -18,7 +18,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Config } from '../config.js';
 import { findBalance } from '../accounts/ledger.js';
-import { microToCredits, priceMicro, type PricingConfig } from '../contract/pricing.js';
+import { microToCredits, priceMicro, type PricingConfig } from '../billing/pricing.js';
 import { MIN_SIDE } from '../contract/aspect-ratios.js';
 import { MIN_CFG, MIN_STEPS } from '../contract/request-schema.js';
 import { slotKey } from '../queue/lifecycle.js';
@@ -26,7 +26,7 @@ import { findByIdempotencyKey } from '../store/requests.js';
 import type { AppDeps } from './app.js';
 import { requireCaller } from './auth.js';
 import { clientGoneSignal } from './client-gone.js';
-import { ApiError } from './errors.js';
+import { ApiError } from '../contract/errors.js';
 
 declare module 'fastify' {
   interface FastifyRequest {

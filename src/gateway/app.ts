@@ -28,12 +28,12 @@ import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstanc
 import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
-import type { PricingConfig } from '../contract/pricing.js';
+import type { PricingConfig } from '../billing/pricing.js';
 import type { Database } from '../store/schema.js';
 import type { JobQueue } from '../queue/types.js';
-import { ApiError, errorBody } from './errors.js';
-import type { Limiter } from './limits.js';
-import type { Metrics } from './metrics.js';
+import { ApiError, errorBody } from '../contract/errors.js';
+import type { Limiter } from '../limits/limits.js';
+import type { Metrics } from '../metrics/metrics.js';
 import { registerHealthRoutes } from './routes/health.js';
 import { registerSegmindV1Routes } from './routes/segmind-v1.js';
 import { registerSegmindV2Routes } from './routes/segmind-v2.js';

@@ -7,7 +7,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Kysely } from 'kysely';
 import { authenticate } from '../accounts/keys.js';
 import type { Database } from '../store/schema.js';
-import { ApiError } from './errors.js';
+import { ApiError } from '../contract/errors.js';
 
 export interface Caller {
   accountId: string;

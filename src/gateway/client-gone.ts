@@ -6,12 +6,7 @@
  * that happened before the stage that looks at it.
  */
 import type { FastifyReply } from 'fastify';
-import { ApiError } from './errors.js';
-
-/** The reason a client-gone signal aborts with (a 499 that nobody receives, for logs and metrics). */
-export function clientClosed(): ApiError {
-  return new ApiError('client_closed');
-}
+import { clientClosed } from '../contract/errors.js';
 
 /**
  * Aborts when the connection closes before the answer was fully written: the response's

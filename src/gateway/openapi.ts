@@ -6,7 +6,8 @@
 import type { FastifyInstance } from 'fastify';
 import { AsyncBody, GenerateBody } from '../contract/request-schema.js';
 import { OpenAiImagesBody } from '../contract/openai-schema.js';
-import { ERRORS } from './errors.js';
+import { MODEL_SLUG } from '../contract/models.js';
+import { ERRORS } from '../contract/errors.js';
 
 const json = (schema: object) => ({ 'application/json': { schema } });
 const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
@@ -24,7 +25,7 @@ const errorResponses = (...statuses: number[]) =>
     ]),
   );
 const idParam = [{ name: 'id', in: 'path', required: true, schema: { type: 'string' } }];
-const modelParam = [{ name: 'model', in: 'path', required: true, schema: { type: 'string', const: 'flux-2-klein-4b' } }];
+const modelParam = [{ name: 'model', in: 'path', required: true, schema: { type: 'string', const: MODEL_SLUG } }];
 const idemHeader = { name: 'Idempotency-Key', in: 'header', required: false, schema: { type: 'string', maxLength: 255 } };
 const rateHeaders = {
   'x-rate-limit-remaining': { schema: { type: 'integer' } },

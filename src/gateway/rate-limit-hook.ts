@@ -4,9 +4,9 @@
  * every answer of the route; a refusal is 429 with Retry-After (seconds to the reset).
  */
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { ApiError } from './errors.js';
+import { ApiError } from '../contract/errors.js';
 import { requireCaller } from './auth.js';
-import type { Limiter } from './limits.js';
+import type { Limiter } from '../limits/limits.js';
 
 export function rateLimitHook(limiter: Limiter) {
   return async function rateLimit(req: FastifyRequest, reply: FastifyReply): Promise<void> {

@@ -1,5 +1,5 @@
 /** Strict `data:image/(png|jpeg|webp);base64,…` parsing, with the size cap checked first. */
-import { ApiError } from '../gateway/errors.js';
+import { ApiError } from '../contract/errors.js';
 
 const PREFIX = /^data:image\/(png|jpeg|webp);base64,/;
 

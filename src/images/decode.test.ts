@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import sharp from 'sharp';
-import { ApiError } from '../gateway/errors.js';
+import { ApiError } from '../contract/errors.js';
 import { decodeReference, sniffFormat, targetSize } from './decode.js';
 import { encodeImage, readMetadata } from './encode.js';
 import { parseDataUri } from './data-uri.js';

@@ -7,7 +7,7 @@
  */
 import sharp, { type Metadata, type OutputInfo } from 'sharp';
 import type { RgbImage } from '../contract/types.js';
-import { ApiError, type ErrorCode } from '../gateway/errors.js';
+import { ApiError, type ErrorCode } from '../contract/errors.js';
 
 export const TARGET_AREA = 1024 * 1024;
 export const MULTIPLE = 16;

@@ -1,11 +1,12 @@
 /** The generation parameters written into each output (PNG text chunk, EXIF); see encode.ts. */
+import { MODEL_SLUG } from '../contract/models.js';
 import type { ResolvedParams } from '../contract/types.js';
 
 /** The generation parameters written into the image (PNG text chunk, EXIF). */
 export function generationMetadata(p: ResolvedParams, seed: number): Record<string, string> {
   return {
     parameters: JSON.stringify({
-      model: 'flux-2-klein-4b',
+      model: MODEL_SLUG,
       prompt: p.prompt,
       negative_prompt: p.cfg > 1 ? p.negative_prompt : undefined,
       seed,

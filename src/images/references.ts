@@ -5,8 +5,8 @@
  */
 import { parseDataUri } from './data-uri.js';
 import { decodeReference, type DecodedReference } from './decode.js';
-import { parseAllowNetworks, type Cidr } from './networks.js';
-import { safeFetch, type Lookup } from './safe-fetch.js';
+import { parseAllowNetworks, type Cidr } from '../net/networks.js';
+import { safeFetch, type Lookup } from '../net/safe-fetch.js';
 
 export interface ReferenceOptions {
   allowNetworks: string | Cidr[];

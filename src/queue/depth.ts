@@ -2,7 +2,7 @@
 import type { Kysely } from 'kysely';
 import { countByStatus } from '../store/requests.js';
 import type { Database } from '../store/schema.js';
-import type { QueueDepth } from './types.js';
+import type { QueueDepth } from '../metrics/metrics.js';
 
 export async function queueDepth(db: Kysely<Database>, now = Date.now()): Promise<QueueDepth> {
   const counts = await countByStatus(db, ['QUEUED', 'PROCESSING']);

@@ -5,7 +5,7 @@
  * the workers publish. Waiters subscribe by request id.
  */
 import { EventEmitter } from 'node:events';
-import type { ApiError } from '../gateway/errors.js';
+import type { ApiError } from '../contract/errors.js';
 import type { ImageFormat, RgbImage } from '../contract/types.js';
 
 export interface EncodedOutput {

@@ -26,10 +26,10 @@ import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import { balance, releaseIn, settleIn } from '../accounts/ledger.js';
 import type { ResolvedParams } from '../contract/types.js';
-import { ApiError } from '../gateway/errors.js';
-import type { Limiter } from '../gateway/limits.js';
-import type { Metrics } from '../gateway/metrics.js';
-import type { RequestStatus } from '../store/request-states.js';
+import { ApiError } from '../contract/errors.js';
+import type { Limiter } from '../limits/limits.js';
+import type { Metrics } from '../metrics/metrics.js';
+import type { RequestStatus } from '../contract/request-states.js';
 import { fault } from '../faults.js';
 import { getRequest, recoverOnStartup, transition, type RequestRow, type TransitionFields } from '../store/requests.js';
 import type { Database } from '../store/schema.js';
@@ -55,7 +55,7 @@ export interface LifecycleOptions {
   onWebhook?: () => void;
 }
 
-/** The concurrency slot of a request is held under its key's name (see limits.ts). */
+/** The concurrency slot of a request is held under its key's name (see limits/limits.ts). */
 export const slotKey = (keyId: string): string => `key:${keyId}`;
 
 export class Lifecycle {

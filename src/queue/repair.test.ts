@@ -8,10 +8,10 @@ import { afterEach, beforeEach, describe, test } from 'node:test';
 import { createAccount } from '../accounts/accounts.js';
 import { reserve, settle } from '../accounts/ledger.js';
 import { createRequest } from '../store/requests.js';
-import { DIALECTS, tempDb, type TempDb } from '../store/testing/temp-db.js';
+import { DIALECTS, tempDb, type TempDb } from '../../test/support/temp-db.js';
 import { LocalDiskStorage } from '../storage/local-disk.js';
-import { ledgerProblems } from '../testing/ledger-invariant.js';
-import type { RequestStatus } from '../store/request-states.js';
+import { ledgerProblems } from '../../test/support/ledger-invariant.js';
+import type { RequestStatus } from '../contract/request-states.js';
 import { releaseUndelivered, settleDelivered } from './delivery.js';
 import { repairEnds } from './repair.js';
 

@@ -17,7 +17,7 @@
 import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import { release, settle } from '../accounts/ledger.js';
-import { TERMINAL } from '../store/request-states.js';
+import { TERMINAL } from '../contract/request-states.js';
 import { getRequest } from '../store/requests.js';
 import type { Database } from '../store/schema.js';
 import type { OutputStorage } from '../storage/types.js';

@@ -15,7 +15,7 @@ import { fault } from '../faults.js';
 import { IdempotencyKeyTaken, createRequest } from '../store/requests.js';
 import type { Database } from '../store/schema.js';
 import type { OutputStorage } from '../storage/types.js';
-import { storeJobInputs } from '../worker/load-job.js';
+import { storeJobInputs } from './job-inputs.js';
 import { inputKey } from './storage-keys.js';
 import type { SubmitResult, SubmitSpec } from './types.js';
 

@@ -5,6 +5,7 @@
  * this interface; they never touch an engine, Redis or BullMQ directly.
  */
 import type { ResolvedParams, RgbImage } from '../contract/types.js';
+import type { QueueDepth } from '../metrics/metrics.js';
 import type { RequestRow } from '../store/requests.js';
 import type { CancelReason, JobOutcome, ProgressEvent } from './events.js';
 
@@ -43,15 +44,6 @@ export interface Readiness {
   reason?: string;
   /** Set when UNHEALTHY is a passing outage (the queue's Redis is away): 503 with Retry-After, not 502. */
   retryAfterS?: number;
-}
-
-export interface QueueDepth {
-  /** Requests queued, not yet started. */
-  waiting: number;
-  /** Requests running on an engine. */
-  running: number;
-  /** Seconds the oldest queued request has waited (0 when none waits). */
-  oldestAgeS: number;
 }
 
 export interface JobQueue {

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { sql } from 'kysely';
 import { DB_FILE, openDatabase } from './db.js';
 import { migrateToLatest } from './migrations/index.js';
-import { tempDb } from './testing/temp-db.js';
+import { tempDb } from '../../test/support/temp-db.js';
 
 test('openDatabase creates <dataDir>/klein.db with WAL, foreign keys and a busy timeout', async () => {
   const root = mkdtempSync(join(tmpdir(), 'klein-db-'));

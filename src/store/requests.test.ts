@@ -15,8 +15,8 @@ import {
   transition,
   type NewRequest,
 } from './requests.js';
-import { runContenders } from './testing/spawn.js';
-import { DIALECTS, tempDb, type TempDb } from './testing/temp-db.js';
+import { runContenders } from '../../test/support/spawn.js';
+import { DIALECTS, tempDb, type TempDb } from '../../test/support/temp-db.js';
 
 for (const dialect of DIALECTS) {
 describe(`request rows (${dialect})`, () => {

@@ -2,14 +2,14 @@
  * Request rows, which are also the embedded default's durable queue (a job is a row;
  * a restart finds the rows again). Each function is one atomic statement or one
  * transaction, and its header says what it guarantees. Status changes follow
- * `request-states.ts`. Queue order is (created_at, id) everywhere.
+ * `contract/request-states.ts`. Queue order is (created_at, id) everywhere.
  *
  * Portable SQL only (UPDATE … RETURNING, DELETE … RETURNING, scalar subqueries): SQLite
  * 3.35+ and PostgreSQL both run every statement here.
  */
 import type { Kysely, Selectable, Transaction, Updateable } from 'kysely';
 import type { Database, RequestsTable } from './schema.js';
-import { canTransition, isTerminal, REQUEST_STATUSES, type RequestStatus } from './request-states.js';
+import { canTransition, isTerminal, REQUEST_STATUSES, type RequestStatus } from '../contract/request-states.js';
 
 type Db = Kysely<Database> | Transaction<Database>;
 

@@ -10,7 +10,7 @@
  * values above are all below 2^53, so that is exact.
  */
 import type { Generated } from 'kysely';
-import type { RequestStatus } from './request-states.js';
+import type { RequestStatus } from '../contract/request-states.js';
 
 export interface AccountsTable {
   id: string;

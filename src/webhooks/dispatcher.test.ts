@@ -10,7 +10,7 @@ import { afterEach, beforeEach, describe, test } from 'node:test';
 import { pino } from 'pino';
 import { createAccount } from '../accounts/accounts.js';
 import { createRequest, getRequest, transition } from '../store/requests.js';
-import { DIALECTS, tempDb, type TempDb } from '../store/testing/temp-db.js';
+import { DIALECTS, tempDb, type TempDb } from '../../test/support/temp-db.js';
 import { Webhooks } from './dispatcher.js';
 import { recordWebhook } from './record.js';
 import { verify } from './sign.js';

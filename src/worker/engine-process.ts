@@ -11,7 +11,7 @@
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import type { ResolvedParams, RgbImage } from '../contract/types.js';
-import { ApiError } from '../gateway/errors.js';
+import { ApiError } from '../contract/errors.js';
 import {
   type EngineFacts,
   type EngineMessage,

@@ -28,11 +28,12 @@ import { Queue, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
-import { ApiError } from '../gateway/errors.js';
-import type { Limiter } from '../gateway/limits.js';
-import { countEngineRestarts, type Metrics } from '../gateway/metrics.js';
+import { ApiError } from '../contract/errors.js';
+import type { Limiter } from '../limits/limits.js';
+import { countEngineRestarts, type Metrics } from '../metrics/metrics.js';
 import { Lifecycle, lostInputs } from '../queue/lifecycle.js';
-import { QUEUE_NAME, type ConnOptions, type RedisKeys } from '../queue/redis/connection.js';
+import type { ConnOptions, RedisKeys } from '../redis/connection.js';
+import { QUEUE_NAME, type JobData } from '../queue/redis/bull-job.js';
 import { RedisNotifier } from '../queue/redis/events.js';
 import { FleetMember, type WorkerState } from '../queue/redis/fleet.js';
 import { returnTakenBack } from '../queue/redis/reconciler.js';
@@ -40,7 +41,7 @@ import { claimById } from '../store/requests.js';
 import type { Database } from '../store/schema.js';
 import type { OutputStorage } from '../storage/types.js';
 import type { EngineProcess } from './engine-process.js';
-import { loadJobInputs } from './load-job.js';
+import { loadJobInputs } from '../queue/job-inputs.js';
 import { JobControl, runJob } from './run-job.js';
 import type { CancelReason } from '../queue/events.js';
 
@@ -51,11 +52,6 @@ import type { CancelReason } from '../queue/events.js';
  * a dead worker's job waits after its lock expired.
  */
 const STALL_CHECK_MS = 1000;
-
-export interface JobData {
-  id: string;
-  route: string;
-}
 
 export interface FleetWorkerOptions {
   id: string;

@@ -12,8 +12,8 @@
  */
 import type { Logger } from 'pino';
 import type { ResolvedParams, RgbImage } from '../contract/types.js';
-import { ApiError } from '../gateway/errors.js';
-import type { Metrics } from '../gateway/metrics.js';
+import { ApiError } from '../contract/errors.js';
+import type { Metrics } from '../metrics/metrics.js';
 import { encodeImage } from '../images/encode.js';
 import { generationMetadata } from '../images/generation-metadata.js';
 import type { CancelReason } from '../queue/events.js';

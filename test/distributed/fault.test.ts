@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { startStack, generateOn, ledgerBalanced, type Stack } from './stack.js';
-import { creditsToMicro } from '../../src/contract/pricing.js';
+import { creditsToMicro } from '../../src/billing/pricing.js';
 import type { WorkerInfo } from '../../src/queue/redis/fleet.js';
 
 describe('fleet: two gateways, three workers, a worker killed mid-job', () => {

@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Redis } from 'ioredis';
-import { RedisKeys } from '../../src/queue/redis/connection.js';
+import { RedisKeys } from '../../src/redis/connection.js';
 import { FleetMember, type WorkerInfo } from '../../src/queue/redis/fleet.js';
 
 class SlowRedis {

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { startStack, generateOn, type Stack } from './stack.js';
-import { freePort } from '../../src/testing/services.js';
+import { freePort } from '../support/services.js';
 import { Redis } from 'ioredis';
 import { KleinClient, type KleinEvent } from '../../src/client/index.js';
 

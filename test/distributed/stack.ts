@@ -1,6 +1,6 @@
 /**
  * A scaled-out deployment on one machine, for the distributed tests: real PostgreSQL and
- * Redis (private instances, src/testing/services.ts), gateways (`klein serve --role api`)
+ * Redis (private instances, test/support/services.ts), gateways (`klein serve --role api`)
  * and workers (`klein worker`) as separate processes of the real `klein` command, sharing
  * a data directory for outputs (the role S3 plays across machines). Engines are the
  * simulated engine (`KLEIN_MODEL=simulated:<ms per evaluation>`: protocol-exact, a fixed
@@ -14,9 +14,9 @@ import type { Kysely } from 'kysely';
 import { openDatabase } from '../../src/store/db.js';
 import { migrateToLatest } from '../../src/store/migrations/index.js';
 import type { Database } from '../../src/store/schema.js';
-import { freePort, freshPostgresDatabase, startRedis, type RedisService } from '../../src/testing/services.js';
+import { freePort, freshPostgresDatabase, startRedis, type RedisService } from '../support/services.js';
 import { createKey } from '../../src/accounts/keys.js';
-import { creditsToMicro } from '../../src/contract/pricing.js';
+import { creditsToMicro } from '../../src/billing/pricing.js';
 
 const root = new URL('../..', import.meta.url).pathname;
 const MAIN = join(root, 'src/cli/main.ts');

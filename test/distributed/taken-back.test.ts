@@ -11,7 +11,7 @@ import type { Queue } from 'bullmq';
 import { createAccount } from '../../src/accounts/accounts.js';
 import { returnTakenBack } from '../../src/queue/redis/reconciler.js';
 import { claimById, createRequest, getRequest } from '../../src/store/requests.js';
-import { DIALECTS, tempDb, type TempDb } from '../../src/store/testing/temp-db.js';
+import { DIALECTS, tempDb, type TempDb } from '../support/temp-db.js';
 
 type State = Awaited<ReturnType<Queue['getJobState']>>;
 

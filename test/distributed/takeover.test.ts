@@ -9,7 +9,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import { generateOn, startStack, type Proc, type Stack } from './stack.js';
-import { QUEUE_NAME, RedisKeys } from '../../src/queue/redis/connection.js';
+import { RedisKeys } from '../../src/redis/connection.js';
+import { QUEUE_NAME } from '../../src/queue/redis/bull-job.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

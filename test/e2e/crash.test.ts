@@ -17,10 +17,10 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import sharp from 'sharp';
 import { createKey } from '../../src/accounts/keys.js';
-import { DIALECTS, tempDb, type TempDb } from '../../src/store/testing/temp-db.js';
-import { freePort } from '../../src/testing/services.js';
-import { ledgerProblems } from '../../src/testing/ledger-invariant.js';
-import { TERMINAL } from '../../src/store/request-states.js';
+import { DIALECTS, tempDb, type TempDb } from '../support/temp-db.js';
+import { freePort } from '../support/services.js';
+import { ledgerProblems } from '../support/ledger-invariant.js';
+import { TERMINAL } from '../../src/contract/request-states.js';
 
 const root = new URL('../..', import.meta.url).pathname;
 const MAIN = join(root, 'src/cli/main.ts');

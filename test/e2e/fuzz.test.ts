@@ -8,7 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import { Agent, request } from 'undici';
 import { FAST, generate, startTestServer, type KeyInfo, type TestServer } from './harness.js';
 import { openDatabase } from '../../src/store/db.js';
-import { ledgerProblems } from '../../src/testing/ledger-invariant.js';
+import { ledgerProblems } from '../support/ledger-invariant.js';
 
 const COUNT = Number(process.env.KLEIN_FUZZ_COUNT ?? 3000);
 

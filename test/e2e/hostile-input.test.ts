@@ -19,7 +19,7 @@ import type { Kysely } from 'kysely';
 import { loadConfig } from '../../src/config.js';
 import { openDatabase } from '../../src/store/db.js';
 import type { Database } from '../../src/store/schema.js';
-import { ledgerProblems } from '../../src/testing/ledger-invariant.js';
+import { ledgerProblems } from '../support/ledger-invariant.js';
 import { startTestServer, type KeyInfo, type TestServer } from './harness.js';
 import { drip, rawExchange, rawSocket, type RawAnswer } from './net-helpers.js';
 

@@ -10,7 +10,7 @@
  * - no credits, no slot or no admin right is refused before references are fetched and
  *   before a large body is read.
  *
- * After every case the ledger invariant holds (src/testing/ledger-invariant.ts).
+ * After every case the ledger invariant holds (test/support/ledger-invariant.ts).
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -18,8 +18,8 @@ import type { Kysely } from 'kysely';
 import sharp from 'sharp';
 import { openDatabase } from '../../src/store/db.js';
 import type { Database } from '../../src/store/schema.js';
-import { ledgerProblems } from '../../src/testing/ledger-invariant.js';
-import { TERMINAL } from '../../src/store/request-states.js';
+import { ledgerProblems } from '../support/ledger-invariant.js';
+import { TERMINAL } from '../../src/contract/request-states.js';
 import { startTestServer, type TestServer } from './harness.js';
 import { imageServer, rawExchange, type ImageServer } from './net-helpers.js';
 

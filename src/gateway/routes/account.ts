@@ -3,7 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import { balance } from '../../accounts/ledger.js';
 import { authHook, requireCaller } from '../auth.js';
 import type { AppDeps } from '../app.js';
-import { microToCredits } from '../../contract/pricing.js';
+import { microToCredits } from '../../billing/pricing.js';
 
 export function registerAccountRoutes(app: FastifyInstance, deps: AppDeps): void {
   const auth = authHook(deps.db, { rpm: deps.config.defaultRpm, concurrency: deps.config.defaultConcurrency });

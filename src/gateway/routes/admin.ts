@@ -7,9 +7,9 @@ import type { FastifyInstance } from 'fastify';
 import { adminOnly, authHook } from '../auth.js';
 import { rateLimitHook } from '../rate-limit-hook.js';
 import type { AppDeps } from '../app.js';
-import { ApiError } from '../errors.js';
+import { ApiError } from '../../contract/errors.js';
 import { BalanceOverflow, findBalance, grant, balance, usage, MAX_BALANCE_MICRO } from '../../accounts/ledger.js';
-import { CREDITS_PATTERN, creditsToMicro, microToCredits } from '../../contract/pricing.js';
+import { CREDITS_PATTERN, creditsToMicro, microToCredits } from '../../billing/pricing.js';
 
 export function registerAdminRoutes(app: FastifyInstance, deps: AppDeps): void {
   const auth = authHook(deps.db, { rpm: deps.config.defaultRpm, concurrency: deps.config.defaultConcurrency });

@@ -17,20 +17,21 @@ import { randomUUID } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { authHook, requireCaller } from '../auth.js';
 import type { AppDeps } from '../app.js';
-import { ApiError } from '../errors.js';
+import { ApiError } from '../../contract/errors.js';
 import { admit, summarise, type Admitted } from '../generate.js';
 import { rateLimitHook } from '../rate-limit-hook.js';
 import { admissionHook } from '../admission-hook.js';
-import { outcomeError, waitForOutcome } from '../outcomes.js';
+import { outcomeError, waitForOutcome } from '../../queue/outcomes.js';
 import { chargeOnDelivery } from '../charge-on-delivery.js';
-import { baseUrl } from './segmind-v2.js';
-import { urlsFor } from '../records.js';
+import { baseUrl } from '../base-url.js';
+import { MODEL_SLUG } from '../../contract/models.js';
+import { urlsFor } from '../../store/record-view.js';
 import type { CompletedOutcome, JobOutcome } from '../../queue/events.js';
 import { releaseUndelivered } from '../../queue/delivery.js';
 import { validateBody } from '../../contract/validate.js';
 import { fromFormFields, OPENAI_MAX_IMAGES, OpenAiImagesBody, type OpenAiImagesInput } from '../../contract/openai-schema.js';
 
-const MODELS = new Set(['flux-2-klein-4b']);
+const MODELS = new Set([MODEL_SLUG]);
 
 function bad(field: string, message: string): ApiError {
   return new ApiError('validation_failed', `${field}: ${message}`, { details: [{ field, message }] });

@@ -15,7 +15,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { projectRoot } from '../../config.js';
-import { ApiError } from '../errors.js';
+import { ApiError } from '../../contract/errors.js';
 
 const ASSET_NAME = /^[a-z][a-z0-9-]*\.(js|css)$/;
 const CONTENT_TYPES: Record<string, string> = {

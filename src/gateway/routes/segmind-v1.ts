@@ -10,18 +10,17 @@
  * it completes, so the retry with the same key gets the image, charged once.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { microToCredits } from '../../contract/pricing.js';
-import { ApiError } from '../errors.js';
+import { microToCredits } from '../../billing/pricing.js';
+import { ApiError } from '../../contract/errors.js';
 import { authHook, requireCaller } from '../auth.js';
 import type { AppDeps } from '../app.js';
 import { admit } from '../generate.js';
-import { outcomeError, outcomeOfRow, waitForOutcome } from '../outcomes.js';
+import { outcomeError, outcomeOfRow, waitForOutcome } from '../../queue/outcomes.js';
 import { rateLimitHook } from '../rate-limit-hook.js';
 import { admissionHook } from '../admission-hook.js';
 import type { CompletedOutcome } from '../../queue/events.js';
 import { chargeOnDelivery } from '../charge-on-delivery.js';
-
-export const MODEL_SLUG = 'flux-2-klein-4b';
+import { MODEL_SLUG } from '../../contract/models.js';
 
 export function registerSegmindV1Routes(app: FastifyInstance, deps: AppDeps): void {
   const auth = authHook(deps.db, { rpm: deps.config.defaultRpm, concurrency: deps.config.defaultConcurrency });

@@ -7,24 +7,21 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import sharp from 'sharp';
 import { balance } from '../../accounts/ledger.js';
 import { getRequestForAccount, type RequestRow } from '../../store/requests.js';
-import { TERMINAL } from '../../store/request-states.js';
+import { TERMINAL } from '../../contract/request-states.js';
 import type { JobOutcome, ProgressEvent } from '../../queue/events.js';
 import { CONTENT_TYPES } from '../../queue/storage-keys.js';
 import type { ImageFormat } from '../../contract/types.js';
 import { authHook, requireCaller } from '../auth.js';
 import type { AppDeps } from '../app.js';
-import { ApiError } from '../errors.js';
+import { ApiError } from '../../contract/errors.js';
 import { admit } from '../generate.js';
 import { rateLimitHook } from '../rate-limit-hook.js';
 import { admissionHook } from '../admission-hook.js';
-import { metricsOf, recordView, urlsFor } from '../records.js';
-import { MODEL_SLUG } from './segmind-v1.js';
+import { metricsOf, recordView, urlsFor } from '../../store/record-view.js';
+import { MODEL_SLUG } from '../../contract/models.js';
+import { baseUrl } from '../base-url.js';
 
 type IdParams = { Params: { id: string } };
-
-export function baseUrl(deps: AppDeps, req: FastifyRequest): string {
-  return deps.config.publicUrl || `${req.protocol}://${req.host}`;
-}
 
 async function ownRow(deps: AppDeps, req: FastifyRequest<IdParams>): Promise<RequestRow> {
   const caller = requireCaller(req);

@@ -16,7 +16,7 @@ import type { Logger } from 'pino';
 import type { RgbImage } from '../../contract/types.js';
 import type { CancelReason, JobBus, JobOutcome, ProgressEvent } from '../events.js';
 import type { Notifier } from '../lifecycle.js';
-import type { RedisKeys } from './connection.js';
+import type { RedisKeys } from '../../redis/connection.js';
 
 const PROGRESS_TTL_MS = 10 * 60_000;
 

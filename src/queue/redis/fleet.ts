@@ -6,7 +6,7 @@
  * seen for an hour are forgotten.
  */
 import type { Redis } from 'ioredis';
-import type { RedisKeys } from './connection.js';
+import type { RedisKeys } from '../../redis/connection.js';
 
 export type WorkerState = 'STARTING' | 'READY' | 'BUSY' | 'UNHEALTHY' | 'DRAINING';
 

@@ -18,11 +18,11 @@ import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
-import { ApiError } from '../../gateway/errors.js';
+import { ApiError } from '../../contract/errors.js';
 import { requeueClaim, transition } from '../../store/requests.js';
 import type { Database } from '../../store/schema.js';
 import type { Lifecycle } from '../lifecycle.js';
-import type { RedisKeys } from './connection.js';
+import type { RedisKeys } from '../../redis/connection.js';
 import { aliveWorkers } from './fleet.js';
 
 export interface ReconcilerOptions {

@@ -91,4 +91,3 @@ export class RedisKeys {
   }
 }
 
-export const QUEUE_NAME = 'generate';

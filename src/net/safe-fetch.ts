@@ -11,7 +11,7 @@
  */
 import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
 import { Agent, request } from 'undici';
-import { ApiError } from '../gateway/errors.js';
+import { ApiError } from '../contract/errors.js';
 import { addressBlockReason, type Cidr } from './networks.js';
 import ipaddr from 'ipaddr.js';
 

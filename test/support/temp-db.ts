@@ -1,16 +1,16 @@
 /**
  * Test helper: a migrated, empty database of either dialect — SQLite in a fresh temporary
- * data directory, or a fresh database on the test run's PostgreSQL (src/testing/services.ts).
+ * data directory, or a fresh database on the test run's PostgreSQL (test/support/services.ts).
  * The suites that touch the store run once per dialect (`DIALECTS`).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Kysely } from 'kysely';
-import { openDatabase } from '../db.js';
-import { migrateToLatest } from '../migrations/index.js';
-import type { Database } from '../schema.js';
-import { freshPostgresDatabase } from '../../testing/services.js';
+import { openDatabase } from '../../src/store/db.js';
+import { migrateToLatest } from '../../src/store/migrations/index.js';
+import type { Database } from '../../src/store/schema.js';
+import { freshPostgresDatabase } from './services.js';
 
 export type Dialect = 'sqlite' | 'postgres';
 export const DIALECTS: readonly Dialect[] = ['sqlite', 'postgres'];

@@ -3,8 +3,8 @@
  * timestamps), used by GET /v2/requests/{id} and by webhooks. Internal columns (key ids,
  * leases, worker ids, idempotency hashes) never leave through here.
  */
-import { microToCredits } from '../contract/pricing.js';
-import type { RequestRow } from '../store/requests.js';
+import { microToCredits } from '../billing/pricing.js';
+import type { RequestRow } from './requests.js';
 
 export interface RequestUrls {
   status_url: string;

@@ -81,3 +81,8 @@ export function errorBody(err: ApiError, requestId: string): ErrorBody {
   if (err.details && err.details.length > 0) body.details = err.details;
   return body;
 }
+
+/** The reason a client-gone signal aborts with (a 499 that nobody receives, for logs and metrics). */
+export function clientClosed(): ApiError {
+  return new ApiError('client_closed');
+}

@@ -6,17 +6,16 @@
  */
 import type { ImageFormat, ResolvedParams } from '../contract/types.js';
 import { balance } from '../accounts/ledger.js';
-import type { JobOutcome } from '../queue/events.js';
-import { CONTENT_TYPES } from '../queue/storage-keys.js';
+import type { JobOutcome } from './events.js';
+import { CONTENT_TYPES } from './storage-keys.js';
 import type { RequestRow } from '../store/requests.js';
 import type { Kysely } from 'kysely';
 import type { Database } from '../store/schema.js';
 import type { OutputStorage } from '../storage/types.js';
-import type { CancelReason } from '../queue/events.js';
-import { ApiError, ERRORS, type ErrorCode } from './errors.js';
-import type { JobQueue } from '../queue/types.js';
+import type { CancelReason } from './events.js';
+import { ApiError, clientClosed, ERRORS, type ErrorCode } from '../contract/errors.js';
+import type { JobQueue } from './types.js';
 import type { Config } from '../config.js';
-import { clientClosed } from './client-gone.js';
 
 /**
  * The error a request that did not complete answers with: its failure's own code, or, when

@@ -13,8 +13,8 @@
  * answer being delivered right now); without it they are problems too.
  */
 import type { Kysely } from 'kysely';
-import { TERMINAL } from '../store/request-states.js';
-import type { Database } from '../store/schema.js';
+import { TERMINAL } from '../../src/contract/request-states.js';
+import type { Database } from '../../src/store/schema.js';
 
 export async function ledgerProblems(db: Kysely<Database>, o: { allowHeld?: boolean } = {}): Promise<string[]> {
   const problems: string[] = [];

@@ -21,7 +21,7 @@
  * Configure with KLEIN_PRICE_BASE and KLEIN_PRICE_PER_MP_EVAL, decimal credits with at
  * most 6 places, parsed exactly (parsePricing).
  */
-import type { ResolvedParams } from './types.js';
+import type { ResolvedParams } from '../contract/types.js';
 
 export const MICRO = 1_000_000;
 

@@ -16,21 +16,22 @@
 import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import type { RgbImage } from '../contract/types.js';
-import { ApiError } from '../gateway/errors.js';
-import type { Limiter } from '../gateway/limits.js';
-import type { Metrics } from '../gateway/metrics.js';
+import { ApiError } from '../contract/errors.js';
+import type { Limiter } from '../limits/limits.js';
+import type { Metrics } from '../metrics/metrics.js';
 import { claimNext, queuePosition, type RequestRow } from '../store/requests.js';
 import type { Database } from '../store/schema.js';
 import type { OutputStorage } from '../storage/types.js';
-import type { EngineProcess } from '../worker/engine-process.js';
-import { inputsFromRow, loadJobInputs, type JobInputs } from '../worker/load-job.js';
-import { JobControl, runJob } from '../worker/run-job.js';
-import type { CancelReason, JobBus, JobOutcome, ProgressEvent } from './events.js';
-import { Lifecycle, lostInputs, slotKey } from './lifecycle.js';
-import { queueDepth } from './depth.js';
-import { repairAndLog } from './repair.js';
-import { submitRequest } from './submit.js';
-import type { JobQueue, QueueDepth, Readiness, SubmitResult, SubmitSpec } from './types.js';
+import type { EngineProcess } from './engine-process.js';
+import { inputsFromRow, loadJobInputs, type JobInputs } from '../queue/job-inputs.js';
+import { JobControl, runJob } from './run-job.js';
+import type { CancelReason, JobBus, JobOutcome, ProgressEvent } from '../queue/events.js';
+import { Lifecycle, lostInputs, slotKey } from '../queue/lifecycle.js';
+import { queueDepth } from '../queue/depth.js';
+import { repairAndLog } from '../queue/repair.js';
+import { submitRequest } from '../queue/submit.js';
+import type { QueueDepth } from '../metrics/metrics.js';
+import type { JobQueue, Readiness, SubmitResult, SubmitSpec } from '../queue/types.js';
 
 export interface LocalQueueOptions {
   db: Kysely<Database>;

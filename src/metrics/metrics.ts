@@ -4,7 +4,16 @@
  * separately (llama.cpp server style).
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { QueueDepth } from '../queue/types.js';
+
+/** How much work waits: the source of the queue gauges (each queue reports its own). */
+export interface QueueDepth {
+  /** Requests queued, not yet started. */
+  waiting: number;
+  /** Requests running on an engine. */
+  running: number;
+  /** Seconds the oldest queued request has waited (0 when none waits). */
+  oldestAgeS: number;
+}
 
 export const STAGES = ['fetch', 'queue', 'text', 'denoise', 'decode', 'encode', 'total'] as const;
 export type Stage = (typeof STAGES)[number];

@@ -6,7 +6,7 @@
  */
 import sharp from 'sharp';
 import type { ResolvedParams, RgbImage } from '../contract/types.js';
-import { inputKey } from '../queue/storage-keys.js';
+import { inputKey } from './storage-keys.js';
 import type { RequestRow } from '../store/requests.js';
 import type { OutputStorage } from '../storage/types.js';
 

@@ -10,7 +10,7 @@
  */
 import type { Redis } from 'ioredis';
 import type { Limiter, RateDecision } from './limits.js';
-import type { RedisKeys } from '../queue/redis/connection.js';
+import type { RedisKeys } from '../redis/connection.js';
 
 const WINDOW_MS = 60_000;
 

@@ -11,8 +11,8 @@
  */
 import { once } from 'node:events';
 import { openTarget } from './temp-db.js';
-import { claimNext } from '../requests.js';
-import { reserve } from '../../accounts/ledger.js';
+import { claimNext } from '../../src/store/requests.js';
+import { reserve } from '../../src/accounts/ledger.js';
 
 const [mode, target, ...rest] = process.argv.slice(2);
 if (!mode || !target) throw new Error('usage: contender.ts claim|reserve <target> …');

@@ -12,6 +12,7 @@ const EXPECTED: ReadonlyArray<[RequestStatus, RequestStatus]> = [
   ['PROCESSING', 'FAILED'],
   ['PROCESSING', 'CANCELLED'],
   ['PROCESSING', 'QUEUED'],
+  ['PROCESSING', 'PROCESSING'], // a takeover by another worker
 ];
 
 test('canTransition allows exactly the design table', () => {

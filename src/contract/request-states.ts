@@ -1,10 +1,15 @@
 /**
- * Request states, in one place (design: "Request states"). Every status change in the
- * store goes through `canTransition`; the test beside this file mirrors the table.
+ * Request states, in one place (design: "Request states"). A request is created QUEUED,
+ * and every later status change is one conditional UPDATE built by `statusUpdate` in
+ * store/requests.ts, which refuses a move this table does not allow; the test beside this
+ * file mirrors the table. The list is the one the OpenAPI document, the typed client and
+ * the playground show.
  *
  *   QUEUED ──▶ PROCESSING ──▶ COMPLETED
  *     │  │         │  └─────▶ FAILED | CANCELLED
- *     │  │         └────────▶ QUEUED      (requeued after the worker died mid-job)
+ *     │  │         ├────────▶ QUEUED      (requeued after the worker died mid-job)
+ *     │  │         └────────▶ PROCESSING  (taken over by another worker after its holder
+ *     │  │                                 was presumed dead: a new attempt)
  *     │  └──────────────────▶ FAILED      (e.g. its inputs were lost in a restart)
  *     └─────────────────────▶ CANCELLED
  *
@@ -18,7 +23,7 @@ export const TERMINAL: ReadonlySet<RequestStatus> = new Set<RequestStatus>(['COM
 
 const ALLOWED: Readonly<Record<RequestStatus, readonly RequestStatus[]>> = {
   QUEUED: ['PROCESSING', 'CANCELLED', 'FAILED'],
-  PROCESSING: ['COMPLETED', 'FAILED', 'CANCELLED', 'QUEUED'],
+  PROCESSING: ['COMPLETED', 'FAILED', 'CANCELLED', 'QUEUED', 'PROCESSING'],
   COMPLETED: [],
   FAILED: [],
   CANCELLED: [],

@@ -19,7 +19,7 @@
  */
 import type { Kysely } from 'kysely';
 import { releaseIn, settleIn } from '../accounts/ledger.js';
-import { getRequest } from '../store/requests.js';
+import { getRequest, markUndelivered } from '../store/requests.js';
 import type { Database } from '../store/schema.js';
 import type { OutputStorage } from '../storage/types.js';
 
@@ -56,12 +56,7 @@ export async function releaseUndelivered(db: Kysely<Database>, storage: OutputSt
       .execute(async (trx) => {
         const row = await getRequest(trx, id);
         if (!row || row.status !== 'COMPLETED' || row.hold_until === null) return undefined;
-        await trx
-          .updateTable('requests')
-          .set({ cost_micro: 0, output_key: null, error_code: 'undelivered', error_message: why })
-          .where('id', '=', id)
-          .where('status', '=', 'COMPLETED')
-          .execute();
+        await markUndelivered(trx, id, why);
         // Settled meanwhile (delivered after all), or released already: undo the note.
         if ((await releaseIn(trx, id)) !== 'released') throw new NotReleased(id);
         return row.output_key;

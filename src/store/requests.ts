@@ -9,7 +9,7 @@
  */
 import type { Kysely, Selectable, Transaction, Updateable } from 'kysely';
 import type { Database, RequestsTable } from './schema.js';
-import { canTransition, isTerminal, REQUEST_STATUSES, type RequestStatus } from '../contract/request-states.js';
+import { canTransition, isTerminal, REQUEST_STATUSES, TERMINAL, type RequestStatus } from '../contract/request-states.js';
 
 type Db = Kysely<Database> | Transaction<Database>;
 
@@ -123,15 +123,7 @@ export async function findByIdempotencyKey(db: Db, accountId: string, key: strin
  */
 export async function claimNext(db: Db, workerId: string, leaseMs: number, now = Date.now()): Promise<RequestRow | null> {
   for (let attempt = 0; attempt < 3; attempt++) {
-    const row = await db
-      .updateTable('requests')
-      .set((eb) => ({
-        status: 'PROCESSING',
-        worker_id: workerId,
-        lease_until: now + leaseMs,
-        started_at: now,
-        attempts: eb('attempts', '+', 1),
-      }))
+    const row = await statusUpdate(db, ['QUEUED'], 'PROCESSING', { worker_id: workerId, lease_until: now + leaseMs }, now)
       .where('id', '=', (eb) =>
         eb
           .selectFrom('requests as q')
@@ -141,7 +133,6 @@ export async function claimNext(db: Db, workerId: string, leaseMs: number, now =
           .orderBy('q.id')
           .limit(1),
       )
-      .where('status', '=', 'QUEUED')
       .returningAll()
       .executeTakeFirst();
     if (row) return row;
@@ -166,18 +157,15 @@ export type ClaimById =
  * holder is guarded by `worker_id` (transition's `owner`), so it can no longer end the
  * request. Refused once the row has been started `maxAttempts` times.
  */
-export async function claimById(db: Db, id: string, workerId: string, o: { leaseMs: number; maxAttempts: number }, now = Date.now()): Promise<ClaimById> {
-  const row = await db
-    .updateTable('requests')
-    .set((eb) => ({ status: 'PROCESSING', worker_id: workerId, lease_until: now + o.leaseMs, started_at: now, attempts: eb('attempts', '+', 1) }))
+export async function claimById(db: Db, id: string, workerId: string, limits: { leaseMs: number; maxAttempts: number }, now = Date.now()): Promise<ClaimById> {
+  const row = await statusUpdate(db, ['QUEUED', 'PROCESSING'], 'PROCESSING', { worker_id: workerId, lease_until: now + limits.leaseMs }, now)
     .where('id', '=', id)
-    .where('status', 'in', ['QUEUED', 'PROCESSING'])
-    .where('attempts', '<', o.maxAttempts)
+    .where('attempts', '<', limits.maxAttempts)
     .returningAll()
     .executeTakeFirst();
   if (row) return { claimed: true, row };
-  const now2 = await getRequest(db, id);
-  if (now2 && !isTerminal(now2.status)) return { claimed: false, reason: 'exhausted', row: now2 };
+  const current = await getRequest(db, id);
+  if (current && !isTerminal(current.status)) return { claimed: false, reason: 'exhausted', row: current };
   return { claimed: false, reason: 'ended' };
 }
 
@@ -185,12 +173,36 @@ export async function claimById(db: Db, id: string, workerId: string, o: { lease
 export type TransitionFields = Omit<Updateable<RequestsTable>, 'id' | 'status' | 'account_id' | 'key_id' | 'created_at'>;
 
 /**
+ * The one writer of a request's status: every status change of the store (claims,
+ * transitions, start-up recovery, requeues) is an UPDATE built here, so the state table
+ * (`contract/request-states.ts`) is checked and each state's own columns are written the
+ * same way everywhere: entering PROCESSING stamps started_at and counts an attempt; a
+ * terminal state stamps completed_at; going back to QUEUED clears the worker and its lease.
+ * The UPDATE is conditional on the row being in one of `from`; callers narrow it further
+ * (which row, which owner) and run it. Throws if any from → to is not in the table (a bug,
+ * not a race).
+ */
+function statusUpdate(db: Db, from: readonly RequestStatus[], to: RequestStatus, fields: TransitionFields, now: number) {
+  const illegal = from.filter((f) => !canTransition(f, to));
+  if (from.length === 0 || illegal.length > 0) throw new Error(`illegal request transition ${illegal.join('|') || '(none)'} → ${to}`);
+  return db
+    .updateTable('requests')
+    .set((eb) => ({
+      ...fields,
+      status: to,
+      ...(to === 'PROCESSING' ? { started_at: now, attempts: eb('attempts', '+', 1) } : {}),
+      ...(isTerminal(to) ? { completed_at: now } : {}),
+      ...(to === 'QUEUED' ? { worker_id: null, lease_until: null } : {}),
+    }))
+    .where('status', 'in', [...from]);
+}
+
+/**
  * Moves `id` from one of `from` to `to` and writes `fields`, as one conditional UPDATE
  * (… WHERE id = ? AND status IN from [AND worker_id = owner]). Returns whether it
  * happened: false means the row was elsewhere (e.g. cancelled meanwhile, or taken over by
  * another worker after this one was presumed dead) or is gone, and nothing was written.
- * Throws if any from → to is not in the state table (a bug, not a race). Terminal states
- * stamp completed_at; going back to QUEUED clears the worker and its lease.
+ * Throws if any from → to is not in the state table (a bug, not a race).
  */
 export async function transition(
   db: Db,
@@ -201,15 +213,7 @@ export async function transition(
   now = Date.now(),
   owner?: string,
 ): Promise<boolean> {
-  const illegal = from.filter((f) => !canTransition(f, to));
-  if (from.length === 0 || illegal.length > 0) throw new Error(`illegal request transition ${illegal.join('|') || '(none)'} → ${to}`);
-  const set: Updateable<RequestsTable> = { ...fields, status: to };
-  if (isTerminal(to)) set.completed_at = now;
-  if (to === 'QUEUED') {
-    set.worker_id = null;
-    set.lease_until = null;
-  }
-  let q = db.updateTable('requests').set(set).where('id', '=', id).where('status', 'in', [...from]);
+  let q = statusUpdate(db, from, to, fields, now).where('id', '=', id);
   if (owner !== undefined) q = q.where('worker_id', '=', owner);
   const res = await q.executeTakeFirst();
   return Number(res.numUpdatedRows) === 1;
@@ -267,24 +271,17 @@ export async function recoverOnStartup(
   opts: { maxAttempts: number },
   now = Date.now(),
 ): Promise<{ requeued: string[]; failed: string[] }> {
-  const failed = await trx
-    .updateTable('requests')
-    .set({
-      status: 'FAILED',
-      error_code: 'engine_failed',
-      error_message: 'the server stopped while this request was running',
-      completed_at: now,
-      worker_id: null,
-      lease_until: null,
-    })
-    .where('status', '=', 'PROCESSING')
+  const failed = await statusUpdate(
+    trx,
+    ['PROCESSING'],
+    'FAILED',
+    { error_code: 'engine_failed', error_message: 'the server stopped while this request was running', worker_id: null, lease_until: null },
+    now,
+  )
     .where('attempts', '>=', opts.maxAttempts)
     .returning('id')
     .execute();
-  const requeued = await trx
-    .updateTable('requests')
-    .set({ status: 'QUEUED', worker_id: null, lease_until: null })
-    .where('status', '=', 'PROCESSING')
+  const requeued = await statusUpdate(trx, ['PROCESSING'], 'QUEUED', {}, now)
     .returning('id')
     .execute();
   return { requeued: requeued.map((r) => r.id).sort(), failed: failed.map((r) => r.id).sort() };
@@ -299,7 +296,7 @@ export async function expireOlderThan(db: Db, now = Date.now()): Promise<{ ids: 
   const rows = await db
     .deleteFrom('requests')
     .where('expires_at', '<=', now)
-    .where('status', 'in', ['COMPLETED', 'FAILED', 'CANCELLED'])
+    .where('status', 'in', [...TERMINAL])
     .returning(['id', 'output_key'])
     .execute();
   return {
@@ -314,16 +311,28 @@ export async function expireOlderThan(db: Db, now = Date.now()): Promise<{ ids: 
  * counts as waiting again instead of running for nobody. One conditional UPDATE … WHERE
  * status = 'PROCESSING' AND worker_id = ? AND attempts = ?: a row claimed again since (by
  * another worker, or by the same one: every claim adds an attempt) or ended is left alone.
- * Like transition to QUEUED, it clears the worker and its lease. Returns whether it moved.
+ * Like every move to QUEUED, it clears the worker and its lease. Returns whether it moved.
  */
-export async function requeueClaim(db: Db, id: string, claim: { workerId: string; attempts: number }): Promise<boolean> {
-  const res = await db
-    .updateTable('requests')
-    .set({ status: 'QUEUED', worker_id: null, lease_until: null })
+export async function requeueClaim(db: Db, id: string, claim: { workerId: string; attempts: number }, now = Date.now()): Promise<boolean> {
+  const res = await statusUpdate(db, ['PROCESSING'], 'QUEUED', {}, now)
     .where('id', '=', id)
-    .where('status', '=', 'PROCESSING')
     .where('worker_id', '=', claim.workerId)
     .where('attempts', '=', claim.attempts)
+    .executeTakeFirst();
+  return Number(res.numUpdatedRows) === 1;
+}
+
+/**
+ * Notes on a COMPLETED row that its held answer was never delivered (queue/delivery.ts):
+ * no cost, no output, error_code `undelivered`. Its status stays COMPLETED. Returns whether
+ * the row was COMPLETED.
+ */
+export async function markUndelivered(db: Db, id: string, why: string): Promise<boolean> {
+  const res = await db
+    .updateTable('requests')
+    .set({ cost_micro: 0, output_key: null, error_code: 'undelivered', error_message: why })
+    .where('id', '=', id)
+    .where('status', '=', 'COMPLETED')
     .executeTakeFirst();
   return Number(res.numUpdatedRows) === 1;
 }

@@ -101,19 +101,19 @@ export interface CreatedKey {
 }
 
 /** Creates a key, and its account when `accountId` is absent, in one transaction. */
-export async function createKey(db: Kysely<Database>, o: CreateKeyOptions = {}, now = Date.now()): Promise<CreatedKey> {
+export async function createKey(db: Kysely<Database>, options: CreateKeyOptions = {}, now = Date.now()): Promise<CreatedKey> {
   const key = generateKey();
   const keyId = `key_${randomUUID()}`;
   return db.transaction().execute(async (trx) => {
     let account: Account;
-    if (o.accountId !== undefined) {
-      const found = await getAccount(trx, o.accountId);
-      if (!found) throw new Error(`no account ${o.accountId}`);
-      await setLimits(trx, found.id, { rpm: o.rpm, concurrency: o.concurrency });
-      if (o.creditsMicro) await grantIn(trx, found.id, o.creditsMicro, `key ${keyId} created`, now);
+    if (options.accountId !== undefined) {
+      const found = await getAccount(trx, options.accountId);
+      if (!found) throw new Error(`no account ${options.accountId}`);
+      await setLimits(trx, found.id, { rpm: options.rpm, concurrency: options.concurrency });
+      if (options.creditsMicro) await grantIn(trx, found.id, options.creditsMicro, `key ${keyId} created`, now);
       account = (await getAccount(trx, found.id)) ?? found;
     } else {
-      account = await createAccountIn(trx, { name: o.name ?? null, creditsMicro: o.creditsMicro ?? 0, rpm: o.rpm, concurrency: o.concurrency }, now);
+      account = await createAccountIn(trx, { name: options.name ?? null, creditsMicro: options.creditsMicro ?? 0, rpm: options.rpm, concurrency: options.concurrency }, now);
     }
     await trx
       .insertInto('api_keys')
@@ -122,8 +122,8 @@ export async function createKey(db: Kysely<Database>, o: CreateKeyOptions = {}, 
         account_id: account.id,
         key_hash: hashKey(key),
         prefix: displayPrefix(key),
-        name: o.name ?? null,
-        is_admin: o.admin ? 1 : 0,
+        name: options.name ?? null,
+        is_admin: options.admin ? 1 : 0,
         created_at: now,
         revoked_at: null,
         last_used_at: null,
@@ -134,8 +134,8 @@ export async function createKey(db: Kysely<Database>, o: CreateKeyOptions = {}, 
       key_id: keyId,
       account_id: account.id,
       prefix: displayPrefix(key),
-      name: o.name ?? null,
-      admin: Boolean(o.admin),
+      name: options.name ?? null,
+      admin: Boolean(options.admin),
       balance_micro: Number(account.balance_micro),
       rpm: account.rpm,
       concurrency: account.concurrency,
@@ -156,13 +156,13 @@ export interface KeyInfo {
   last_used_at: number | null;
 }
 
-export async function listKeys(db: Kysely<Database>, o: { accountId?: string } = {}): Promise<KeyInfo[]> {
+export async function listKeys(db: Kysely<Database>, options: { accountId?: string } = {}): Promise<KeyInfo[]> {
   let q = db
     .selectFrom('api_keys')
     .select(['id', 'prefix', 'name', 'account_id', 'is_admin', 'created_at', 'revoked_at', 'last_used_at'])
     .orderBy('created_at')
     .orderBy('id');
-  if (o.accountId !== undefined) q = q.where('account_id', '=', o.accountId);
+  if (options.accountId !== undefined) q = q.where('account_id', '=', options.accountId);
   const rows = await q.execute();
   return rows.map((r) => ({
     key_id: r.id,

@@ -116,9 +116,9 @@ describe(`ledger (${dialect})`, () => {
     await assertLedgerBalances(t.db, a);
   });
 
-  test('a crash between steps is repaired by repeating them: never a double charge or a lost refund', async () => {
+  test('every step is idempotent: a reserve, settle or release replayed never charges twice or loses a refund', async () => {
     const a = await newAccount(10);
-    // The worker settles, "crashes", and on restart replays every step of every job.
+    // Steps replayed (a retried call, a second sweep): each takes effect once.
     for (const id of ['ok1', 'ok2', 'bad1']) await reserve(t.db, { accountId: a, requestId: id, priceMicro: 1 * C });
     await settle(t.db, 'ok1');
     await release(t.db, 'bad1');

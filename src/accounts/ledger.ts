@@ -1,5 +1,5 @@
 /**
- * Credits, in integer micro-credits (1 credit = 1,000,000; see money.ts). The spendable
+ * Credits, in integer micro-credits (1 credit = 1,000,000; formatting and parsing in billing/pricing.ts). The spendable
  * balance lives on the account row; the ledger records every change once:
  *
  *   grant    +n              operator adds credits                    (no request)
@@ -104,39 +104,39 @@ export class BalanceOverflow extends RangeError {
  */
 export async function reserveIn(
   trx: Transaction<Database>,
-  o: { accountId: string; requestId: string; priceMicro: number },
+  options: { accountId: string; requestId: string; priceMicro: number },
   now = Date.now(),
 ): Promise<number> {
-  assertMicro('price', o.priceMicro, 0);
+  assertMicro('price', options.priceMicro, 0);
   // Checked first for a clear message (the foreign key would refuse it anyway).
-  if ((await findBalance(trx, o.accountId)) === null) throw new Error(`no account ${o.accountId}`);
+  if ((await findBalance(trx, options.accountId)) === null) throw new Error(`no account ${options.accountId}`);
   const ins = await trx
     .insertInto('ledger')
     .values({
       id: randomUUID(),
-      account_id: o.accountId,
-      request_id: o.requestId,
+      account_id: options.accountId,
+      request_id: options.requestId,
       kind: 'reserve',
       phase: 'open',
-      amount_micro: -o.priceMicro,
+      amount_micro: -options.priceMicro,
       note: null,
       created_at: now,
     })
     .onConflict((oc) => oc.doNothing())
     .executeTakeFirst();
   if (Number(ins.numInsertedOrUpdatedRows ?? 0) === 0) {
-    const e = await entries(trx, o.requestId);
-    if (e.has('settle') || e.has('release')) throw new Error(`request ${o.requestId} was already settled or released`);
-    return balance(trx, e.get('reserve')?.account_id ?? o.accountId);
+    const e = await entries(trx, options.requestId);
+    if (e.has('settle') || e.has('release')) throw new Error(`request ${options.requestId} was already settled or released`);
+    return balance(trx, e.get('reserve')?.account_id ?? options.accountId);
   }
   const row = await trx
     .updateTable('accounts')
-    .set((eb) => ({ balance_micro: eb('balance_micro', '-', o.priceMicro) }))
-    .where('id', '=', o.accountId)
-    .where('balance_micro', '>=', o.priceMicro)
+    .set((eb) => ({ balance_micro: eb('balance_micro', '-', options.priceMicro) }))
+    .where('id', '=', options.accountId)
+    .where('balance_micro', '>=', options.priceMicro)
     .returning('balance_micro')
     .executeTakeFirst();
-  if (!row) throw new InsufficientBalance(await balance(trx, o.accountId));
+  if (!row) throw new InsufficientBalance(await balance(trx, options.accountId));
   return Number(row.balance_micro);
 }
 
@@ -146,11 +146,11 @@ export async function reserveIn(
  */
 export async function reserve(
   db: Kysely<Database>,
-  o: { accountId: string; requestId: string; priceMicro: number },
+  options: { accountId: string; requestId: string; priceMicro: number },
   now = Date.now(),
 ): Promise<ReserveResult> {
   try {
-    return { ok: true, balanceMicro: await db.transaction().execute((trx) => reserveIn(trx, o, now)) };
+    return { ok: true, balanceMicro: await db.transaction().execute((trx) => reserveIn(trx, options, now)) };
   } catch (err) {
     if (err instanceof InsufficientBalance) return { ok: false, balanceMicro: err.balanceMicro };
     throw err;
@@ -251,8 +251,8 @@ export interface Usage {
 }
 
 /** A summary of an account's requests and money since `since` (epoch ms). Null for an unknown account. */
-export async function usage(db: Db, accountId: string, o: { since?: number } = {}): Promise<Usage | null> {
-  const since = o.since ?? 0;
+export async function usage(db: Db, accountId: string, options: { since?: number } = {}): Promise<Usage | null> {
+  const since = options.since ?? 0;
   const bal = await findBalance(db, accountId);
   if (bal === null) return null;
   const byStatus = await db

@@ -89,7 +89,7 @@ export function parseGpus(v: string | undefined): Array<string | null> {
 }
 
 /** One fleet worker per GPU, sharing this process's database, storage and Redis. */
-export async function startFleetWorkers(o: {
+export async function startFleetWorkers(options: {
   config: Config;
   env: NodeJS.ProcessEnv;
   gpus: Array<string | null>;
@@ -100,30 +100,30 @@ export async function startFleetWorkers(o: {
   redis: RedisParts;
   onIdleExit?: () => void;
 }): Promise<FleetWorker[]> {
-  const { config } = o;
-  const workers = o.gpus.map((gpu) => {
+  const { config } = options;
+  const workers = options.gpus.map((gpu) => {
     const id = `${hostname()}:${process.pid}${gpu !== null ? `:gpu${gpu}` : ''}`;
     return new FleetWorker({
       id,
       gpu,
       model: config.model,
-      engine: makeEngine(config, o.env, o.logger, gpu),
-      db: o.db,
-      storage: o.storage,
-      metrics: o.metrics,
-      logger: o.logger.child({ component: 'worker', worker_id: id }),
-      limiter: o.redis.limiter,
-      redis: o.redis.redis,
+      engine: makeEngine(config, options.env, options.logger, gpu),
+      db: options.db,
+      storage: options.storage,
+      metrics: options.metrics,
+      logger: options.logger.child({ component: 'worker', worker_id: id }),
+      limiter: options.redis.limiter,
+      redis: options.redis.redis,
       bullConnection: blockingOptions(config.redisUrl ?? ''),
-      keys: o.redis.keys,
+      keys: options.redis.keys,
       imageMetadata: config.imageMetadata,
       maxAttempts: config.maxAttempts,
       lockMs: config.jobLockMs,
       idleExitMs: config.idleExitMs,
-      onIdleExit: o.onIdleExit,
+      onIdleExit: options.onIdleExit,
     });
   });
-  await subscribeCancels(o.redis.subscriber, o.redis.keys, (id, reason) => {
+  await subscribeCancels(options.redis.subscriber, options.redis.keys, (id, reason) => {
     for (const w of workers) w.cancel(id, reason);
   });
   for (const w of workers) w.start();

@@ -38,23 +38,23 @@ export function register(program: Command): void {
     .option('--format <f>', 'png, jpeg or webp')
     .option('--out <file>', 'where to write the image (default: <request id>.<ext>)')
     .option('--json', 'print a JSON summary instead of a progress bar', false)
-    .action(async (prompt: string, o: Record<string, unknown>) => {
+    .action(async (prompt: string, options: Record<string, unknown>) => {
       const url = process.env.KLEIN_URL || 'http://127.0.0.1:8080';
       const apiKey = process.env.KLEIN_API_KEY;
       if (!apiKey) throw new Error('KLEIN_API_KEY is not set: create a key with `klein keys create` and export it');
       const client = new KleinClient({ baseUrl: url, apiKey });
       const body: GenerateBody = { prompt };
-      if ((o.image as string[]).length > 0) body.image_urls = await Promise.all((o.image as string[]).map(imageArg));
+      if ((options.image as string[]).length > 0) body.image_urls = await Promise.all((options.image as string[]).map(imageArg));
       const map: Array<[string, keyof GenerateBody]> = [
         ['aspectRatio', 'aspect_ratio'], ['width', 'width'], ['height', 'height'], ['steps', 'steps'], ['cfg', 'cfg'],
         ['seed', 'seed'], ['sampler', 'sampler'], ['negativePrompt', 'negative_prompt'], ['format', 'image_format'],
       ];
-      for (const [from, to] of map) if (o[from] !== undefined) (body as unknown as Record<string, unknown>)[to] = o[from];
-      const tty = !o.json && process.stderr.isTTY;
+      for (const [from, to] of map) if (options[from] !== undefined) (body as unknown as Record<string, unknown>)[to] = options[from];
+      const tty = !options.json && process.stderr.isTTY;
       try {
         const rec = await client.run(body, {
           onEvent: (e) => {
-            if (o.json) return;
+            if (options.json) return;
             if (e.event === 'queued') process.stderr.write(`${tty ? '\r' : ''}queued, position ${e.data.position}${tty ? '' : '\n'}`);
             if (e.event === 'progress') process.stderr.write(`${tty ? '\r' : ''}${bar(e.data.step, e.data.total)}${tty ? '' : '\n'}`);
           },
@@ -64,10 +64,10 @@ export function register(program: Command): void {
           throw new Error(`request ${rec.request_id} ${rec.status.toLowerCase()}: ${rec.error?.message ?? ''}`);
         }
         const out = await client.output(rec.request_id);
-        const file = (o.out as string | undefined) ?? `${rec.request_id}.${EXT[out.contentType] ?? 'png'}`;
+        const file = (options.out as string | undefined) ?? `${rec.request_id}.${EXT[out.contentType] ?? 'png'}`;
         await writeFile(file, out.bytes);
         const summary = { request_id: rec.request_id, file, seed: rec.input.seed, bytes: out.bytes.length, content_type: out.contentType, metrics: rec.metrics };
-        if (o.json) process.stdout.write(`${JSON.stringify(summary)}\n`);
+        if (options.json) process.stdout.write(`${JSON.stringify(summary)}\n`);
         else process.stderr.write(`wrote ${file} (seed ${String(rec.input.seed)}, ${rec.metrics.cost} credits)\n`);
       } catch (err) {
         if (err instanceof KleinApiError) {

@@ -38,17 +38,17 @@ export interface KeysCreateOptions {
 }
 
 /** Creates the key; returns exactly what `keys create` prints. */
-export async function keysCreate(db: Kysely<Database>, o: KeysCreateOptions): Promise<string> {
-  const micro = parseCreditsOption('--credits', o.credits ?? '0');
+export async function keysCreate(db: Kysely<Database>, options: KeysCreateOptions): Promise<string> {
+  const micro = parseCreditsOption('--credits', options.credits ?? '0');
   const k = await createKey(db, {
-    accountId: o.account,
+    accountId: options.account,
     creditsMicro: micro,
-    rpm: o.rpm,
-    concurrency: o.concurrency,
-    name: o.name ?? null,
-    admin: Boolean(o.admin),
+    rpm: options.rpm,
+    concurrency: options.concurrency,
+    name: options.name ?? null,
+    admin: Boolean(options.admin),
   });
-  if (!o.json) return `${k.key}\n`;
+  if (!options.json) return `${k.key}\n`;
   return `${JSON.stringify({
     key: k.key,
     account_id: k.account_id,
@@ -66,8 +66,8 @@ export async function keysCreate(db: Kysely<Database>, o: KeysCreateOptions): Pr
 const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
 
 /** Every key (or one account's), prefixes only. */
-export async function keysList(db: Kysely<Database>, o: { json?: boolean; account?: string }): Promise<string> {
-  const keys = await listKeys(db, { accountId: o.account });
+export async function keysList(db: Kysely<Database>, options: { json?: boolean; account?: string }): Promise<string> {
+  const keys = await listKeys(db, { accountId: options.account });
   const rows = keys.map((k) => ({
     key_id: k.key_id,
     prefix: k.prefix,
@@ -79,7 +79,7 @@ export async function keysList(db: Kysely<Database>, o: { json?: boolean; accoun
     revoked_at: iso(k.revoked_at),
     last_used_at: iso(k.last_used_at),
   }));
-  if (o.json) return `${JSON.stringify(rows)}\n`;
+  if (options.json) return `${JSON.stringify(rows)}\n`;
   if (rows.length === 0) return 'no keys\n';
   return rows
     .map((r) => `${r.key_id}  ${r.prefix}  ${r.status.padEnd(7)}  ${r.admin ? 'admin' : '     '}  ${r.account_id}  used ${r.last_used_at ?? 'never'}  ${r.name ?? ''}`.trimEnd())
@@ -115,10 +115,10 @@ export function register(program: Command, ctx: CliContext, io: CliIo = stdoutIo
     .option('--admin', 'the key may use the admin routes', false)
     .option('--account <id>', 'add the key to this existing account')
     .option('--json', 'print a JSON object instead of only the key', false)
-    .action(async (o: KeysCreateOptions) => {
+    .action(async (options: KeysCreateOptions) => {
       // Parse before opening the database, so a typo changes nothing.
-      parseCreditsOption('--credits', o.credits ?? '0');
-      io.out(await withDb(ctx, (db) => keysCreate(db, o)));
+      parseCreditsOption('--credits', options.credits ?? '0');
+      io.out(await withDb(ctx, (db) => keysCreate(db, options)));
     });
 
   keys
@@ -126,8 +126,8 @@ export function register(program: Command, ctx: CliContext, io: CliIo = stdoutIo
     .description('list keys (prefixes only: keys themselves are never stored)')
     .option('--account <id>', "only this account's keys")
     .option('--json', 'print JSON', false)
-    .action(async (o: { json: boolean; account?: string }) => {
-      io.out(await withDb(ctx, (db) => keysList(db, o)));
+    .action(async (options: { json: boolean; account?: string }) => {
+      io.out(await withDb(ctx, (db) => keysList(db, options)));
     });
 
   keys

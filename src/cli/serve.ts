@@ -282,15 +282,15 @@ export function registerServe(program: Command): void {
     .description('run the API server (configured by environment variables; see README)')
     .option('--role <role>', 'all (gateway and engine), api (gateway only, needs REDIS_URL) or worker (engines only)', 'all')
     .option('--gpus <list>', 'GPU indices for this process\'s engines, e.g. 0,1 (roles all and worker)')
-    .action(async (o: { role: string; gpus?: string }) => {
-      if (!['all', 'api', 'worker'].includes(o.role)) throw new Error(`--role must be all, api or worker, got "${o.role}"`);
-      if (o.role === 'worker') return runWorkers(o.gpus);
-      const server = await startServer(loadConfig(), process.env, { role: o.role as Role, gpus: parseGpus(o.gpus) });
+    .action(async (options: { role: string; gpus?: string }) => {
+      if (!['all', 'api', 'worker'].includes(options.role)) throw new Error(`--role must be all, api or worker, got "${options.role}"`);
+      if (options.role === 'worker') return runWorkers(options.gpus);
+      const server = await startServer(loadConfig(), process.env, { role: options.role as Role, gpus: parseGpus(options.gpus) });
       onSignals(() => server.close());
     });
   program
     .command('worker')
     .description('run engines that take jobs from Redis, one per GPU (REDIS_URL, DATABASE_URL; KLEIN_IDLE_EXIT to leave when idle)')
     .option('--gpus <list>', 'GPU indices, e.g. 0,1 (default: one engine on the default device)')
-    .action(async (o: { gpus?: string }) => runWorkers(o.gpus));
+    .action(async (options: { gpus?: string }) => runWorkers(options.gpus));
 }

@@ -30,17 +30,17 @@ function view(u: Usage) {
 }
 
 /** One account's usage (a JSON object) or every account's (a JSON array); returns what is printed. */
-export async function usageReport(db: Kysely<Database>, o: UsageOptions): Promise<string> {
-  const since = o.since === undefined ? 0 : Date.parse(o.since);
-  if (Number.isNaN(since)) throw new Error(`--since must be an ISO-8601 time, got "${o.since}"`);
-  const ids = o.accountId !== undefined ? [o.accountId] : (await listAccounts(db)).map((a) => a.id);
+export async function usageReport(db: Kysely<Database>, options: UsageOptions): Promise<string> {
+  const since = options.since === undefined ? 0 : Date.parse(options.since);
+  if (Number.isNaN(since)) throw new Error(`--since must be an ISO-8601 time, got "${options.since}"`);
+  const ids = options.accountId !== undefined ? [options.accountId] : (await listAccounts(db)).map((a) => a.id);
   const rows: ReturnType<typeof view>[] = [];
   for (const id of ids) {
     const u = await usage(db, id, { since });
     if (!u) throw new Error(`no account ${id}`);
     rows.push(view(u));
   }
-  if (o.json) return `${JSON.stringify(o.accountId !== undefined ? rows[0] : rows)}\n`;
+  if (options.json) return `${JSON.stringify(options.accountId !== undefined ? rows[0] : rows)}\n`;
   if (rows.length === 0) return 'no accounts\n';
   return rows
     .map((u) => {
@@ -57,7 +57,7 @@ export function register(program: Command, ctx: CliContext, io: CliIo = stdoutIo
     .description('usage of one account, or of every account')
     .option('--since <iso>', 'only since this time (ISO-8601)')
     .option('--json', 'print JSON', false)
-    .action(async (accountId: string | undefined, o: { since?: string; json: boolean }) => {
-      io.out(await withDb(ctx, (db) => usageReport(db, { accountId, since: o.since, json: o.json })));
+    .action(async (accountId: string | undefined, options: { since?: string; json: boolean }) => {
+      io.out(await withDb(ctx, (db) => usageReport(db, { accountId, since: options.since, json: options.json })));
     });
 }

@@ -10,13 +10,13 @@ export function register(program: Command, ctx: CliContext): void {
     .command('rotate-secret <account-id>')
     .description('replace the account\'s webhook signing secret; prints the new one (deliveries from now on use it)')
     .option('--json', 'print JSON', false)
-    .action(async (accountId: string, o: { json: boolean }) => {
+    .action(async (accountId: string, options: { json: boolean }) => {
       const secret = newWebhookSecret();
       const n = await withDb(ctx, async (db) => {
         const r = await db.updateTable('accounts').set({ webhook_secret: secret }).where('id', '=', accountId).executeTakeFirst();
         return Number(r.numUpdatedRows);
       });
       if (n === 0) throw new Error(`no account ${accountId}`);
-      process.stdout.write(o.json ? `${JSON.stringify({ account_id: accountId, webhook_secret: secret })}\n` : `${secret}\n`);
+      process.stdout.write(options.json ? `${JSON.stringify({ account_id: accountId, webhook_secret: secret })}\n` : `${secret}\n`);
     });
 }

@@ -41,36 +41,36 @@ export interface DecodedReference {
   format: SniffedFormat;
 }
 
-export async function decodeReference(bytes: Buffer, o: { maxPixels: number; field: string }): Promise<DecodedReference> {
+export async function decodeReference(bytes: Buffer, options: { maxPixels: number; field: string }): Promise<DecodedReference> {
   const format = sniffFormat(bytes);
-  if (!format) throw fail('image_invalid', o.field, 'is not a PNG, JPEG or WebP image');
+  if (!format) throw fail('image_invalid', options.field, 'is not a PNG, JPEG or WebP image');
   let meta: Metadata;
   try {
     meta = await sharp(bytes, { limitInputPixels: false, failOn: 'none' }).metadata();
   } catch {
-    throw fail('image_invalid', o.field, `is not a readable ${format.toUpperCase()} image`);
+    throw fail('image_invalid', options.field, `is not a readable ${format.toUpperCase()} image`);
   }
-  if (!meta.width || !meta.height) throw fail('image_invalid', o.field, 'has no dimensions');
-  if (meta.width * meta.height > o.maxPixels) {
-    throw fail('image_too_large', o.field, `has ${meta.width}×${meta.height} pixels; at most ${o.maxPixels} are accepted`);
+  if (!meta.width || !meta.height) throw fail('image_invalid', options.field, 'has no dimensions');
+  if (meta.width * meta.height > options.maxPixels) {
+    throw fail('image_too_large', options.field, `has ${meta.width}×${meta.height} pixels; at most ${options.maxPixels} are accepted`);
   }
   const rotated = (meta.orientation ?? 1) >= 5;
   const w = rotated ? meta.height : meta.width;
   const h = rotated ? meta.width : meta.height;
-  if (Math.min(w, h) < MIN_SIDE) throw fail('image_too_small', o.field, `is ${w}×${h}; each side must be at least ${MIN_SIDE} pixels`);
-  if (Math.max(w, h) / Math.min(w, h) > MAX_RATIO) throw fail('image_bad_ratio', o.field, `is ${w}×${h}; the long side may be at most ${MAX_RATIO}× the short side`);
+  if (Math.min(w, h) < MIN_SIDE) throw fail('image_too_small', options.field, `is ${w}×${h}; each side must be at least ${MIN_SIDE} pixels`);
+  if (Math.max(w, h) / Math.min(w, h) > MAX_RATIO) throw fail('image_bad_ratio', options.field, `is ${w}×${h}; the long side may be at most ${MAX_RATIO}× the short side`);
 
   const t = targetSize(w, h);
   let resized: { data: Buffer; info: OutputInfo };
   try {
-    let pipe = sharp(bytes, { limitInputPixels: o.maxPixels, failOn: 'error' }).rotate().removeAlpha().toColourspace('srgb');
+    let pipe = sharp(bytes, { limitInputPixels: options.maxPixels, failOn: 'error' }).rotate().removeAlpha().toColourspace('srgb');
     if (t.width !== w || t.height !== h) pipe = pipe.resize(t.width, t.height, { kernel: 'lanczos3', fit: 'fill' });
     resized = await pipe.raw().toBuffer({ resolveWithObject: true });
   } catch {
-    throw fail('image_invalid', o.field, `could not be decoded as ${format.toUpperCase()}`);
+    throw fail('image_invalid', options.field, `could not be decoded as ${format.toUpperCase()}`);
   }
   const { data, info } = resized;
-  if (info.channels !== 3) throw fail('image_invalid', o.field, `decoded to ${info.channels} channels`);
+  if (info.channels !== 3) throw fail('image_invalid', options.field, `decoded to ${info.channels} channels`);
   const cw = Math.floor(info.width / MULTIPLE) * MULTIPLE;
   const ch = Math.floor(info.height / MULTIPLE) * MULTIPLE;
   const left = Math.floor((info.width - cw) / 2);

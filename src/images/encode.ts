@@ -13,10 +13,10 @@ export interface EncodeOptions {
   metadata?: Record<string, string> | null;
 }
 
-export async function encodeImage(img: RgbImage, o: EncodeOptions): Promise<Buffer> {
+export async function encodeImage(img: RgbImage, options: EncodeOptions): Promise<Buffer> {
   let pipe = sharp(img.data, { raw: { width: img.width, height: img.height, channels: 3 } });
-  const meta = o.metadata ?? null;
-  if (o.format === 'png') {
+  const meta = options.metadata ?? null;
+  if (options.format === 'png') {
     const png = await pipe.png({ compressionLevel: 6, adaptiveFiltering: false }).toBuffer();
     return meta ? insertPngText(png, meta) : png;
   }
@@ -28,8 +28,8 @@ export async function encodeImage(img: RgbImage, o: EncodeOptions): Promise<Buff
       },
     });
   }
-  if (o.format === 'jpeg') return pipe.jpeg({ quality: o.quality, chromaSubsampling: '4:2:0' }).toBuffer();
-  return pipe.webp({ quality: o.quality }).toBuffer();
+  if (options.format === 'jpeg') return pipe.jpeg({ quality: options.quality, chromaSubsampling: '4:2:0' }).toBuffer();
+  return pipe.webp({ quality: options.quality }).toBuffer();
 }
 
 const CRC_TABLE = (() => {

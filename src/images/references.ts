@@ -17,16 +17,16 @@ export interface ReferenceOptions {
   signal?: AbortSignal | undefined;
 }
 
-export async function loadReferenceImages(urls: string[], o: ReferenceOptions): Promise<DecodedReference[]> {
-  const allow = typeof o.allowNetworks === 'string' ? parseAllowNetworks(o.allowNetworks) : o.allowNetworks;
+export async function loadReferenceImages(urls: string[], options: ReferenceOptions): Promise<DecodedReference[]> {
+  const allow = typeof options.allowNetworks === 'string' ? parseAllowNetworks(options.allowNetworks) : options.allowNetworks;
   return Promise.all(
     urls.map(async (url, i) => {
       const field = `image_urls[${i}]`;
       const bytes = url.startsWith('data:')
-        ? parseDataUri(url, { maxBytes: o.maxBytes, field })
-        : (await safeFetch(url, { allow, maxBytes: o.maxBytes, timeoutMs: o.timeoutMs, field, lookup: o.lookup, signal: o.signal })).bytes;
-      o.signal?.throwIfAborted();
-      return decodeReference(bytes, { maxPixels: o.maxPixels, field });
+        ? parseDataUri(url, { maxBytes: options.maxBytes, field })
+        : (await safeFetch(url, { allow, maxBytes: options.maxBytes, timeoutMs: options.timeoutMs, field, lookup: options.lookup, signal: options.signal })).bytes;
+      options.signal?.throwIfAborted();
+      return decodeReference(bytes, { maxPixels: options.maxPixels, field });
     }),
   );
 }

@@ -37,27 +37,27 @@ function origin(u: URL): string {
 }
 
 /** Resolves the host once and checks every address; returns the one to connect to. */
-export async function resolveChecked(u: URL, o: Pick<SafeFetchOptions, 'allow' | 'field' | 'lookup'>): Promise<LookupAddress> {
+export async function resolveChecked(u: URL, options: Pick<SafeFetchOptions, 'allow' | 'field' | 'lookup'>): Promise<LookupAddress> {
   const host = u.hostname.startsWith('[') ? u.hostname.slice(1, -1) : u.hostname;
   let addrs: LookupAddress[];
   if (ipaddr.isValid(host)) {
     addrs = [{ address: host, family: host.includes(':') ? 6 : 4 }];
   } else {
     if (/^localhost\.?$/i.test(host) || /\.localhost\.?$/i.test(host)) {
-      throw new ApiError('url_blocked', `${o.field}: ${origin(u)} points at a blocked address (localhost)`, { details: [{ field: o.field, message: 'points at a blocked address (localhost)' }] });
+      throw new ApiError('url_blocked', `${options.field}: ${origin(u)} points at a blocked address (localhost)`, { details: [{ field: options.field, message: 'points at a blocked address (localhost)' }] });
     }
     try {
-      addrs = await (o.lookup ?? defaultLookup)(host);
+      addrs = await (options.lookup ?? defaultLookup)(host);
     } catch {
-      throw new ApiError('image_fetch_failed', `${o.field}: cannot resolve ${host}`, { details: [{ field: o.field, message: `cannot resolve ${host}` }] });
+      throw new ApiError('image_fetch_failed', `${options.field}: cannot resolve ${host}`, { details: [{ field: options.field, message: `cannot resolve ${host}` }] });
     }
-    if (addrs.length === 0) throw new ApiError('image_fetch_failed', `${o.field}: ${host} has no address`, { details: [{ field: o.field, message: `${host} has no address` }] });
+    if (addrs.length === 0) throw new ApiError('image_fetch_failed', `${options.field}: ${host} has no address`, { details: [{ field: options.field, message: `${host} has no address` }] });
   }
   for (const a of addrs) {
-    const why = addressBlockReason(a.address, o.allow);
+    const why = addressBlockReason(a.address, options.allow);
     if (why) {
-      throw new ApiError('url_blocked', `${o.field}: ${origin(u)} points at a blocked address (${why})`, {
-        details: [{ field: o.field, message: `points at a blocked address (${why})` }],
+      throw new ApiError('url_blocked', `${options.field}: ${origin(u)} points at a blocked address (${why})`, {
+        details: [{ field: options.field, message: `points at a blocked address (${why})` }],
       });
     }
   }
@@ -65,33 +65,33 @@ export async function resolveChecked(u: URL, o: Pick<SafeFetchOptions, 'allow' |
 }
 
 /** http(s) only, no credentials. */
-export function checkUrl(raw: string, o: Pick<SafeFetchOptions, 'field'>): URL {
+export function checkUrl(raw: string, options: Pick<SafeFetchOptions, 'field'>): URL {
   let u: URL;
   try {
     u = new URL(raw);
   } catch {
-    throw new ApiError('image_fetch_failed', `${o.field}: not a valid URL`, { details: [{ field: o.field, message: 'is not a valid URL' }] });
+    throw new ApiError('image_fetch_failed', `${options.field}: not a valid URL`, { details: [{ field: options.field, message: 'is not a valid URL' }] });
   }
   if (u.protocol !== 'http:' && u.protocol !== 'https:') {
-    throw new ApiError('url_blocked', `${o.field}: only http and https URLs may be fetched`, { details: [{ field: o.field, message: 'only http and https URLs may be fetched' }] });
+    throw new ApiError('url_blocked', `${options.field}: only http and https URLs may be fetched`, { details: [{ field: options.field, message: 'only http and https URLs may be fetched' }] });
   }
   if (u.username || u.password) {
-    throw new ApiError('url_blocked', `${o.field}: URLs with credentials are not fetched`, { details: [{ field: o.field, message: 'URLs with credentials are not fetched' }] });
+    throw new ApiError('url_blocked', `${options.field}: URLs with credentials are not fetched`, { details: [{ field: options.field, message: 'URLs with credentials are not fetched' }] });
   }
   return u;
 }
 
-export async function safeFetch(url: string, o: SafeFetchOptions): Promise<{ bytes: Buffer; finalUrl: string }> {
-  const timeout = AbortSignal.timeout(o.timeoutMs);
-  const deadline = o.signal ? AbortSignal.any([timeout, o.signal]) : timeout;
+export async function safeFetch(url: string, options: SafeFetchOptions): Promise<{ bytes: Buffer; finalUrl: string }> {
+  const timeout = AbortSignal.timeout(options.timeoutMs);
+  const deadline = options.signal ? AbortSignal.any([timeout, options.signal]) : timeout;
   const gone = () => {
-    if (o.signal?.aborted) throw o.signal.reason;
+    if (options.signal?.aborted) throw options.signal.reason;
   };
   gone();
-  const maxRedirects = o.maxRedirects ?? 3;
-  let current = checkUrl(url, o);
+  const maxRedirects = options.maxRedirects ?? 3;
+  let current = checkUrl(url, options);
   for (let hop = 0; ; hop++) {
-    const pinned = await resolveChecked(current, o);
+    const pinned = await resolveChecked(current, options);
     gone();
     const agent = pinnedAgent(pinned);
     try {
@@ -99,38 +99,38 @@ export async function safeFetch(url: string, o: SafeFetchOptions): Promise<{ byt
         method: 'GET',
         dispatcher: agent,
         signal: deadline,
-        headers: { 'user-agent': o.userAgent ?? 'klein-serve/0.1 (+reference image fetch)', accept: 'image/png,image/jpeg,image/webp;q=0.9,*/*;q=0.1' },
+        headers: { 'user-agent': options.userAgent ?? 'klein-serve/0.1 (+reference image fetch)', accept: 'image/png,image/jpeg,image/webp;q=0.9,*/*;q=0.1' },
       }).catch((err: unknown) => {
         gone();
         const why = deadline.aborted ? 'timed out' : `failed (${(err as { code?: string }).code ?? 'network error'})`;
-        throw new ApiError('image_fetch_failed', `${o.field}: fetching ${origin(current)} ${why}`, { details: [{ field: o.field, message: `fetch ${why}` }] });
+        throw new ApiError('image_fetch_failed', `${options.field}: fetching ${origin(current)} ${why}`, { details: [{ field: options.field, message: `fetch ${why}` }] });
       });
       if (res.statusCode >= 300 && res.statusCode < 400 && res.headers.location) {
         await res.body.dump();
         if (hop >= maxRedirects) {
-          throw new ApiError('image_fetch_failed', `${o.field}: more than ${maxRedirects} redirects`, { details: [{ field: o.field, message: `more than ${maxRedirects} redirects` }] });
+          throw new ApiError('image_fetch_failed', `${options.field}: more than ${maxRedirects} redirects`, { details: [{ field: options.field, message: `more than ${maxRedirects} redirects` }] });
         }
         const loc = Array.isArray(res.headers.location) ? res.headers.location[0]! : res.headers.location;
-        current = checkUrl(new URL(loc, current).toString(), o);
+        current = checkUrl(new URL(loc, current).toString(), options);
         continue;
       }
       if (res.statusCode < 200 || res.statusCode >= 300) {
         await res.body.dump();
-        throw new ApiError('image_fetch_failed', `${o.field}: ${origin(current)} answered ${res.statusCode}`, { details: [{ field: o.field, message: `the server answered ${res.statusCode}` }] });
+        throw new ApiError('image_fetch_failed', `${options.field}: ${origin(current)} answered ${res.statusCode}`, { details: [{ field: options.field, message: `the server answered ${res.statusCode}` }] });
       }
       const len = Number(res.headers['content-length']);
-      if (Number.isFinite(len) && len > o.maxBytes) {
+      if (Number.isFinite(len) && len > options.maxBytes) {
         res.body.destroy();
-        throw tooLarge(o);
+        throw tooLarge(options);
       }
       const chunks: Buffer[] = [];
       let total = 0;
       try {
         for await (const chunk of res.body) {
           total += (chunk as Buffer).length;
-          if (total > o.maxBytes) {
+          if (total > options.maxBytes) {
             res.body.destroy();
-            throw tooLarge(o);
+            throw tooLarge(options);
           }
           chunks.push(chunk as Buffer);
         }
@@ -138,7 +138,7 @@ export async function safeFetch(url: string, o: SafeFetchOptions): Promise<{ byt
         if (err instanceof ApiError) throw err;
         gone();
         const why = deadline.aborted ? 'timed out' : 'was cut off';
-        throw new ApiError('image_fetch_failed', `${o.field}: the download ${why}`, { details: [{ field: o.field, message: `the download ${why}` }] });
+        throw new ApiError('image_fetch_failed', `${options.field}: the download ${why}`, { details: [{ field: options.field, message: `the download ${why}` }] });
       }
       return { bytes: Buffer.concat(chunks), finalUrl: current.toString() };
     } finally {
@@ -159,8 +159,8 @@ export function pinnedAgent(pinned: LookupAddress): Agent {
   });
 }
 
-function tooLarge(o: SafeFetchOptions): ApiError {
-  return new ApiError('image_too_large', `${o.field}: the image is larger than ${o.maxBytes} bytes`, {
-    details: [{ field: o.field, message: `is larger than ${o.maxBytes} bytes` }],
+function tooLarge(options: SafeFetchOptions): ApiError {
+  return new ApiError('image_too_large', `${options.field}: the image is larger than ${options.maxBytes} bytes`, {
+    details: [{ field: options.field, message: `is larger than ${options.maxBytes} bytes` }],
   });
 }

@@ -89,7 +89,7 @@ export class JobBus {
     const done = this.finished.get(id);
     if (done) return Promise.resolve(done);
     return new Promise((resolve) => {
-      const fn = (o: JobOutcome) => resolve(o);
+      const fn = (outcome: JobOutcome) => resolve(outcome);
       this.emitter.once(`done:${id}`, fn);
       signal?.addEventListener('abort', () => this.emitter.off(`done:${id}`, fn), { once: true });
     });

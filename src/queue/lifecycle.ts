@@ -59,7 +59,7 @@ export interface LifecycleOptions {
 export const slotKey = (keyId: string): string => `key:${keyId}`;
 
 export class Lifecycle {
-  constructor(private readonly o: LifecycleOptions) {}
+  constructor(private readonly options: LifecycleOptions) {}
 
   /**
    * PROCESSING → COMPLETED (only by its owner, when given) with its settle, unless its
@@ -68,22 +68,22 @@ export class Lifecycle {
    */
   async completed(
     id: string,
-    o: { owner?: string; priceMicro: number; output: EncodedOutput; outputKey: string; generationTimeS: number; timings: Record<string, number> },
+    options: { owner?: string; priceMicro: number; output: EncodedOutput; outputKey: string; generationTimeS: number; timings: Record<string, number> },
   ): Promise<JobOutcome | null> {
-    const ended = await this.end(id, ['PROCESSING'], 'COMPLETED', o.owner, {
-      cost_micro: o.priceMicro,
-      timings: JSON.stringify({ ...o.timings, generation_s: o.generationTimeS }),
-      output_format: o.output.format,
-      output_key: o.outputKey,
+    const ended = await this.end(id, ['PROCESSING'], 'COMPLETED', options.owner, {
+      cost_micro: options.priceMicro,
+      timings: JSON.stringify({ ...options.timings, generation_s: options.generationTimeS }),
+      output_format: options.output.format,
+      output_key: options.outputKey,
     });
     if (!ended) return null;
     const outcome: JobOutcome = {
       status: 'COMPLETED',
-      output: o.output,
-      costMicro: o.priceMicro,
+      output: options.output,
+      costMicro: options.priceMicro,
       balanceMicro: ended.balanceMicro,
-      generationTimeS: o.generationTimeS,
-      timings: o.timings,
+      generationTimeS: options.generationTimeS,
+      timings: options.timings,
     };
     await this.after(ended.row, outcome);
     return outcome;
@@ -91,7 +91,7 @@ export class Lifecycle {
 
   /** A step of a running request, for whoever listens (the waiting call, SSE streams). */
   progress(id: string, ev: ProgressEvent): void {
-    this.o.notifier.progress(id, ev);
+    this.options.notifier.progress(id, ev);
   }
 
   /**
@@ -99,7 +99,7 @@ export class Lifecycle {
    * kept. False when the row was no longer this owner's.
    */
   async requeue(id: string, owner: string): Promise<boolean> {
-    return transition(this.o.db, id, ['PROCESSING'], 'QUEUED', {}, Date.now(), owner);
+    return transition(this.options.db, id, ['PROCESSING'], 'QUEUED', {}, Date.now(), owner);
   }
 
   /** → FAILED from one of `from`, with its release. False when the row was elsewhere. */
@@ -124,7 +124,7 @@ export class Lifecycle {
    * releases and webhook deliveries. Returns the requeued ids.
    */
   async recover(maxAttempts: number): Promise<string[]> {
-    const { requeued, failed } = await this.o.db.transaction().execute(async (trx) => {
+    const { requeued, failed } = await this.options.db.transaction().execute(async (trx) => {
       const r = await recoverOnStartup(trx, { maxAttempts });
       const rows: RequestRow[] = [];
       for (const id of r.failed) {
@@ -143,7 +143,7 @@ export class Lifecycle {
 
   /** The transaction of an end (see the header); null when the row was not in `from` (or not the owner's). */
   private async end(id: string, from: readonly RequestStatus[], to: RequestStatus, owner: string | undefined, fields: TransitionFields): Promise<{ row: RequestRow; balanceMicro: number } | null> {
-    const ended = await this.o.db.transaction().execute(async (trx) => {
+    const ended = await this.options.db.transaction().execute(async (trx) => {
       if (!(await transition(trx, id, from, to, fields, Date.now(), owner))) return null;
       fault(`end.${to}.after_transition`);
       const row = await getRequest(trx, id);
@@ -161,12 +161,12 @@ export class Lifecycle {
   /** What follows a committed end: nothing here moves money, and each step may fail alone. */
   private async after(row: RequestRow, outcome: JobOutcome): Promise<void> {
     const id = row.id;
-    this.o.metrics.jobsFinished.inc({ status: outcome.status });
-    this.o.notifier.finish(id, outcome);
+    this.options.metrics.jobsFinished.inc({ status: outcome.status });
+    this.options.notifier.finish(id, outcome);
     const params = JSON.parse(row.params) as ResolvedParams;
-    for (let i = 0; i < (params.image_urls ?? []).length; i++) await this.o.storage.delete(inputKey(id, i)).catch(() => undefined);
-    await this.o.limiter.release(slotKey(row.key_id), id).catch((err: unknown) => this.o.logger.warn({ err, request_id: id }, 'could not release the concurrency slot'));
-    if (row.webhook_url) this.o.onWebhook?.();
+    for (let i = 0; i < (params.image_urls ?? []).length; i++) await this.options.storage.delete(inputKey(id, i)).catch(() => undefined);
+    await this.options.limiter.release(slotKey(row.key_id), id).catch((err: unknown) => this.options.logger.warn({ err, request_id: id }, 'could not release the concurrency slot'));
+    if (row.webhook_url) this.options.onWebhook?.();
   }
 }
 

@@ -42,8 +42,8 @@ export interface RepairOptions {
 
 const ENDED = [...TERMINAL];
 
-export async function repairEnds(db: Kysely<Database>, storage: OutputStorage, o: RepairOptions = {}): Promise<RepairReport> {
-  const now = o.now ?? Date.now();
+export async function repairEnds(db: Kysely<Database>, storage: OutputStorage, options: RepairOptions = {}): Promise<RepairReport> {
+  const now = options.now ?? Date.now();
   const report: RepairReport = { settled: [], released: [], undelivered: [], orphans: [], webhooks: [] };
 
   // Ended requests whose reservation is still open.
@@ -59,13 +59,13 @@ export async function repairEnds(db: Kysely<Database>, storage: OutputStorage, o
       if ((await release(db, row.id)) === 'released') report.released.push(row.id);
     } else if (row.hold_until === null) {
       if ((await settle(db, row.id)) === 'settled') report.settled.push(row.id);
-    } else if (o.releaseAllHeld || Number(row.hold_until) <= now) {
+    } else if (options.releaseAllHeld || Number(row.hold_until) <= now) {
       report.undelivered.push(...(await releaseUndelivered(db, storage, [row.id], 'no delivery of its answer was confirmed (its gateway stopped); not charged')));
     }
   }
 
   // Reservations whose request row does not exist.
-  const orphans = !o.orphans ? [] : await db
+  const orphans = !options.orphans ? [] : await db
     .selectFrom('ledger as r')
     .select('r.request_id')
     .where('r.kind', '=', 'reserve')
@@ -95,8 +95,8 @@ export async function repairEnds(db: Kysely<Database>, storage: OutputStorage, o
 }
 
 /** Runs a repair and logs what it changed (one line, only when it changed something). */
-export async function repairAndLog(db: Kysely<Database>, storage: OutputStorage, logger: Logger, o: RepairOptions = {}): Promise<RepairReport> {
-  const r = await repairEnds(db, storage, o);
+export async function repairAndLog(db: Kysely<Database>, storage: OutputStorage, logger: Logger, options: RepairOptions = {}): Promise<RepairReport> {
+  const r = await repairEnds(db, storage, options);
   const n = r.settled.length + r.released.length + r.undelivered.length + r.orphans.length + r.webhooks.length;
   if (n > 0) logger.warn({ ...r }, 'repaired ends left open (a crash, or answers never delivered)');
   return r;

@@ -20,17 +20,17 @@ import { inputKey } from './storage-keys.js';
 import type { SubmitResult, SubmitSpec } from './types.js';
 
 export async function submitRequest(
-  o: { db: Kysely<Database>; storage: OutputStorage; retentionMs: number },
+  options: { db: Kysely<Database>; storage: OutputStorage; retentionMs: number },
   spec: SubmitSpec,
   durable: boolean,
 ): Promise<SubmitResult> {
   const removeInputs = async () => {
-    for (let i = 0; i < spec.images.length; i++) await o.storage.delete(inputKey(spec.id, i)).catch(() => undefined);
+    for (let i = 0; i < spec.images.length; i++) await options.storage.delete(inputKey(spec.id, i)).catch(() => undefined);
   };
-  if (durable) await storeJobInputs(spec.id, spec.images, o.storage);
+  if (durable) await storeJobInputs(spec.id, spec.images, options.storage);
   fault('submit.after_inputs');
   try {
-    const row = await o.db.transaction().execute(async (trx) => {
+    const row = await options.db.transaction().execute(async (trx) => {
       await reserveIn(trx, { accountId: spec.accountId, requestId: spec.id, priceMicro: spec.priceMicro });
       fault('submit.after_reserve');
       return createRequest(trx, {
@@ -46,7 +46,7 @@ export async function submitRequest(
         webhook_url: spec.webhookUrl ?? null,
         idempotency_key: spec.idempotencyKey ?? null,
         idempotency_hash: spec.idempotencyHash ?? null,
-        retention_ms: o.retentionMs,
+        retention_ms: options.retentionMs,
         hold_until: spec.holdUntil ?? null,
       });
     });

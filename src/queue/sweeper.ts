@@ -16,10 +16,10 @@ import { repairAndLog } from './repair.js';
 export class Sweeper {
   private timer: NodeJS.Timeout | null = null;
 
-  constructor(private readonly o: { db: Kysely<Database>; storage: OutputStorage; logger: Logger; intervalMs: number }) {}
+  constructor(private readonly options: { db: Kysely<Database>; storage: OutputStorage; logger: Logger; intervalMs: number }) {}
 
   start(): void {
-    this.timer = setInterval(() => void this.sweep(), this.o.intervalMs);
+    this.timer = setInterval(() => void this.sweep(), this.options.intervalMs);
     this.timer.unref();
   }
 
@@ -29,17 +29,17 @@ export class Sweeper {
 
   async sweep(now = Date.now()): Promise<number> {
     try {
-      await repairAndLog(this.o.db, this.o.storage, this.o.logger, { now });
-      const { ids, outputKeys } = await expireOlderThan(this.o.db, now);
-      for (const key of outputKeys) await this.o.storage.delete(key);
+      await repairAndLog(this.options.db, this.options.storage, this.options.logger, { now });
+      const { ids, outputKeys } = await expireOlderThan(this.options.db, now);
+      for (const key of outputKeys) await this.options.storage.delete(key);
       if (ids.length > 0) {
-        await this.o.db.deleteFrom('webhook_attempts').where('delivery_id', 'in', this.o.db.selectFrom('webhook_deliveries').select('id').where('request_id', 'in', ids)).execute();
-        await this.o.db.deleteFrom('webhook_deliveries').where('request_id', 'in', ids).execute();
-        this.o.logger.info({ expired: ids.length }, 'expired requests removed');
+        await this.options.db.deleteFrom('webhook_attempts').where('delivery_id', 'in', this.options.db.selectFrom('webhook_deliveries').select('id').where('request_id', 'in', ids)).execute();
+        await this.options.db.deleteFrom('webhook_deliveries').where('request_id', 'in', ids).execute();
+        this.options.logger.info({ expired: ids.length }, 'expired requests removed');
       }
       return ids.length;
     } catch (err) {
-      this.o.logger.error({ err }, 'sweep failed');
+      this.options.logger.error({ err }, 'sweep failed');
       return 0;
     }
   }

@@ -19,25 +19,25 @@ export interface S3Options {
 export class S3Storage implements OutputStorage {
   private readonly client: S3Client;
 
-  constructor(private readonly o: S3Options) {
+  constructor(private readonly options: S3Options) {
     this.client = new S3Client({
-      region: o.region,
-      ...(o.endpoint ? { endpoint: o.endpoint } : {}),
-      forcePathStyle: o.forcePathStyle,
+      region: options.region,
+      ...(options.endpoint ? { endpoint: options.endpoint } : {}),
+      forcePathStyle: options.forcePathStyle,
     });
   }
 
   private key(k: string): string {
-    return `${this.o.prefix}${k}`;
+    return `${this.options.prefix}${k}`;
   }
 
   async put(key: string, bytes: Buffer, contentType: string): Promise<void> {
-    await this.client.send(new PutObjectCommand({ Bucket: this.o.bucket, Key: this.key(key), Body: bytes, ContentType: contentType }));
+    await this.client.send(new PutObjectCommand({ Bucket: this.options.bucket, Key: this.key(key), Body: bytes, ContentType: contentType }));
   }
 
   async get(key: string): Promise<Buffer | null> {
     try {
-      const r = await this.client.send(new GetObjectCommand({ Bucket: this.o.bucket, Key: this.key(key) }));
+      const r = await this.client.send(new GetObjectCommand({ Bucket: this.options.bucket, Key: this.key(key) }));
       return r.Body ? Buffer.from(await r.Body.transformToByteArray()) : null;
     } catch (err) {
       if (err instanceof NoSuchKey || (err as { name?: string }).name === 'NoSuchKey') return null;
@@ -46,11 +46,11 @@ export class S3Storage implements OutputStorage {
   }
 
   async delete(key: string): Promise<void> {
-    await this.client.send(new DeleteObjectCommand({ Bucket: this.o.bucket, Key: this.key(key) }));
+    await this.client.send(new DeleteObjectCommand({ Bucket: this.options.bucket, Key: this.key(key) }));
   }
 
   async directUrl(key: string, expiresInS: number): Promise<string | null> {
-    return getSignedUrl(this.client, new GetObjectCommand({ Bucket: this.o.bucket, Key: this.key(key) }), { expiresIn: expiresInS });
+    return getSignedUrl(this.client, new GetObjectCommand({ Bucket: this.options.bucket, Key: this.key(key) }), { expiresIn: expiresInS });
   }
 
   destroy(): void {

@@ -48,13 +48,13 @@ export class Webhooks {
   private timer: NodeJS.Timeout | null = null;
   private stopped = false;
 
-  constructor(private readonly o: WebhookOptions) {
-    this.allow = parseAllowNetworks(o.allowNetworks);
+  constructor(private readonly options: WebhookOptions) {
+    this.allow = parseAllowNetworks(options.allowNetworks);
   }
 
   start(): void {
     this.stopped = false;
-    this.timer = setInterval(() => void this.poll(), this.o.pollMs ?? 250);
+    this.timer = setInterval(() => void this.poll(), this.options.pollMs ?? 250);
     this.timer.unref();
   }
 
@@ -70,7 +70,7 @@ export class Webhooks {
 
   private async poll(): Promise<void> {
     if (this.stopped) return;
-    const due = await this.o.db
+    const due = await this.options.db
       .selectFrom('webhook_deliveries')
       .selectAll()
       .where('status', '=', 'pending')
@@ -83,16 +83,16 @@ export class Webhooks {
       if (this.inFlight.has(d.id)) continue;
       this.inFlight.add(d.id);
       void this.attempt(d)
-        .catch((err: unknown) => this.o.logger.error({ err, request_id: d.request_id }, 'webhook attempt failed'))
+        .catch((err: unknown) => this.options.logger.error({ err, request_id: d.request_id }, 'webhook attempt failed'))
         .finally(() => this.inFlight.delete(d.id));
     }
   }
 
   /** Takes the attempt for this dispatcher; false when another one took it first. */
   private async claim(d: { id: string; attempts: number; next_attempt_at: number }): Promise<boolean> {
-    const res = await this.o.db
+    const res = await this.options.db
       .updateTable('webhook_deliveries')
-      .set({ next_attempt_at: Date.now() + this.o.timeoutMs + 30_000 })
+      .set({ next_attempt_at: Date.now() + this.options.timeoutMs + 30_000 })
       .where('id', '=', d.id)
       .where('status', '=', 'pending')
       .where('attempts', '=', d.attempts)
@@ -104,12 +104,12 @@ export class Webhooks {
   /** The event body, written once at the first attempt and then kept (see record.ts). */
   private async bodyOf(d: { id: string; body: string; request_id: string; event: string; created_at: number }): Promise<string> {
     if (d.body !== '') return d.body;
-    const row = await getRequest(this.o.db, d.request_id);
-    const data = row ? recordView(row, this.o.publicUrl()) : { request_id: d.request_id };
+    const row = await getRequest(this.options.db, d.request_id);
+    const data = row ? recordView(row, this.options.publicUrl()) : { request_id: d.request_id };
     const at = row?.completed_at ?? d.created_at;
     const body = JSON.stringify({ type: d.event, timestamp: new Date(Number(at)).toISOString(), data });
-    await this.o.db.updateTable('webhook_deliveries').set({ body }).where('id', '=', d.id).where('body', '=', '').execute();
-    return (await this.o.db.selectFrom('webhook_deliveries').select('body').where('id', '=', d.id).executeTakeFirstOrThrow()).body;
+    await this.options.db.updateTable('webhook_deliveries').set({ body }).where('id', '=', d.id).where('body', '=', '').execute();
+    return (await this.options.db.selectFrom('webhook_deliveries').select('body').where('id', '=', d.id).executeTakeFirstOrThrow()).body;
   }
 
   private async attempt(d: {
@@ -129,7 +129,7 @@ export class Webhooks {
     let statusCode: number | null = null;
     let error: string | null = null;
     try {
-      const acct = await this.o.db.selectFrom('accounts').select('webhook_secret').where('id', '=', d.account_id).executeTakeFirst();
+      const acct = await this.options.db.selectFrom('accounts').select('webhook_secret').where('id', '=', d.account_id).executeTakeFirst();
       if (!acct) throw new Error('the account no longer exists');
       const body = await this.bodyOf(d);
       const url = checkUrl(d.url, { field: 'webhook_url' });
@@ -139,7 +139,7 @@ export class Webhooks {
         const res = await request(url, {
           method: 'POST',
           dispatcher: agent,
-          signal: AbortSignal.timeout(this.o.timeoutMs),
+          signal: AbortSignal.timeout(this.options.timeoutMs),
           headers: { 'content-type': 'application/json', 'user-agent': 'klein-serve-webhooks/0.1', ...signedHeaders(acct.webhook_secret, d.id, body) },
           body,
         });
@@ -151,23 +151,23 @@ export class Webhooks {
       }
     } catch (err) {
       error = err instanceof Error ? err.message : String(err);
-      if ((err as { name?: string }).name === 'TimeoutError' || /aborted|timeout/i.test(error)) error = `no answer within ${this.o.timeoutMs} ms`;
+      if ((err as { name?: string }).name === 'TimeoutError' || /aborted|timeout/i.test(error)) error = `no answer within ${this.options.timeoutMs} ms`;
     }
     const now = Date.now();
-    await this.o.db
+    await this.options.db
       .insertInto('webhook_attempts')
       .values({ id: randomUUID(), delivery_id: d.id, attempt: n, status_code: statusCode, error, duration_ms: now - t0, created_at: now })
       .execute();
     if (error === null) {
-      await this.o.db.updateTable('webhook_deliveries').set({ status: 'delivered', attempts: n, delivered_at: now, last_error: null }).where('id', '=', d.id).execute();
+      await this.options.db.updateTable('webhook_deliveries').set({ status: 'delivered', attempts: n, delivered_at: now, last_error: null }).where('id', '=', d.id).execute();
       return;
     }
-    const final = n >= this.o.maxAttempts;
-    await this.o.db
+    const final = n >= this.options.maxAttempts;
+    await this.options.db
       .updateTable('webhook_deliveries')
-      .set({ status: final ? 'failed' : 'pending', attempts: n, last_error: error, next_attempt_at: final ? now : now + retryDelayMs(n, this.o.backoffMs) })
+      .set({ status: final ? 'failed' : 'pending', attempts: n, last_error: error, next_attempt_at: final ? now : now + retryDelayMs(n, this.options.backoffMs) })
       .where('id', '=', d.id)
       .execute();
-    this.o.logger.warn({ request_id: d.request_id, attempt: n, final, reason: error }, 'webhook delivery failed');
+    this.options.logger.warn({ request_id: d.request_id, attempt: n, final, reason: error }, 'webhook delivery failed');
   }
 }

@@ -75,7 +75,7 @@ export class EngineCrashed extends ApiError {
 
 interface Current {
   id: string;
-  resolve: (o: EngineOutput) => void;
+  resolve: (output: EngineOutput) => void;
   reject: (e: Error) => void;
   onProgress?: (step: number, total: number, preview?: RgbImage) => void;
   graceTimer?: NodeJS.Timeout;
@@ -100,8 +100,8 @@ export class EngineProcess {
   private readonly listeners: Array<(s: EngineState) => void> = [];
   private exited: Promise<void> = Promise.resolve();
 
-  constructor(private readonly o: EngineOptions) {
-    this.backoffMs = o.backoffInitialMs ?? 500;
+  constructor(private readonly options: EngineOptions) {
+    this.backoffMs = options.backoffInitialMs ?? 500;
   }
 
   get pid(): number | undefined {
@@ -160,15 +160,15 @@ export class EngineProcess {
           /* the exit handler fails the job */
         }
         cur.graceTimer = setTimeout(() => {
-          this.o.logger.warn({ engine_pid: child.pid, request_id: job.id }, 'engine did not answer a cancel; killing it');
+          this.options.logger.warn({ engine_pid: child.pid, request_id: job.id }, 'engine did not answer a cancel; killing it');
           child.kill('SIGKILL');
-        }, this.o.cancelGraceMs ?? 10_000);
+        }, this.options.cancelGraceMs ?? 10_000);
       };
       opts.signal?.addEventListener('abort', onAbort, { once: true });
       const cleanup = () => opts.signal?.removeEventListener('abort', onAbort);
-      cur.resolve = (o) => {
+      cur.resolve = (output) => {
         cleanup();
-        resolve(o);
+        resolve(output);
       };
       cur.reject = (e) => {
         cleanup();
@@ -188,9 +188,9 @@ export class EngineProcess {
   private spawn(): void {
     this.loadFailure = null;
     this.setState('STARTING');
-    const child = spawn(this.o.python, this.o.args ?? ['-m', 'klein_engine', 'serve'], {
-      env: this.o.env ?? process.env,
-      cwd: this.o.cwd,
+    const child = spawn(this.options.python, this.options.args ?? ['-m', 'klein_engine', 'serve'], {
+      env: this.options.env ?? process.env,
+      cwd: this.options.cwd,
       stdio: ['pipe', 'pipe', 'pipe'],
     });
     this.child = child;
@@ -198,15 +198,15 @@ export class EngineProcess {
     this.exited = new Promise((r) => (resolveExit = r));
     const decoder = new EngineMessageDecoder();
     const log = { engine_pid: child.pid };
-    this.o.logger.info(log, 'engine starting');
+    this.options.logger.info(log, 'engine starting');
 
     this.startTimer = setTimeout(() => {
       if (this.child === child && this.state === 'STARTING') {
-        this.lastError = `the engine did not become ready within ${Math.round((this.o.startTimeoutMs ?? 600_000) / 1000)} s`;
-        this.o.logger.error(log, this.lastError);
+        this.lastError = `the engine did not become ready within ${Math.round((this.options.startTimeoutMs ?? 600_000) / 1000)} s`;
+        this.options.logger.error(log, this.lastError);
         child.kill('SIGKILL');
       }
-    }, this.o.startTimeoutMs ?? 600_000);
+    }, this.options.startTimeoutMs ?? 600_000);
 
     child.stdout.on('data', (chunk: Buffer) => {
       let messages: EngineMessage[];
@@ -214,17 +214,17 @@ export class EngineProcess {
         messages = decoder.push(chunk);
       } catch (err) {
         // A bad frame or a malformed known message: nothing the engine says next can be trusted.
-        this.o.logger.error({ ...log, err: String(err) }, 'engine broke the protocol stream; restarting it');
+        this.options.logger.error({ ...log, err: String(err) }, 'engine broke the protocol stream; restarting it');
         child.kill('SIGKILL');
         return;
       }
       for (const m of messages) this.onMessage(m, child);
     });
-    createInterface({ input: child.stderr }).on('line', (line) => this.o.logger.info(log, line));
+    createInterface({ input: child.stderr }).on('line', (line) => this.options.logger.info(log, line));
     child.stdin.on('error', () => undefined); // EPIPE when it dies: handled on exit
     child.on('error', (err) => {
-      this.lastError = `cannot start the engine (${this.o.python}): ${err.message}`;
-      this.o.logger.error(log, this.lastError);
+      this.lastError = `cannot start the engine (${this.options.python}): ${err.message}`;
+      this.options.logger.error(log, this.lastError);
     });
     child.on('close', (code, signal) => {
       if (this.startTimer) clearTimeout(this.startTimer);
@@ -250,10 +250,10 @@ export class EngineProcess {
       } else {
         this.lastError = `the engine crashed (${how})`;
       }
-      this.o.logger.error({ ...log, reason: this.lastError }, 'engine exited; restarting it');
+      this.options.logger.error({ ...log, reason: this.lastError }, 'engine exited; restarting it');
       this.setState('UNHEALTHY');
       const delay = this.backoffMs;
-      this.backoffMs = Math.min(this.backoffMs * 2, this.o.backoffMaxMs ?? 30_000);
+      this.backoffMs = Math.min(this.backoffMs * 2, this.options.backoffMaxMs ?? 30_000);
       this.restartTimer = setTimeout(() => {
         this.restarts += 1;
         this.spawn();
@@ -267,9 +267,9 @@ export class EngineProcess {
         if (this.startTimer) clearTimeout(this.startTimer);
         this.facts = m.facts;
         this.lastError = null;
-        this.o.logger.info({ engine_pid: child.pid, model: m.facts.model, device: m.facts.device, dtype: m.facts.dtype }, 'engine ready');
+        this.options.logger.info({ engine_pid: child.pid, model: m.facts.model, device: m.facts.device, dtype: m.facts.dtype }, 'engine ready');
         // Reset the backoff once the engine has stayed up for a while.
-        this.healthyTimer = setTimeout(() => (this.backoffMs = this.o.backoffInitialMs ?? 500), 60_000);
+        this.healthyTimer = setTimeout(() => (this.backoffMs = this.options.backoffInitialMs ?? 500), 60_000);
         this.setState('READY');
         return;
       case 'progress':
@@ -288,7 +288,7 @@ export class EngineProcess {
       case 'error': {
         if (m.id === null) {
           this.loadFailure = m.message;
-          this.o.logger.error({ engine_pid: child.pid, reason: m.message }, 'engine could not load the model');
+          this.options.logger.error({ engine_pid: child.pid, reason: m.message }, 'engine could not load the model');
           return;
         }
         const cur = this.current;

@@ -94,25 +94,25 @@ export class FleetWorker {
   private idleTimer: NodeJS.Timeout | null = null;
   private readonly startedAt = new Date().toISOString();
 
-  constructor(private readonly o: FleetWorkerOptions) {
+  constructor(private readonly options: FleetWorkerOptions) {
     this.lifecycle = new Lifecycle({
-      db: o.db,
-      storage: o.storage,
-      metrics: o.metrics,
-      logger: o.logger,
-      limiter: o.limiter,
-      notifier: new RedisNotifier(o.redis, o.keys, o.logger),
+      db: options.db,
+      storage: options.storage,
+      metrics: options.metrics,
+      logger: options.logger,
+      limiter: options.limiter,
+      notifier: new RedisNotifier(options.redis, options.keys, options.logger),
     });
-    this.member = new FleetMember(o.redis, o.keys, () => this.info(), { intervalMs: 2000, ttlMs: 10_000 });
+    this.member = new FleetMember(options.redis, options.keys, () => this.info(), { intervalMs: 2000, ttlMs: 10_000 });
   }
 
   get id(): string {
-    return this.o.id;
+    return this.options.id;
   }
 
   get state(): WorkerState {
     if (this.draining) return 'DRAINING';
-    const s = this.o.engine.state;
+    const s = this.options.engine.state;
     if (s === 'STOPPED') return 'STARTING';
     if (s === 'READY' && this.running.size > 0) return 'BUSY';
     return s;
@@ -120,13 +120,13 @@ export class FleetWorker {
 
   private info() {
     return {
-      id: this.o.id,
+      id: this.options.id,
       host: hostname(),
       pid: process.pid,
-      gpu: this.o.gpu,
-      model: this.o.model,
+      gpu: this.options.gpu,
+      model: this.options.model,
       state: this.state,
-      reason: this.state === 'UNHEALTHY' ? this.o.engine.lastError : null,
+      reason: this.state === 'UNHEALTHY' ? this.options.engine.lastError : null,
       job: [...this.running.keys()][0] ?? null,
       jobs_done: this.jobsDone,
       started_at: this.startedAt,
@@ -140,46 +140,46 @@ export class FleetWorker {
    * holds a job that a healthy worker could run.
    */
   start(): void {
-    countEngineRestarts(this.o.engine, this.o.metrics);
-    this.o.engine.onStateChange((s) => {
+    countEngineRestarts(this.options.engine, this.options.metrics);
+    this.options.engine.onStateChange((s) => {
       void this.member.beat();
       if (this.draining) return;
       if (s === 'READY' && !this.worker) this.worker = this.newWorker();
       else if ((s === 'UNHEALTHY' || s === 'STARTING' || s === 'STOPPED') && this.worker) {
         const w = this.worker;
         this.worker = null;
-        void w.close().catch((err: unknown) => this.o.logger.warn({ err }, 'closing the queue worker failed'));
+        void w.close().catch((err: unknown) => this.options.logger.warn({ err }, 'closing the queue worker failed'));
       }
     });
-    this.queue = new Queue<JobData>(QUEUE_NAME, { connection: this.o.bullConnection, prefix: this.o.keys.bull });
-    this.queue.on('error', (err) => this.o.logger.warn({ err: err.message }, 'queue connection error'));
+    this.queue = new Queue<JobData>(QUEUE_NAME, { connection: this.options.bullConnection, prefix: this.options.keys.bull });
+    this.queue.on('error', (err) => this.options.logger.warn({ err: err.message }, 'queue connection error'));
     this.member.start();
-    this.o.engine.start();
-    if (this.o.idleExitMs > 0) {
+    this.options.engine.start();
+    if (this.options.idleExitMs > 0) {
       this.idleTimer = setInterval(() => {
-        if (!this.draining && this.running.size === 0 && Date.now() - this.lastActive >= this.o.idleExitMs) {
-          this.o.logger.info({ idle_s: Math.round((Date.now() - this.lastActive) / 1000) }, 'idle: leaving the fleet');
-          this.o.onIdleExit?.();
+        if (!this.draining && this.running.size === 0 && Date.now() - this.lastActive >= this.options.idleExitMs) {
+          this.options.logger.info({ idle_s: Math.round((Date.now() - this.lastActive) / 1000) }, 'idle: leaving the fleet');
+          this.options.onIdleExit?.();
         }
-      }, Math.min(1000, this.o.idleExitMs));
+      }, Math.min(1000, this.options.idleExitMs));
       this.idleTimer.unref();
     }
   }
 
   private newWorker(): Worker<JobData> {
     const w = new Worker<JobData>(QUEUE_NAME, (job, token) => this.process(job, token), {
-      connection: this.o.bullConnection,
-      prefix: this.o.keys.bull,
+      connection: this.options.bullConnection,
+      prefix: this.options.keys.bull,
       concurrency: 1,
-      lockDuration: this.o.lockMs,
+      lockDuration: this.options.lockMs,
       // BullMQ's default renews at half the lock, so a blocked event loop could lose the
       // job after half of it; a quarter leaves three quarters (renewal is one Redis call).
-      lockRenewTime: Math.round(this.o.lockMs / 4),
+      lockRenewTime: Math.round(this.options.lockMs / 4),
       stalledInterval: STALL_CHECK_MS,
-      maxStalledCount: this.o.maxAttempts,
+      maxStalledCount: this.options.maxAttempts,
       drainDelay: 1,
     });
-    w.on('error', (err) => this.o.logger.warn({ err: err.message }, 'queue connection error'));
+    w.on('error', (err) => this.options.logger.warn({ err: err.message }, 'queue connection error'));
     w.on('stalled', (id) => void this.onStalled(id));
     return w;
   }
@@ -193,10 +193,10 @@ export class FleetWorker {
   private async onStalled(id: string): Promise<void> {
     if (!this.queue) return;
     try {
-      const back = await returnTakenBack(this.o.db, this.queue, id);
-      this.o.logger.warn({ request_id: id, row_requeued: back }, 'took back the job of a worker presumed dead');
+      const back = await returnTakenBack(this.options.db, this.queue, id);
+      this.options.logger.warn({ request_id: id, row_requeued: back }, 'took back the job of a worker presumed dead');
     } catch (err) {
-      this.o.logger.warn({ err, request_id: id }, 'could not put back the row of a job taken back from a worker presumed dead; the reconciler will');
+      this.options.logger.warn({ err, request_id: id }, 'could not put back the row of a job taken back from a worker presumed dead; the reconciler will');
     }
   }
 
@@ -217,7 +217,7 @@ export class FleetWorker {
     await this.worker?.close();
     await this.queue?.close().catch(() => undefined);
     await this.member.stop();
-    await this.o.engine.stop();
+    await this.options.engine.stop();
   }
 
   private async process(job: Job<JobData>, _token?: string): Promise<void> {
@@ -228,7 +228,7 @@ export class FleetWorker {
     this.lastActive = Date.now();
     void this.member.beat();
     try {
-      const claim = await claimById(this.o.db, id, this.o.id, { leaseMs: this.o.lockMs, maxAttempts: this.o.maxAttempts });
+      const claim = await claimById(this.options.db, id, this.options.id, { leaseMs: this.options.lockMs, maxAttempts: this.options.maxAttempts });
       if (!claim.claimed) {
         if (claim.reason === 'exhausted') {
           const n = claim.row.attempts;
@@ -236,21 +236,21 @@ export class FleetWorker {
         }
         return;
       }
-      const inputs = await loadJobInputs(claim.row, this.o.storage);
+      const inputs = await loadJobInputs(claim.row, this.options.storage);
       if (!inputs) {
-        await this.lifecycle.failed(id, lostInputs(), ['PROCESSING'], this.o.id);
+        await this.lifecycle.failed(id, lostInputs(), ['PROCESSING'], this.options.id);
         return;
       }
       const ctx = {
         lifecycle: this.lifecycle,
-        engine: this.o.engine,
-        storage: this.o.storage,
-        metrics: this.o.metrics,
-        logger: this.o.logger,
-        imageMetadata: this.o.imageMetadata,
-        maxAttempts: this.o.maxAttempts,
+        engine: this.options.engine,
+        storage: this.options.storage,
+        metrics: this.options.metrics,
+        logger: this.options.logger,
+        imageMetadata: this.options.imageMetadata,
+        maxAttempts: this.options.maxAttempts,
       };
-      const r = await runJob(ctx, claim.row, inputs, this.o.id, control);
+      const r = await runJob(ctx, claim.row, inputs, this.options.id, control);
       if (r === 'retry') throw new Error('the engine died while running this request; it is retried');
       this.jobsDone += 1;
     } finally {

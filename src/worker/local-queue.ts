@@ -58,8 +58,8 @@ export class LocalQueue implements JobQueue {
   private pumping = false;
   private stopped = false;
 
-  constructor(private readonly o: LocalQueueOptions) {
-    this.lifecycle = new Lifecycle({ db: o.db, storage: o.storage, metrics: o.metrics, logger: o.logger, limiter: o.limiter, notifier: o.bus, onWebhook: o.onWebhook });
+  constructor(private readonly options: LocalQueueOptions) {
+    this.lifecycle = new Lifecycle({ db: options.db, storage: options.storage, metrics: options.metrics, logger: options.logger, limiter: options.limiter, notifier: options.bus, onWebhook: options.onWebhook });
   }
 
   /**
@@ -71,18 +71,18 @@ export class LocalQueue implements JobQueue {
    * concurrency slots again.
    */
   async start(): Promise<void> {
-    const requeued = await this.lifecycle.recover(this.o.maxAttempts);
-    const queued = await this.o.db.selectFrom('requests').select(['id', 'route', 'key_id']).where('status', '=', 'QUEUED').execute();
+    const requeued = await this.lifecycle.recover(this.options.maxAttempts);
+    const queued = await this.options.db.selectFrom('requests').select(['id', 'route', 'key_id']).where('status', '=', 'QUEUED').execute();
     for (const { id, route, key_id } of queued) {
       if (this.images.has(id)) continue;
       if (route === 'v2') {
-        await this.o.limiter.acquire(slotKey(key_id), Number.MAX_SAFE_INTEGER, id, this.o.retentionMs);
+        await this.options.limiter.acquire(slotKey(key_id), Number.MAX_SAFE_INTEGER, id, this.options.retentionMs);
         continue;
       }
       await this.lifecycle.failed(id, new ApiError('engine_failed', 'the server restarted before this request ran'), ['QUEUED']);
     }
-    await repairAndLog(this.o.db, this.o.storage, this.o.logger, { releaseAllHeld: true, orphans: true });
-    if (requeued.length > 0) this.o.logger.info({ requeued: requeued.length }, 'resuming requests from the previous run');
+    await repairAndLog(this.options.db, this.options.storage, this.options.logger, { releaseAllHeld: true, orphans: true });
+    if (requeued.length > 0) this.options.logger.info({ requeued: requeued.length }, 'resuming requests from the previous run');
     this.wake();
   }
 
@@ -98,7 +98,7 @@ export class LocalQueue implements JobQueue {
   async submit(spec: SubmitSpec): Promise<SubmitResult> {
     // Async requests must survive a restart, so their pixels go to storage; sync ones stay in memory.
     this.images.set(spec.id, spec.images);
-    const r = await submitRequest({ db: this.o.db, storage: this.o.storage, retentionMs: this.o.retentionMs }, spec, spec.route === 'v2');
+    const r = await submitRequest({ db: this.options.db, storage: this.options.storage, retentionMs: this.options.retentionMs }, spec, spec.route === 'v2');
     if (!r.ok) {
       this.images.delete(spec.id);
       return r;
@@ -108,33 +108,33 @@ export class LocalQueue implements JobQueue {
   }
 
   async position(id: string): Promise<number> {
-    return queuePosition(this.o.db, id);
+    return queuePosition(this.options.db, id);
   }
 
   async lastProgress(id: string): Promise<ProgressEvent | null> {
-    return this.o.bus.lastProgress(id);
+    return this.options.bus.lastProgress(id);
   }
 
   waitFor(id: string): Promise<JobOutcome> {
-    return this.o.bus.waitFor(id);
+    return this.options.bus.waitFor(id);
   }
 
   onProgress(id: string, fn: (ev: ProgressEvent) => void): () => void {
-    return this.o.bus.onProgress(id, fn);
+    return this.options.bus.onProgress(id, fn);
   }
 
   readiness(): Readiness {
-    const s = this.o.engine.state;
+    const s = this.options.engine.state;
     if (s === 'READY' || s === 'BUSY' || s === 'STARTING') return { status: s };
-    return { status: 'UNHEALTHY', reason: this.o.engine.lastError ?? `engine ${s.toLowerCase()}` };
+    return { status: 'UNHEALTHY', reason: this.options.engine.lastError ?? `engine ${s.toLowerCase()}` };
   }
 
   async describe(): Promise<Record<string, unknown>> {
-    return { engine: this.o.engine.facts ?? null, engine_restarts: this.o.engine.restarts };
+    return { engine: this.options.engine.facts ?? null, engine_restarts: this.options.engine.restarts };
   }
 
   async depth(): Promise<QueueDepth> {
-    return queueDepth(this.o.db);
+    return queueDepth(this.options.db);
   }
 
   async cancel(id: string, reason: CancelReason): Promise<boolean> {
@@ -155,15 +155,15 @@ export class LocalQueue implements JobQueue {
     if (this.pumping || this.stopped) return;
     this.pumping = true;
     void this.pump()
-      .catch((err) => this.o.logger.error({ err }, 'queue pump failed'))
+      .catch((err) => this.options.logger.error({ err }, 'queue pump failed'))
       .finally(() => {
         this.pumping = false;
       });
   }
 
   private async pump(): Promise<void> {
-    while (!this.stopped && this.o.engine.state === 'READY' && this.running.size === 0) {
-      const row = await claimNext(this.o.db, this.o.workerId, 10 * 60_000);
+    while (!this.stopped && this.options.engine.state === 'READY' && this.running.size === 0) {
+      const row = await claimNext(this.options.db, this.options.workerId, 10 * 60_000);
       if (!row) return;
       const inputs = await this.inputsOf(row);
       if (!inputs) {
@@ -178,7 +178,7 @@ export class LocalQueue implements JobQueue {
   private async inputsOf(row: RequestRow): Promise<JobInputs | null> {
     const images = this.images.get(row.id);
     if (images) return inputsFromRow(row, images);
-    return row.route === 'v2' ? loadJobInputs(row, this.o.storage) : null;
+    return row.route === 'v2' ? loadJobInputs(row, this.options.storage) : null;
   }
 
   private async run(row: RequestRow, inputs: JobInputs): Promise<void> {
@@ -186,10 +186,10 @@ export class LocalQueue implements JobQueue {
     this.running.set(row.id, control);
     try {
       const r = await runJob(
-        { lifecycle: this.lifecycle, engine: this.o.engine, storage: this.o.storage, metrics: this.o.metrics, logger: this.o.logger, imageMetadata: this.o.imageMetadata, maxAttempts: this.o.maxAttempts },
+        { lifecycle: this.lifecycle, engine: this.options.engine, storage: this.options.storage, metrics: this.options.metrics, logger: this.options.logger, imageMetadata: this.options.imageMetadata, maxAttempts: this.options.maxAttempts },
         row,
         inputs,
-        this.o.workerId,
+        this.options.workerId,
         control,
       );
       if (r === 'done') this.images.delete(row.id);

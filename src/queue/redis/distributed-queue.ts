@@ -67,24 +67,24 @@ export class DistributedQueue implements JobQueue {
   private readonly lifecycle: Lifecycle;
   private readonly notifier: RedisNotifier;
 
-  constructor(private readonly o: DistributedQueueOptions) {
-    this.queue = new Queue<JobData>(QUEUE_NAME, { connection: o.bullConnection, prefix: o.keys.bull });
-    this.queue.on('error', (err) => o.logger.warn({ err }, 'queue connection error'));
-    this.notifier = new RedisNotifier(o.redis, o.keys, o.logger);
+  constructor(private readonly options: DistributedQueueOptions) {
+    this.queue = new Queue<JobData>(QUEUE_NAME, { connection: options.bullConnection, prefix: options.keys.bull });
+    this.queue.on('error', (err) => options.logger.warn({ err }, 'queue connection error'));
+    this.notifier = new RedisNotifier(options.redis, options.keys, options.logger);
     // Ends decided on a gateway (a queued request cancelled) reach waiters here at once and
     // other gateways through Redis.
     const notifier = this.notifier;
     this.lifecycle = new Lifecycle({
-      db: o.db,
-      storage: o.storage,
-      metrics: o.metrics,
-      logger: o.logger,
-      limiter: o.limiter,
-      onWebhook: o.onWebhook,
+      db: options.db,
+      storage: options.storage,
+      metrics: options.metrics,
+      logger: options.logger,
+      limiter: options.limiter,
+      onWebhook: options.onWebhook,
       notifier: {
         progress: (id, ev) => notifier.progress(id, ev),
         finish: (id, outcome) => {
-          o.bus.finish(id, outcome);
+          options.bus.finish(id, outcome);
           notifier.finish(id, outcome);
         },
       },
@@ -92,7 +92,7 @@ export class DistributedQueue implements JobQueue {
   }
 
   async start(): Promise<void> {
-    await subscribeEvents(this.o.subscriber, this.o.keys, this.o.bus, (id) => this.outcome(id), this.o.logger);
+    await subscribeEvents(this.options.subscriber, this.options.keys, this.options.bus, (id) => this.outcome(id), this.options.logger);
   }
 
   async close(): Promise<void> {
@@ -100,7 +100,7 @@ export class DistributedQueue implements JobQueue {
   }
 
   async submit(spec: SubmitSpec): Promise<SubmitResult> {
-    const r = await submitRequest({ db: this.o.db, storage: this.o.storage, retentionMs: this.o.retentionMs }, spec, true);
+    const r = await submitRequest({ db: this.options.db, storage: this.options.storage, retentionMs: this.options.retentionMs }, spec, true);
     if (!r.ok) return r;
     try {
       await this.enqueue(spec.id, spec.route);
@@ -117,7 +117,7 @@ export class DistributedQueue implements JobQueue {
 
   /** Adds the job for request `id` (a no-op while a job with that id exists). */
   async enqueue(id: string, route: string): Promise<void> {
-    await this.queue.add(QUEUE_NAME, { id, route }, jobOptions(id, this.o.maxAttempts));
+    await this.queue.add(QUEUE_NAME, { id, route }, jobOptions(id, this.options.maxAttempts));
   }
 
   async cancel(id: string, reason: CancelReason): Promise<boolean> {
@@ -125,7 +125,7 @@ export class DistributedQueue implements JobQueue {
       await this.queue.remove(id).catch(() => undefined);
       return true;
     }
-    const row = await getRequest(this.o.db, id);
+    const row = await getRequest(this.options.db, id);
     if (row?.status !== 'PROCESSING') return false;
     await this.notifier.cancel(id, reason).catch((err: unknown) => {
       throw new ApiError('queue_unavailable', 'The cancel could not reach the workers (Redis is unreachable); try again shortly', { cause: err });
@@ -134,11 +134,11 @@ export class DistributedQueue implements JobQueue {
   }
 
   async position(id: string): Promise<number> {
-    return queuePosition(this.o.db, id);
+    return queuePosition(this.options.db, id);
   }
 
   async lastProgress(id: string): Promise<ProgressEvent | null> {
-    return readProgress(this.o.redis, this.o.keys, id).catch(() => this.o.bus.lastProgress(id));
+    return readProgress(this.options.redis, this.options.keys, id).catch(() => this.options.bus.lastProgress(id));
   }
 
   /**
@@ -148,34 +148,34 @@ export class DistributedQueue implements JobQueue {
    */
   waitFor(id: string): Promise<JobOutcome> {
     const stop = new AbortController();
-    const pollMs = this.o.pollMs ?? 1000;
+    const pollMs = this.options.pollMs ?? 1000;
     const fromRow = new Promise<JobOutcome>((resolve) => {
       const look = async () => {
         if (stop.signal.aborted) return;
-        const o = await this.outcome(id).catch(() => null);
-        if (o) resolve(o);
+        const options = await this.outcome(id).catch(() => null);
+        if (options) resolve(options);
         else setTimeout(() => void look(), pollMs).unref();
       };
       void look();
     });
-    return Promise.race([this.o.bus.waitFor(id, stop.signal), fromRow]).finally(() => stop.abort());
+    return Promise.race([this.options.bus.waitFor(id, stop.signal), fromRow]).finally(() => stop.abort());
   }
 
   onProgress(id: string, fn: (ev: ProgressEvent) => void): () => void {
-    return this.o.bus.onProgress(id, fn);
+    return this.options.bus.onProgress(id, fn);
   }
 
   readiness(): Readiness {
-    const s = this.o.redis.status;
+    const s = this.options.redis.status;
     if (s === 'ready') return { status: 'READY' };
     return { status: 'UNHEALTHY', reason: `the job queue's Redis is unreachable (${s})`, retryAfterS: 5 };
   }
 
   async describe(): Promise<Record<string, unknown>> {
-    const fleet = await readFleet(this.o.redis, this.o.keys).catch(() => null);
+    const fleet = await readFleet(this.options.redis, this.options.keys).catch(() => null);
     return {
       role: 'api',
-      redis: this.o.redis.status,
+      redis: this.options.redis.status,
       workers: fleet
         ? {
             ready: fleet.ready,
@@ -192,7 +192,7 @@ export class DistributedQueue implements JobQueue {
   }
 
   async depth(): Promise<QueueDepth> {
-    return queueDepth(this.o.db);
+    return queueDepth(this.options.db);
   }
 
   /** The lifecycle, for the reconciler (it ends requests whose jobs are lost for good). */
@@ -201,9 +201,9 @@ export class DistributedQueue implements JobQueue {
   }
 
   private async outcome(id: string): Promise<JobOutcome | null> {
-    const row = await getRequest(this.o.db, id);
+    const row = await getRequest(this.options.db, id);
     if (!row) return { status: 'FAILED', error: new ApiError('not_found', `No request ${id}`) };
     if (!TERMINAL.has(row.status)) return null;
-    return outcomeOfRow(this.o, row);
+    return outcomeOfRow(this.options, row);
   }
 }

@@ -98,7 +98,7 @@ export async function subscribeEvents(
       return;
     }
     void resolve(msg.id)
-      .then((o) => o && bus.finish(msg.id, o))
+      .then((outcome) => outcome && bus.finish(msg.id, outcome))
       .catch((err: unknown) => logger.warn({ err, request_id: msg.id }, 'could not read a finished request'));
   });
   await sub.subscribe(keys.events);

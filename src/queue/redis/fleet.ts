@@ -55,12 +55,12 @@ export class FleetMember {
     private readonly redis: Redis,
     private readonly keys: RedisKeys,
     private readonly info: () => Omit<WorkerInfo, 'seen_at'>,
-    private readonly o: { intervalMs: number; ttlMs: number },
+    private readonly options: { intervalMs: number; ttlMs: number },
   ) {}
 
   start(): void {
     void this.beat();
-    this.timer = setInterval(() => void this.beat(), this.o.intervalMs);
+    this.timer = setInterval(() => void this.beat(), this.options.intervalMs);
     this.timer.unref();
   }
 
@@ -73,7 +73,7 @@ export class FleetMember {
     const i = { ...this.info(), seen_at: new Date().toISOString() };
     const write = this.redis
       .multi()
-      .set(this.keys.worker(i.id), JSON.stringify(i), 'PX', this.o.ttlMs)
+      .set(this.keys.worker(i.id), JSON.stringify(i), 'PX', this.options.ttlMs)
       .zadd(this.keys.workers, Date.now(), i.id)
       .exec()
       .catch(() => undefined);

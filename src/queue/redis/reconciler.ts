@@ -65,10 +65,10 @@ export class Reconciler {
   private timer: NodeJS.Timeout | null = null;
   private busy = false;
 
-  constructor(private readonly o: ReconcilerOptions) {}
+  constructor(private readonly options: ReconcilerOptions) {}
 
   start(): void {
-    this.timer = setInterval(() => void this.tick(), this.o.intervalMs);
+    this.timer = setInterval(() => void this.tick(), this.options.intervalMs);
     this.timer.unref();
   }
 
@@ -77,12 +77,12 @@ export class Reconciler {
   }
 
   private async tick(): Promise<void> {
-    if (this.busy || this.o.redis.status !== 'ready') return;
+    if (this.busy || this.options.redis.status !== 'ready') return;
     this.busy = true;
     try {
       await this.reconcile();
     } catch (err) {
-      this.o.logger.warn({ err }, 'reconcile failed; will try again');
+      this.options.logger.warn({ err }, 'reconcile failed; will try again');
     } finally {
       this.busy = false;
     }
@@ -90,11 +90,11 @@ export class Reconciler {
 
   /** One pass; returns what it did (tests call it directly). */
   async reconcile(now = Date.now()): Promise<{ requeued: string[]; failed: string[]; returned: string[] }> {
-    const rows = await this.o.db
+    const rows = await this.options.db
       .selectFrom('requests')
       .select(['id', 'status', 'route', 'worker_id', 'attempts'])
       .where('status', 'in', ['QUEUED', 'PROCESSING'])
-      .where('created_at', '<=', now - this.o.graceMs)
+      .where('created_at', '<=', now - this.options.graceMs)
       .orderBy('created_at')
       .limit(500)
       .execute();
@@ -102,31 +102,31 @@ export class Reconciler {
     let alive: Set<string> | null = null;
     for (const r of rows) {
       // Read after the row, as returnTakenBack does (its comment says why).
-      const state = await this.o.queue.getJobState(r.id);
+      const state = await this.options.queue.getJobState(r.id);
       if (r.status === 'PROCESSING' && r.worker_id !== null && NOT_HELD.has(state)) {
-        if (await requeueClaim(this.o.db, r.id, { workerId: r.worker_id, attempts: r.attempts })) done.returned.push(r.id);
+        if (await requeueClaim(this.options.db, r.id, { workerId: r.worker_id, attempts: r.attempts })) done.returned.push(r.id);
         continue;
       }
       if (state !== 'unknown') continue;
       if (r.status === 'QUEUED') {
-        await this.o.enqueue(r.id, r.route);
+        await this.options.enqueue(r.id, r.route);
         done.requeued.push(r.id);
         continue;
       }
-      alive ??= await aliveWorkers(this.o.redis, this.o.keys);
+      alive ??= await aliveWorkers(this.options.redis, this.options.keys);
       if (r.worker_id && alive.has(r.worker_id)) continue;
-      if (r.attempts < this.o.maxAttempts) {
-        if (await transition(this.o.db, r.id, ['PROCESSING'], 'QUEUED', {}, now, r.worker_id ?? undefined)) {
-          await this.o.enqueue(r.id, r.route);
+      if (r.attempts < this.options.maxAttempts) {
+        if (await transition(this.options.db, r.id, ['PROCESSING'], 'QUEUED', {}, now, r.worker_id ?? undefined)) {
+          await this.options.enqueue(r.id, r.route);
           done.requeued.push(r.id);
         }
       } else {
         const e = new ApiError('engine_failed', `the request's worker was lost ${r.attempts} times`);
-        if (await this.o.lifecycle.failed(r.id, e, ['PROCESSING'], r.worker_id ?? undefined)) done.failed.push(r.id);
+        if (await this.options.lifecycle.failed(r.id, e, ['PROCESSING'], r.worker_id ?? undefined)) done.failed.push(r.id);
       }
     }
     if (done.requeued.length + done.failed.length + done.returned.length > 0) {
-      this.o.logger.warn(done, 'jobs missing from the queue were put back or failed; rows of jobs taken back from lost workers were put back');
+      this.options.logger.warn(done, 'jobs missing from the queue were put back or failed; rows of jobs taken back from lost workers were put back');
     }
     return done;
   }

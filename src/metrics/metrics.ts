@@ -16,7 +16,6 @@ export interface QueueDepth {
 }
 
 export const STAGES = ['fetch', 'queue', 'text', 'denoise', 'decode', 'encode', 'total'] as const;
-export type Stage = (typeof STAGES)[number];
 
 export interface Metrics {
   registry: Registry;

@@ -26,10 +26,6 @@ const types = {
     oid === INT8_OID && format !== 'binary' ? parseInt8 : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
 };
 
-export function isPostgresUrl(url: string | null | undefined): url is string {
-  return Boolean(url && /^postgres(ql)?:\/\//.test(url));
-}
-
 export function openPostgres(url: string, opts: { max?: number } = {}): Kysely<Database> {
   const pool = new pg.Pool({ connectionString: url, max: opts.max ?? 10, types });
   // An idle client that loses its connection (the server restarted) emits 'error' on the

@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { execSync } from 'node:child_process';
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../src/config.js';
-import { startServer } from '../src/cli/serve.js';
+import { startServer } from '../src/compose/server.js';
 import { openDatabase } from '../src/store/db.js';
 import { createKey } from '../src/accounts/keys.js';
 

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { it } from 'node:test';
 import { Validator } from '@seriousme/openapi-schema-validator';
 import { loadConfig } from '../src/config.js';
-import { buildServer } from '../src/cli/serve.js';
+import { buildServer } from '../src/compose/server.js';
 import { openApiPath } from '../src/gateway/openapi.js';
 
 it('validates, and lists every route of the server (and nothing else)', async () => {

@@ -13,9 +13,6 @@ import numpy as np
 import torch
 
 Velocity = Callable[[torch.Tensor, int, torch.Tensor], torch.Tensor]
-# Called after each sampler step with (step index from 0, current x, denoised estimate).
-AfterStep = Callable[[int, torch.Tensor, torch.Tensor], None]
-BeforeStep = Callable[[int], None]
 
 
 def compute_empirical_mu(image_seq_len: int, num_steps: int) -> float:
@@ -53,15 +50,6 @@ def euler_step(x: torch.Tensor, sigmas: torch.Tensor, i: int, velocity: Velocity
     denoised = x.float() - s * v.float()
     x = (x.float() + (s_next - s) * v.float()).to(v.dtype)
     return x, denoised
-
-
-def euler(x: torch.Tensor, sigmas: torch.Tensor, velocity: Velocity, before: BeforeStep, after: AfterStep) -> torch.Tensor:
-    """Flow-matching Euler over the whole schedule."""
-    for i in range(len(sigmas) - 1):
-        before(i)
-        x, denoised = euler_step(x, sigmas, i, velocity)
-        after(i, x, denoised)
-    return x
 
 
 def res_2s_coefficients(sigma: float, sigma_next: float, c2: float = 0.5):
@@ -103,40 +91,13 @@ def res_2s_step(
     return x, d2
 
 
-def res_2s(
-    x: torch.Tensor, sigmas: torch.Tensor, velocity: Velocity, before: BeforeStep, after: AfterStep, c2: float = 0.5
-) -> torch.Tensor:
-    """`res_2s` over the whole schedule (see res_2s_step)."""
-    for i in range(len(sigmas) - 1):
-        before(i)
-        x, denoised = res_2s_step(x, sigmas, i, velocity, c2)
-        after(i, x, denoised)
-    return x
-
-
-SAMPLERS = {"euler": euler, "res_2s": res_2s}
+# The samplers a request may name (limits.SAMPLERS), each as one step at a time, so a batch
+# can change between steps.
 STEPS = {"euler": euler_step, "res_2s": res_2s_step}
 
 
-def evaluations(sampler: str, steps: int) -> int:
-    """Model evaluations (batched CFG counts once) a run takes."""
-    if sampler == "res_2s":
-        return 2 * steps - 1
-    return steps
-
-
-def integrate(sampler: str, x: torch.Tensor, sigmas: torch.Tensor, velocity: Velocity,
-              before: BeforeStep = lambda i: None, after: AfterStep = lambda i, x, d: None) -> torch.Tensor:
-    try:
-        fn = SAMPLERS[sampler]
-    except KeyError:
-        raise ValueError(f"unknown sampler {sampler!r}; one of {', '.join(SAMPLERS)}") from None
-    return fn(x, sigmas, velocity, before, after)
-
-
 def step(sampler: str, x: torch.Tensor, sigmas: torch.Tensor, i: int, velocity: Velocity) -> tuple[torch.Tensor, torch.Tensor]:
-    """Step i of `sampler` (the loops above, one step at a time, so a batch can change
-    between steps): returns (x_next, denoised)."""
+    """Step i of `sampler` from sigmas[i] to sigmas[i + 1]: returns (x_next, denoised)."""
     try:
         fn = STEPS[sampler]
     except KeyError:

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { loadConfig } from '../../src/config.js';
-import { buildServer, type BuiltServer } from '../../src/cli/serve.js';
+import { buildServer, type BuiltServer } from '../../src/compose/server.js';
 import { buildWebScript } from './build-web.js';
 
 describe('playground routes', () => {

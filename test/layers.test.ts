@@ -20,7 +20,8 @@ const LAYERS: readonly (readonly string[])[] = [
   ['queue'],
   ['worker'],
   ['gateway'],
-  ['cli'], // composes everything
+  ['compose'], // builds the processes (embedded server, fleet gateway, fleet worker) from the config
+  ['cli'], // the command line
 ];
 
 const SRC = resolve('src');

@@ -80,14 +80,6 @@ export function connectRedis(config: Config, logger: Logger): RedisParts {
   };
 }
 
-/** The GPUs to run engines on: `--gpus 0,1`, or one engine with the default device. */
-export function parseGpus(v: string | undefined): Array<string | null> {
-  if (v === undefined || v.trim() === '') return [null];
-  const gpus = v.split(',').map((g) => g.trim());
-  if (gpus.some((g) => !/^\d+$/.test(g)) || new Set(gpus).size !== gpus.length) throw new Error(`--gpus must be distinct GPU indices such as 0,1, got "${v}"`);
-  return gpus;
-}
-
 /** One fleet worker per GPU, sharing this process's database, storage and Redis. */
 export async function startFleetWorkers(options: {
   config: Config;

@@ -118,6 +118,11 @@ export class FleetWorker {
     return s;
   }
 
+  /** Why it is UNHEALTHY (its engine's last error); null in every other state. */
+  get reason(): string | null {
+    return this.state === 'UNHEALTHY' ? (this.options.engine.lastError ?? null) : null;
+  }
+
   private info() {
     return {
       id: this.options.id,
@@ -126,7 +131,7 @@ export class FleetWorker {
       gpu: this.options.gpu,
       model: this.options.model,
       state: this.state,
-      reason: this.state === 'UNHEALTHY' ? this.options.engine.lastError : null,
+      reason: this.reason,
       job: [...this.running.keys()][0] ?? null,
       jobs_done: this.jobsDone,
       started_at: this.startedAt,

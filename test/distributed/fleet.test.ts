@@ -186,8 +186,13 @@ describe('fleet: drain, scale to zero, metrics', () => {
     assert.match(metrics, /^klein_stage_seconds_count\{stage="denoise"\} 1$/m);
     const first = await submit(url, key, { prompt: 'finishing [[fault:sleep:100]]', width: 64, height: 64, steps: 15, cfg: 1 });
     await waitStatus(url, key, first, ['PROCESSING']);
+    // The gateway's health states: the one engine runs a job, so the process is BUSY (and ready).
     const mine = (await (await fetch(`http://127.0.0.1:${port}/health`)).json()) as { status: string; workers: Array<{ state: string }> };
-    assert.deepEqual([mine.status, mine.workers[0]?.state], ['READY', 'BUSY']);
+    assert.deepEqual([mine.status, mine.workers[0]?.state], ['BUSY', 'BUSY']);
+    assert.equal((await fetch(`http://127.0.0.1:${port}/health/ready`)).status, 200);
+    const unknown = await fetch(`http://127.0.0.1:${port}/nothing`);
+    assert.equal(unknown.status, 404);
+    assert.equal(((await unknown.json()) as { code: string }).code, 'not_found');
     const second = await submit(url, key, { prompt: 'left for others', width: 64, height: 64, steps: 1, cfg: 1 });
     w.child.kill('SIGTERM');
     assert.equal(await w.exited, 0, w.log());

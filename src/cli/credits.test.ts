@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { Command } from 'commander';
 import { balance, release, reserve, settle } from '../accounts/ledger.js';
 import { DIALECTS, tempDb, type TempDb } from '../../test/support/temp-db.js';
+import { runKlein } from '../../test/support/cli.js';
 import { register as registerCredits } from './credits.js';
 import { register as registerKeys } from './keys.js';
 import { register as registerUsage } from './usage.js';
@@ -15,17 +16,7 @@ describe(`klein credits and usage (${dialect})`, () => {
   });
   afterEach(async () => t.close());
 
-  async function klein(...args: string[]): Promise<string> {
-    let out = '';
-    const io = { out: (s: string) => void (out += s) };
-    const program = new Command('klein').exitOverride().configureOutput({ writeOut: () => {}, writeErr: () => {} });
-    const ctx = { dataDir: () => t.dataDir, databaseUrl: () => t.url };
-    registerKeys(program, ctx, io);
-    registerCredits(program, ctx, io);
-    registerUsage(program, ctx, io);
-    await program.parseAsync(args, { from: 'user' });
-    return out;
-  }
+  const klein = (...args: string[]) => runKlein(t, [registerKeys, registerCredits, registerUsage], args);
 
   const withDb = <T>(fn: (db: TempDb['db']) => Promise<T>): Promise<T> => fn(t.db);
 

@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
 import { authenticate } from '../accounts/keys.js';
 import { DIALECTS, tempDb, type TempDb } from '../../test/support/temp-db.js';
+import { runKlein } from '../../test/support/cli.js';
 import { register } from './keys.js';
 
 for (const dialect of DIALECTS) {
@@ -15,14 +16,8 @@ describe(`klein keys (${dialect})`, () => {
   });
   afterEach(async () => t.close());
 
-  /** Runs `klein keys …` in-process through commander; returns what it printed. */
-  async function klein(...args: string[]): Promise<string> {
-    let out = '';
-    const program = new Command('klein').exitOverride().configureOutput({ writeOut: () => {}, writeErr: () => {} });
-    register(program, { dataDir: () => t.dataDir, databaseUrl: () => t.url }, { out: (s) => void (out += s) });
-    await program.parseAsync(args, { from: 'user' });
-    return out;
-  }
+  /** Runs `klein keys …` in-process; returns what it printed. */
+  const klein = (...args: string[]) => runKlein(t, [register], args);
 
   const withDb = <T>(fn: (db: TempDb['db']) => Promise<T>): Promise<T> => fn(t.db);
 

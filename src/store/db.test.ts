@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { sql } from 'kysely';
+import { sql, type Kysely } from 'kysely';
+import type { Database } from './schema.js';
 import { DB_FILE, openDatabase } from './db.js';
 import { migrateToLatest } from './migrations/index.js';
 import { tempDb } from '../../test/support/temp-db.js';
@@ -69,14 +70,7 @@ test('the schema refuses a negative balance and an unknown status (CHECK constra
       /CHECK/,
     );
     await db.insertInto('accounts').values({ id: 'a', name: null, balance_micro: 0, rpm: null, concurrency: null, webhook_secret: 's', created_at: 0 }).execute();
-    await assert.rejects(
-      db
-        .insertInto('requests')
-        // @ts-expect-error: deliberately not a RequestStatus
-        .values({ id: 'r', account_id: 'a', key_id: 'k', route: 'x', status: 'RUNNING', params: '{}', seed: 0, width: 64, height: 64, price_micro: 0, attempts: 0, created_at: 0, expires_at: 1 })
-        .execute(),
-      /CHECK/,
-    );
+    await assert.rejects(insertBadStatus(db), /CHECK/);
   } finally {
     await db.destroy();
     rmSync(dataDir, { recursive: true, force: true });
@@ -108,15 +102,19 @@ test('PostgreSQL: the same migrations run once, and the schema enforces the same
         .execute(),
       /foreign key/,
     );
-    await assert.rejects(
-      t.db
-        .insertInto('requests')
-        // @ts-expect-error: deliberately not a RequestStatus
-        .values({ id: 'r', account_id: 'a', key_id: 'k', route: 'x', status: 'RUNNING', params: '{}', seed: 0, width: 64, height: 64, price_micro: 0, attempts: 0, created_at: 0, expires_at: 1 })
-        .execute(),
-      /requests_status/,
-    );
+    await assert.rejects(insertBadStatus(t.db), /requests_status/);
   } finally {
     await t.close();
   }
 });
+
+/** A request row whose status is not one of the five: the schema must refuse it. */
+function insertBadStatus(db: Kysely<Database>) {
+  return (
+    db
+      .insertInto('requests')
+      // @ts-expect-error: deliberately not a RequestStatus
+      .values({ id: 'r', account_id: 'a', key_id: 'k', route: 'x', status: 'RUNNING', params: '{}', seed: 0, width: 64, height: 64, price_micro: 0, attempts: 0, created_at: 0, expires_at: 1 })
+      .execute()
+  );
+}

@@ -95,14 +95,7 @@ export class FleetWorker {
   private readonly startedAt = new Date().toISOString();
 
   constructor(private readonly options: FleetWorkerOptions) {
-    this.lifecycle = new Lifecycle({
-      db: options.db,
-      storage: options.storage,
-      metrics: options.metrics,
-      logger: options.logger,
-      limiter: options.limiter,
-      notifier: new RedisNotifier(options.redis, options.keys, options.logger),
-    });
+    this.lifecycle = new Lifecycle({ ...options, notifier: new RedisNotifier(options.redis, options.keys, options.logger) });
     this.member = new FleetMember(options.redis, options.keys, () => this.info(), { intervalMs: 2000, ttlMs: 10_000 });
   }
 

@@ -75,12 +75,7 @@ export class DistributedQueue implements JobQueue {
     // other gateways through Redis.
     const notifier = this.notifier;
     this.lifecycle = new Lifecycle({
-      db: options.db,
-      storage: options.storage,
-      metrics: options.metrics,
-      logger: options.logger,
-      limiter: options.limiter,
-      onWebhook: options.onWebhook,
+      ...options,
       notifier: {
         progress: (id, ev) => notifier.progress(id, ev),
         finish: (id, outcome) => {

@@ -179,20 +179,36 @@ export async function settleIn(trx: Transaction<Database>, requestId: string, co
   const cost = costMicro ?? reserved;
   assertMicro('cost', cost, 0);
   if (cost > reserved) throw new RangeError(`cost ${cost} exceeds the ${reserved} micro-credits reserved for ${requestId}`);
-  const refund = reserved - cost;
-  const ins = await trx
-    .insertInto('ledger')
-    .values({ id: randomUUID(), account_id: r.account_id, request_id: requestId, kind: 'settle', phase: 'close', amount_micro: refund, note: null, created_at: now })
-    .onConflict((oc) => oc.doNothing())
-    .executeTakeFirst();
-  if (Number(ins.numInsertedOrUpdatedRows ?? 0) === 0) {
+  if (!(await closeReservation(trx, r.account_id, requestId, 'settle', reserved - cost, now))) {
     // Lost a race on another connection (only possible where writes are not serialised).
     return (await entries(trx, requestId)).has('settle') ? 'already_settled' : 'released';
   }
-  if (refund > 0) {
-    await trx.updateTable('accounts').set((eb) => ({ balance_micro: eb('balance_micro', '+', refund) })).where('id', '=', r.account_id).execute();
-  }
   return 'settled';
+}
+
+/**
+ * Writes the closing entry of a reservation (`settle` or `release`, UNIQUE per request's
+ * phase) and gives `backMicro` back to the balance. False, with nothing written, when
+ * another close won the race for the phase.
+ */
+async function closeReservation(
+  trx: Transaction<Database>,
+  accountId: string,
+  requestId: string,
+  kind: 'settle' | 'release',
+  backMicro: number,
+  now: number,
+): Promise<boolean> {
+  const ins = await trx
+    .insertInto('ledger')
+    .values({ id: randomUUID(), account_id: accountId, request_id: requestId, kind, phase: 'close', amount_micro: backMicro, note: null, created_at: now })
+    .onConflict((oc) => oc.doNothing())
+    .executeTakeFirst();
+  if (Number(ins.numInsertedOrUpdatedRows ?? 0) === 0) return false;
+  if (backMicro > 0) {
+    await trx.updateTable('accounts').set((eb) => ({ balance_micro: eb('balance_micro', '+', backMicro) })).where('id', '=', accountId).execute();
+  }
+  return true;
 }
 
 /** `settleIn` as its own transaction. */
@@ -213,17 +229,8 @@ export async function releaseIn(trx: Transaction<Database>, requestId: string, n
   if (!r) return 'not_reserved';
   if (e.has('release')) return 'already_released';
   if (e.has('settle')) return 'settled';
-  const amount = -r.amount_micro;
-  const ins = await trx
-    .insertInto('ledger')
-    .values({ id: randomUUID(), account_id: r.account_id, request_id: requestId, kind: 'release', phase: 'close', amount_micro: amount, note: null, created_at: now })
-    .onConflict((oc) => oc.doNothing())
-    .executeTakeFirst();
-  if (Number(ins.numInsertedOrUpdatedRows ?? 0) === 0) {
+  if (!(await closeReservation(trx, r.account_id, requestId, 'release', -r.amount_micro, now))) {
     return (await entries(trx, requestId)).has('release') ? 'already_released' : 'settled';
-  }
-  if (amount > 0) {
-    await trx.updateTable('accounts').set((eb) => ({ balance_micro: eb('balance_micro', '+', amount) })).where('id', '=', r.account_id).execute();
   }
   return 'released';
 }

@@ -8,10 +8,10 @@
 import sharp, { type Metadata, type OutputInfo } from 'sharp';
 import type { RgbImage } from '../contract/types.js';
 import { ApiError, type ErrorCode } from '../contract/errors.js';
+import { MAX_AREA, MIN_SIDE, SIZE_MULTIPLE } from '../contract/aspect-ratios.js';
 
-export const TARGET_AREA = 1024 * 1024;
-export const MULTIPLE = 16;
-export const MIN_SIDE = 64;
+/** A reference is downscaled to at most the model's output area (contract §3). */
+const TARGET_AREA = MAX_AREA;
 export const MAX_RATIO = 8;
 
 export type SniffedFormat = 'png' | 'jpeg' | 'webp';
@@ -71,8 +71,8 @@ export async function decodeReference(bytes: Buffer, options: { maxPixels: numbe
   }
   const { data, info } = resized;
   if (info.channels !== 3) throw fail('image_invalid', options.field, `decoded to ${info.channels} channels`);
-  const cw = Math.floor(info.width / MULTIPLE) * MULTIPLE;
-  const ch = Math.floor(info.height / MULTIPLE) * MULTIPLE;
+  const cw = Math.floor(info.width / SIZE_MULTIPLE) * SIZE_MULTIPLE;
+  const ch = Math.floor(info.height / SIZE_MULTIPLE) * SIZE_MULTIPLE;
   const left = Math.floor((info.width - cw) / 2);
   const top = Math.floor((info.height - ch) / 2);
   const out = Buffer.allocUnsafe(cw * ch * 3);

@@ -1,9 +1,51 @@
-// Installs what the test suite runs for real besides the engine: an S3-compatible server
-// (moto's standalone server, from PyPI, pinned) in its own virtual environment under
-// .test-services/. Idempotent; pip's cache makes a fresh clone fast.
+// Installs what the test suite runs for real besides the engine, so that `npm test` alone
+// works on a fresh machine:
+// - from Debian's packages, when missing: redis-server and PostgreSQL (the store and fleet
+//   suites start private instances on loopback) and Chromium (the playground's browser
+//   tests); with sudo when not root;
+// - an S3-compatible server (moto's standalone server, from PyPI, pinned) in its own
+//   virtual environment under .test-services/.
+// Idempotent; apt's and pip's caches make a second run fast.
 import { spawnSync } from 'node:child_process';
-import { existsSync, writeFileSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, writeFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+
+const run = (cmd, args, env = process.env) => {
+  const r = spawnSync(cmd, args, { stdio: ['ignore', 'inherit', 'inherit'], env });
+  return r.status === 0;
+};
+const must = (cmd, args) => {
+  if (!run(cmd, args)) {
+    console.error(`setup-test-services: ${cmd} ${args.join(' ')} failed`);
+    process.exit(1);
+  }
+};
+
+const onPath = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0;
+const hasPostgres = () => {
+  try {
+    return readdirSync('/usr/lib/postgresql').some((v) => existsSync(`/usr/lib/postgresql/${v}/bin/initdb`));
+  } catch {
+    return false;
+  }
+};
+const need = [
+  ...(onPath('redis-server') ? [] : ['redis-server']),
+  ...(hasPostgres() ? [] : ['postgresql']),
+  ...(existsSync('/usr/bin/chromium') ? [] : ['chromium']),
+];
+if (need.length > 0) {
+  console.error(`setup-test-services: installing ${need.join(', ')} from Debian's packages`);
+  const asRoot = process.getuid?.() === 0 ? [] : ['sudo'];
+  const aptEnv = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  const apt = (...args) => (asRoot.length ? run('sudo', ['-E', 'apt-get', ...args], aptEnv) : run('apt-get', args, aptEnv));
+  const install = ['install', '-y', '--no-install-recommends', ...need];
+  // The package lists may be missing or stale on a fresh machine: update once and retry.
+  if (!apt(...install) && !(apt('update') && apt(...install))) {
+    console.error(`setup-test-services: could not install ${need.join(', ')} (apt-get${asRoot.length ? ' with sudo' : ''})`);
+    process.exit(1);
+  }
+}
 
 const root = new URL('..', import.meta.url).pathname;
 const venv = join(root, '.test-services', 'moto');
@@ -11,13 +53,6 @@ const want = 'moto[server]==5.2.5';
 const stamp = join(venv, '.klein-stamp');
 
 if (existsSync(stamp) && readFileSync(stamp, 'utf8') === want) process.exit(0);
-const run = (cmd, args) => {
-  const r = spawnSync(cmd, args, { stdio: ['ignore', 'inherit', 'inherit'] });
-  if (r.status !== 0) {
-    console.error(`setup-test-services: ${cmd} ${args.join(' ')} failed`);
-    process.exit(1);
-  }
-};
-if (!existsSync(join(venv, 'bin', 'python'))) run(process.env.PYTHON ?? 'python3', ['-m', 'venv', venv]);
-run(join(venv, 'bin', 'python'), ['-m', 'pip', 'install', '--quiet', '--disable-pip-version-check', want]);
+if (!existsSync(join(venv, 'bin', 'python'))) must(process.env.PYTHON ?? 'python3', ['-m', 'venv', venv]);
+must(join(venv, 'bin', 'python'), ['-m', 'pip', 'install', '--quiet', '--disable-pip-version-check', want]);
 writeFileSync(stamp, want);

@@ -3,8 +3,9 @@
 // - from Debian's packages, when missing: redis-server and PostgreSQL (the store and fleet
 //   suites start private instances on loopback) and Chromium (the playground's browser
 //   tests); with sudo when not root;
-// - an S3-compatible server (moto's standalone server, from PyPI, pinned) in its own
-//   virtual environment under .test-services/.
+// - from PyPI, pinned, each in its own virtual environment under .test-services/: an
+//   S3-compatible server (moto's standalone server) and the Python clients the
+//   compatibility tests call the server with (test/clients/requirements.txt).
 // Idempotent; apt's and pip's caches make a second run fast.
 import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, writeFileSync, readFileSync } from 'node:fs';
@@ -48,11 +49,18 @@ if (need.length > 0) {
 }
 
 const root = new URL('..', import.meta.url).pathname;
-const venv = join(root, '.test-services', 'moto');
-const want = 'moto[server]==5.2.5';
-const stamp = join(venv, '.klein-stamp');
-
-if (existsSync(stamp) && readFileSync(stamp, 'utf8') === want) process.exit(0);
-if (!existsSync(join(venv, 'bin', 'python'))) must(process.env.PYTHON ?? 'python3', ['-m', 'venv', venv]);
-must(join(venv, 'bin', 'python'), ['-m', 'pip', 'install', '--quiet', '--disable-pip-version-check', want]);
-writeFileSync(stamp, want);
+const venvs = {
+  // moto's standalone server: the S3-compatible store of the storage tests.
+  moto: ['moto[server]==5.2.5'],
+  // The Python clients the compatibility tests drive (openai, Segmind's SDK, Standard Webhooks, …).
+  clients: ['-r', join(root, 'test', 'clients', 'requirements.txt')],
+};
+for (const [name, spec] of Object.entries(venvs)) {
+  const venv = join(root, '.test-services', name);
+  const stamp = join(venv, '.klein-stamp');
+  const want = spec.map((s) => (s.endsWith('.txt') ? readFileSync(s, 'utf8') : s)).join('\n');
+  if (existsSync(stamp) && readFileSync(stamp, 'utf8') === want) continue;
+  if (!existsSync(join(venv, 'bin', 'python'))) must(process.env.PYTHON ?? 'python3', ['-m', 'venv', venv]);
+  must(join(venv, 'bin', 'python'), ['-m', 'pip', 'install', '--quiet', '--disable-pip-version-check', ...spec]);
+  writeFileSync(stamp, want);
+}

@@ -33,3 +33,13 @@ it('arms only known crash points', () => {
   assert.deepEqual(loadConfig({ KLEIN_FAULTS: 'submit.after_commit, end.FAILED.after_ledger' }).faults, ['submit.after_commit', 'end.FAILED.after_ledger']);
   assert.match(problems({ KLEIN_FAULTS: 'end.COMPLETE.after_ledger' })[0] ?? '', /^KLEIN_FAULTS: unknown crash point end\.COMPLETE\.after_ledger/);
 });
+
+it('reads link secrets (comma-separated, first signs) and refuses short ones; the link lifetime is bounded', () => {
+  const a = 'a'.repeat(32);
+  const b = 'b'.repeat(44);
+  assert.deepEqual(loadConfig({ KLEIN_LINK_SECRET: ` ${b}, ${a} ` }).linkSecrets, [b, a]);
+  assert.deepEqual(loadConfig({}).linkSecrets, []);
+  assert.equal(loadConfig({}).linkTtlS, 3600);
+  assert.match(problems({ KLEIN_LINK_SECRET: `${a},short` })[0] ?? '', /^KLEIN_LINK_SECRET: each comma-separated secret must be at least 32 characters/);
+  assert.match(problems({ KLEIN_LINK_TTL: '10' })[0] ?? '', /^KLEIN_LINK_TTL: /);
+});

@@ -65,6 +65,10 @@ export interface Config {
   maxConnections: number;
   /** Crash points armed for tests (KLEIN_FAULTS; see faults.ts). Empty in production. */
   faults: string[];
+  /** KLEIN_LINK_SECRET: secrets of key-less output links, first signs, all verify; empty: one kept in the data directory. */
+  linkSecrets: string[];
+  /** KLEIN_LINK_TTL: how long a key-less output link works (seconds). */
+  linkTtlS: number;
   /** S3-compatible output storage; null means local disk under the data directory. */
   s3: { bucket: string; endpoint?: string; region: string; prefix: string; forcePathStyle: boolean } | null;
 }
@@ -205,6 +209,8 @@ export function loadConfig(env: Env = process.env): Config {
     headersTimeoutMs: r.num('KLEIN_HEADERS_TIMEOUT', 20, 1, 3600) * 1000,
     maxConnections: r.int('KLEIN_MAX_CONNECTIONS', 1024, 0, 1_000_000),
     faults: [],
+    linkSecrets: [],
+    linkTtlS: r.int('KLEIN_LINK_TTL', 3600, 60, 7 * 86_400),
     s3: null,
   };
   const dbUrl = r.str('DATABASE_URL', '');
@@ -234,6 +240,8 @@ export function loadConfig(env: Env = process.env): Config {
   const unknownFaults = faults.filter((f) => !FAULT_POINTS.includes(f));
   if (unknownFaults.length > 0) r.problems.push(`KLEIN_FAULTS: unknown crash point ${unknownFaults.join(', ')}; known: ${FAULT_POINTS.join(', ')}`);
   cfg.faults = faults;
+  cfg.linkSecrets = r.str('KLEIN_LINK_SECRET', '').split(',').map((x) => x.trim()).filter(Boolean);
+  if (cfg.linkSecrets.some((x) => x.length < 32)) r.problems.push('KLEIN_LINK_SECRET: each comma-separated secret must be at least 32 characters (e.g. `openssl rand -base64 32`)');
   const pub = r.str('KLEIN_PUBLIC_URL', '');
   if (pub && !/^https?:\/\/[^/]+/.test(pub)) r.problems.push(`KLEIN_PUBLIC_URL: must be an http(s) URL, got "${pub}"`);
   cfg.publicUrl = pub.replace(/\/$/, '');

@@ -1,7 +1,7 @@
 """Engine benchmark: the full-size FLUX.2 [klein] 4B architecture with random weights.
 
 Random weights cost exactly the FLOPs of the real ones, so no download is needed
-(klein_engine/fullsize.py holds the real configs).
+(engine/tests/fullsize.py holds the real configs).
 
     engine/.venv/bin/python bench/engine.py --scenarios S2,S5 --out bench/results/DATE-GPU.json
     engine/.venv/bin/python bench/engine.py --scenarios S1,S3 --out bench/results/DATE-GPU.json --merge
@@ -30,7 +30,7 @@ D = hidden size, n = double + single blocks (../shared/reference, §11):
 The floor is the transformer FLOPs of the whole image at 790 TFLOP/s (H100/H200 dense bf16);
 fp8 matmuls have twice that peak, so go_fast can go below a ratio of 1 on the linear part.
 
---fidelity: go_fast against the reference path on fixed seeds (klein_engine/fast/fidelity.py):
+--fidelity: go_fast against the reference path on fixed seeds (engine/tests/fidelity.py):
 relative error of the final latents and PSNR of the decoded images, at 1024² and 512².
 --startup: saves the random model once in diffusers layout (--model-dir), then times a fresh
 `python -m klein_engine generate` from process start to its first image, with an empty
@@ -58,18 +58,19 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+# engine/ holds the package and its tests' helpers (tests.fullsize, tests.fidelity).
 sys.path.insert(0, str(ROOT / "engine"))
 
 from klein_engine.batch import BatchJob  # noqa: E402
-from klein_engine.fast.fidelity import FIDELITY_SEEDS, LATENT_REL_TOL, PSNR_MIN_DB, psnr, relative_error  # noqa: E402
-from klein_engine.fullsize import build_engine, save_model  # noqa: E402
 from klein_engine.job import GenerateRequest, ReferenceImage  # noqa: E402
 from klein_engine.options import EngineOptions  # noqa: E402
 from klein_engine.pipeline import KleinEngine  # noqa: E402
+from klein_engine.text import MAX_SEQUENCE_LENGTH as TEXT_TOKENS  # noqa: E402
 from klein_engine.tiny import ensure_tiny  # noqa: E402
+from tests.fidelity import FIDELITY_SEEDS, LATENT_REL_TOL, PSNR_MIN_DB, psnr, relative_error  # noqa: E402
+from tests.fullsize import build_engine, save_model  # noqa: E402
 
 PEAK_TFLOPS = 790.0
-TEXT_TOKENS = 512
 
 SCENARIOS = {
     "S1": dict(width=1024, height=1024, steps=20, cfg=5.0, sampler="euler", refs=0),
@@ -82,37 +83,39 @@ SCENARIOS = {
 
 
 def flops_per_eval(engine: KleinEngine, image_tokens: int) -> float:
-    c = engine.c.transformer.config
-    d = c.num_attention_heads * c.attention_head_dim
-    n = c.num_layers + c.num_single_layers
+    config = engine.components.transformer.config
+    d = config.num_attention_heads * config.attention_head_dim
+    n = config.num_layers + config.num_single_layers
     seq = image_tokens + TEXT_TOKENS
-    return 2 * 13 * d * d * n * seq + 4 * n * seq * seq * d + 2 * seq * (2 * c.in_channels * d) + 2 * TEXT_TOKENS * c.joint_attention_dim * d
+    return (2 * 13 * d * d * n * seq + 4 * n * seq * seq * d + 2 * seq * (2 * config.in_channels * d)
+            + 2 * TEXT_TOKENS * config.joint_attention_dim * d)
 
 
-def evaluations(s: dict) -> int:
+def evaluations(scenario: dict) -> int:
     """Transformer evaluations per image (a CFG step is two; res_2s's last step is one)."""
-    per_step = 2 if s["cfg"] > 1 else 1
-    if s["sampler"] == "res_2s":
-        return per_step * (2 * s["steps"] - 1)
-    return per_step * s["steps"]
+    per_step = 2 if scenario["cfg"] > 1 else 1
+    if scenario["sampler"] == "res_2s":
+        return per_step * (2 * scenario["steps"] - 1)
+    return per_step * scenario["steps"]
 
 
 _prompts = itertools.count()
 
 
-def request(s: dict, seed: int, go_fast: bool, ref: ReferenceImage | None, prompt: str | None = None) -> GenerateRequest:
+def request(scenario: dict, seed: int, go_fast: bool, ref: ReferenceImage | None, prompt: str | None = None) -> GenerateRequest:
     # A new prompt every time by default, so the prompt cache never hides the text encoder's cost.
     return GenerateRequest(prompt=prompt or f"a lighthouse at dusk, oil painting #{next(_prompts)}",
-                           negative_prompt="low quality, blurry, less details", seed=seed, cfg=s["cfg"], sampler=s["sampler"],
-                           steps=s["steps"], width=s["width"], height=s["height"], go_fast=go_fast, images=(ref,) if ref else ())
+                           negative_prompt="low quality, blurry, less details", seed=seed, cfg=scenario["cfg"],
+                           sampler=scenario["sampler"], steps=scenario["steps"], width=scenario["width"],
+                           height=scenario["height"], go_fast=go_fast, images=(ref,) if ref else ())
 
 
-def reference_image(s: dict) -> ReferenceImage | None:
-    if not s["refs"]:
+def reference_image(scenario: dict) -> ReferenceImage | None:
+    if not scenario["refs"]:
         return None
     g = torch.Generator("cpu").manual_seed(7)
-    px = torch.randint(0, 256, (s["width"] * s["height"] * 3,), generator=g, dtype=torch.uint8)
-    return ReferenceImage(s["width"], s["height"], px.numpy().tobytes())
+    px = torch.randint(0, 256, (scenario["width"] * scenario["height"] * 3,), generator=g, dtype=torch.uint8)
+    return ReferenceImage(scenario["width"], scenario["height"], px.numpy().tobytes())
 
 
 def _generate(engine: KleinEngine, reqs: list) -> list:
@@ -123,13 +126,13 @@ def _generate(engine: KleinEngine, reqs: list) -> list:
     return outs
 
 
-def run(engine: KleinEngine, name: str, s: dict, go_fast: bool, repeats: int, batch: int) -> dict:
-    ref = reference_image(s)
+def run(engine: KleinEngine, name: str, scenario: dict, go_fast: bool, repeats: int, batch: int) -> dict:
+    ref = reference_image(scenario)
     cuda = engine.device.type == "cuda"
     # Requests per call: S6 with go_fast is one batch; everything else one request at a time.
-    per_call = batch if s.get("throughput") and go_fast else 1
-    calls = repeats * (batch if s.get("throughput") and not go_fast else 1)
-    warm = [request(s, 500 + k, go_fast, ref) for k in range(per_call)]
+    per_call = batch if scenario.get("throughput") and go_fast else 1
+    calls = repeats * (batch if scenario.get("throughput") and not go_fast else 1)
+    warm = [request(scenario, 500 + k, go_fast, ref) for k in range(per_call)]
     if go_fast:
         with engine.fast.compiling():
             for _ in range(2):  # compile, then (CUDA graphs) record
@@ -143,21 +146,22 @@ def run(engine: KleinEngine, name: str, s: dict, go_fast: bool, repeats: int, ba
     t0 = time.perf_counter()
     for i in range(calls):
         t = time.perf_counter()
-        outs = _generate(engine, [request(s, 1000 + i * per_call + k, go_fast, ref) for k in range(per_call)])
+        outs = _generate(engine, [request(scenario, 1000 + i * per_call + k, go_fast, ref) for k in range(per_call)])
         walls.append((time.perf_counter() - t) * 1000)
         timings.append(outs[-1].timings)
     wall = time.perf_counter() - t0
     images = calls * per_call
-    tokens = (s["width"] // 16) * (s["height"] // 16)
-    n_eval = evaluations(s)
-    f_eval = flops_per_eval(engine, tokens + (tokens if s["refs"] else 0))
+    tokens = (scenario["width"] // engine.pixel_multiple) * (scenario["height"] // engine.pixel_multiple)
+    n_eval = evaluations(scenario)
+    f_eval = flops_per_eval(engine, tokens + (tokens if scenario["refs"] else 0))
     denoise = statistics.median(t["denoise_ms"] for t in timings)
     floor_ms = f_eval * n_eval / (PEAK_TFLOPS * 1e12) * 1000
     ms_image = statistics.median(walls) / per_call
     out = {
         "name": name,
         "go_fast": go_fast,
-        "width": s["width"], "height": s["height"], "steps": s["steps"], "cfg": s["cfg"], "sampler": s["sampler"], "references": s["refs"],
+        "width": scenario["width"], "height": scenario["height"], "steps": scenario["steps"], "cfg": scenario["cfg"],
+        "sampler": scenario["sampler"], "references": scenario["refs"],
         "batch": per_call,
         "ms_per_image": round(ms_image, 2),
         "ms_per_eval": round(denoise / (n_eval * per_call), 3),
@@ -169,7 +173,7 @@ def run(engine: KleinEngine, name: str, s: dict, go_fast: bool, repeats: int, ba
         "ratio_to_floor": round(ms_image / floor_ms, 2),
         "repeats": calls,
     }
-    if s.get("throughput"):
+    if scenario.get("throughput"):
         out["images_per_second"] = round(images / wall, 3)
     return out
 
@@ -179,16 +183,15 @@ def fidelity(engine: KleinEngine, seeds) -> dict:
     """go_fast against the reference path: final latents and decoded images, fixed seeds."""
     rows = []
     for size in (1024, 512):
-        s = dict(SCENARIOS["S2"], width=size, height=size)
+        scenario = dict(SCENARIOS["S2"], width=size, height=size)
         for seed in seeds:
-            req = request(s, seed, True, None, prompt="a lighthouse at dusk, oil painting")
+            req = request(scenario, seed, True, None, prompt="a lighthouse at dusk, oil painting")
             got = {}
             for go_fast in (False, True):
-                r = dataclasses.replace(req, go_fast=go_fast)
                 with engine.fast.compiling() if go_fast else contextlib.nullcontext():
-                    run_ = engine.denoise(r, lambda *a: None, lambda: False)
-                    rgb = engine._decode(run_.x, run_.latent_ids, run_.h, run_.w, go_fast)
-                got[go_fast] = (engine.final_latents(run_.x, run_.latent_ids, run_.h, run_.w), rgb)
+                    latents = engine.generate(dataclasses.replace(req, go_fast=go_fast), lambda *a: None, lambda: False,
+                                              output_type="latent")
+                    got[go_fast] = (latents, engine.decode(latents, go_fast))
             rows.append({"size": size, "seed": seed, "latent_rel_error": round(relative_error(got[True][0], got[False][0]), 6),
                          "psnr_db": round(psnr(got[True][1], got[False][1]), 2)})
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
@@ -221,12 +224,12 @@ def startup(config: str, model_dir: Path, device: str, env_extra: dict) -> dict:
             cmd = [sys.executable, "-m", "klein_engine", "generate", "--model", str(model_dir), "--prompt", "a lighthouse",
                    "--steps", "4", "--cfg", "1", "--width", "1024", "--height", "1024", "--out", str(png)]
             t0 = time.perf_counter()
-            p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
-            first = p.stdout.readline()
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+            first = proc.stdout.readline()
             first_s = time.perf_counter() - t0
-            rest, err = p.communicate(timeout=1800)
-            if p.returncode != 0 or not first.strip():
-                raise RuntimeError(f"{' '.join(cmd)} failed ({p.returncode}):\n{err[-3000:]}")
+            rest, err = proc.communicate(timeout=1800)
+            if proc.returncode != 0 or not first.strip():
+                raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{err[-3000:]}")
             loaded, warmed = _LOADED.search(err), _WARMED.search(err)
             out[label] = {"first_image_s": round(first_s, 2), "load_s": float(loaded.group(1)) if loaded else None,
                           "warmup_s": float(warmed.group(1)) if warmed else 0.0, "image": json.loads(first)}
@@ -237,70 +240,70 @@ def startup(config: str, model_dir: Path, device: str, env_extra: dict) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--config", default="klein-4b", choices=["klein-4b", "tiny"])
-    p.add_argument("--scenarios", default="S1,S2,S3,S4,S5,S6", help="comma-separated, or 'none'")
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--batch", type=int, default=4, help="S6: requests queued together")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--fp8", default="auto", choices=["auto", "off", "emulate"])
-    p.add_argument("--act-scale", default="tensor", choices=["tensor", "row"])
-    p.add_argument("--compile", default="auto", choices=["auto", "on", "off"])
-    p.add_argument("--compile-mode", default=EngineOptions().compile_mode)
-    p.add_argument("--cache-dir", default=str(ROOT / "engine" / ".cache" / "compile"), help="persistent compile cache")
-    p.add_argument("--go-fast-only", action="store_true", help="KLEIN_GO_FAST_ONLY: fp8 transformer only (the 12 GiB bound)")
-    p.add_argument("--fidelity", action="store_true")
-    p.add_argument("--seeds", type=int, default=len(FIDELITY_SEEDS))
-    p.add_argument("--startup", action="store_true")
-    p.add_argument("--model-dir", default="/tmp/klein-random-4b")
-    p.add_argument("--out")
-    p.add_argument("--merge", action="store_true", help="merge into --out (same device): scenarios replaced by (name, go_fast, mode)")
-    a = p.parse_args(argv)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="klein-4b", choices=["klein-4b", "tiny"])
+    parser.add_argument("--scenarios", default="S1,S2,S3,S4,S5,S6", help="comma-separated, or 'none'")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--batch", type=int, default=4, help="S6: requests queued together")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--fp8", default="auto", choices=["auto", "off", "emulate"])
+    parser.add_argument("--act-scale", default="tensor", choices=["tensor", "row"])
+    parser.add_argument("--compile", default="auto", choices=["auto", "on", "off"])
+    parser.add_argument("--compile-mode", default=EngineOptions().compile_mode)
+    parser.add_argument("--cache-dir", default=str(ROOT / "engine" / ".cache" / "compile"), help="persistent compile cache")
+    parser.add_argument("--go-fast-only", action="store_true", help="KLEIN_GO_FAST_ONLY: fp8 transformer only (the 12 GiB bound)")
+    parser.add_argument("--fidelity", action="store_true")
+    parser.add_argument("--seeds", type=int, default=len(FIDELITY_SEEDS))
+    parser.add_argument("--startup", action="store_true")
+    parser.add_argument("--model-dir", default="/tmp/klein-random-4b")
+    parser.add_argument("--out")
+    parser.add_argument("--merge", action="store_true", help="merge into --out (same device): scenarios replaced by (name, go_fast, mode)")
+    args = parser.parse_args(argv)
     torch.set_grad_enabled(False)
-    names = [] if a.scenarios.strip().lower() == "none" else [n.strip() for n in a.scenarios.split(",")]
+    names = [] if args.scenarios.strip().lower() == "none" else [n.strip() for n in args.scenarios.split(",")]
     for n in names:
         if n not in SCENARIOS:
-            p.error(f"unknown scenario {n}; one of {', '.join(SCENARIOS)}")
-    options = EngineOptions(fp8=a.fp8, fp8_act_scale=a.act_scale, compile=a.compile, compile_mode=a.compile_mode,
-                            compile_cache_dir=Path(a.cache_dir), go_fast_only=a.go_fast_only, max_batch=max(1, a.batch),
+            parser.error(f"unknown scenario {n}; one of {', '.join(SCENARIOS)}")
+    options = EngineOptions(fp8=args.fp8, fp8_act_scale=args.act_scale, compile=args.compile, compile_mode=args.compile_mode,
+                            compile_cache_dir=Path(args.cache_dir), go_fast_only=args.go_fast_only, max_batch=max(1, args.batch),
                             warmup_sizes=())
-    mode = "go_fast_only" if a.go_fast_only else "both_resident"
+    mode = "go_fast_only" if args.go_fast_only else "both_resident"
     result: dict = {}
-    if names or a.fidelity:
+    if names or args.fidelity:
         t = time.perf_counter()
-        engine = build_engine(a.config, a.device, options)
+        engine = build_engine(args.config, args.device, options)
         result["engine"] = {"build_s": round(time.perf_counter() - t, 1), "facts": engine.facts()}
         print(json.dumps(result["engine"]), file=sys.stderr, flush=True)
         scenarios = []
         for name in names:
-            for go_fast in ((True,) if a.go_fast_only else (False, True)):
-                r = run(engine, name, SCENARIOS[name], go_fast, a.repeats, a.batch)
+            for go_fast in ((True,) if args.go_fast_only else (False, True)):
+                r = run(engine, name, SCENARIOS[name], go_fast, args.repeats, args.batch)
                 r["mode"] = mode
                 r["compile_mode"] = engine.fast.compile_mode
                 print(json.dumps(r), file=sys.stderr, flush=True)
                 scenarios.append(r)
         result["scenarios"] = scenarios
-        if a.fidelity:
-            result["fidelity"] = fidelity(engine, FIDELITY_SEEDS[: a.seeds] if a.seeds <= len(FIDELITY_SEEDS) else range(a.seeds))
+        if args.fidelity:
+            result["fidelity"] = fidelity(engine, FIDELITY_SEEDS[: args.seeds] if args.seeds <= len(FIDELITY_SEEDS) else range(args.seeds))
         del engine
-        if a.device.startswith("cuda"):
+        if args.device.startswith("cuda"):
             torch.cuda.empty_cache()
-    if a.startup:
-        env_extra = {"KLEIN_FP8": a.fp8, "KLEIN_COMPILE": a.compile, "KLEIN_COMPILE_MODE": a.compile_mode}
-        if a.device == "cpu":
+    if args.startup:
+        env_extra = {"KLEIN_FP8": args.fp8, "KLEIN_COMPILE": args.compile, "KLEIN_COMPILE_MODE": args.compile_mode}
+        if args.device == "cpu":
             env_extra["CUDA_VISIBLE_DEVICES"] = ""
-        result["startup"] = startup(a.config, Path(a.model_dir), a.device, env_extra)
+        result["startup"] = startup(args.config, Path(args.model_dir), args.device, env_extra)
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     except OSError:
         commit = ""
-    device = torch.cuda.get_device_name(0) if a.device.startswith("cuda") else f"cpu ({os.cpu_count()} threads)"
+    device = torch.cuda.get_device_name(0) if args.device.startswith("cuda") else f"cpu ({os.cpu_count()} threads)"
     command = "engine/.venv/bin/python bench/engine.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    head = {"device": device, "torch": torch.__version__, "commit": commit, "date": dt.date.today().isoformat(), "config": a.config}
-    if a.out and a.merge and Path(a.out).exists():
-        merged = json.loads(Path(a.out).read_text())
+    head = {"device": device, "torch": torch.__version__, "commit": commit, "date": dt.date.today().isoformat(), "config": args.config}
+    if args.out and args.merge and Path(args.out).exists():
+        merged = json.loads(Path(args.out).read_text())
         if merged.get("device") != device:
-            p.error(f"--merge: {a.out} was measured on {merged.get('device')}, this is {device}")
+            parser.error(f"--merge: {args.out} was measured on {merged.get('device')}, this is {device}")
         new_keys = {(s["name"], s["go_fast"], s.get("mode")) for s in result.get("scenarios", [])}
         merged["scenarios"] = [s for s in merged.get("scenarios", []) if (s["name"], s["go_fast"], s.get("mode")) not in new_keys]
         merged["scenarios"] += result.get("scenarios", [])
@@ -319,9 +322,9 @@ def main(argv: list[str] | None = None) -> int:
             out[f"engine_{mode}"] = result["engine"]
     text = json.dumps(out, indent=2)
     print(text)
-    if a.out:
-        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.out).write_text(text + "\n")
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text + "\n")
     return 0
 
 

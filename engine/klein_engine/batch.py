@@ -2,8 +2,9 @@
 
 Requests share one batched transformer forward per step when everything that shapes the
 forward and the schedule is equal: width, height, steps, sampler, whether CFG is on
-(cfg > 1; the scale itself is applied per request) and the number and sizes of reference
-images. Prompts, seeds, cfg scales, references' pixels and previews may differ.
+(cfg > 1; the scale itself is applied per request), the number and sizes of reference
+images, and go_fast (which transformer runs). Prompts, seeds, cfg scales, references'
+pixels and previews may differ.
 
 Only go_fast requests are batched. A batch changes the GEMM shapes, and with them (on a
 GPU) the last bits of each image, so a `go_fast: false` request, whose bytes must depend

@@ -15,11 +15,14 @@ import os
 import sys
 
 from .job import GenerateRequest, ReferenceImage
+from .limits import MAX_REFERENCE_IMAGES, PIXEL_MULTIPLE, SAMPLERS
+from .load import DEFAULT_MODEL
 
+# References larger than this many pixels are scaled down (the gateway's rule, src/images/decode.ts).
 MAX_AREA = 1024 * 1024
 
 
-def prepare_reference(path: str, multiple: int = 16) -> ReferenceImage:
+def prepare_reference(path: str, multiple: int = PIXEL_MULTIPLE) -> ReferenceImage:
     from PIL import Image, ImageOps
 
     im = ImageOps.exif_transpose(Image.open(path)).convert("RGB")
@@ -35,21 +38,21 @@ def prepare_reference(path: str, multiple: int = 16) -> ReferenceImage:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m klein_engine generate")
-    p.add_argument("--prompt", required=True)
-    p.add_argument("--negative-prompt", default="low quality, blurry, less details")
-    p.add_argument("--seed", type=int, default=3425234)
-    p.add_argument("--cfg", type=float, default=5.0)
-    p.add_argument("--sampler", choices=["euler", "res_2s"], default="euler")
-    p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--width", type=int, default=1024)
-    p.add_argument("--height", type=int, default=1024)
-    p.add_argument("--image", action="append", default=[], help="reference image (repeat for up to 4)")
-    p.add_argument("--no-go-fast", action="store_true")
-    p.add_argument("--model", default=os.environ.get("KLEIN_MODEL", "black-forest-labs/FLUX.2-klein-4B"))
-    p.add_argument("--repeat", type=int, default=1, help="generate N times and report each timing")
-    p.add_argument("--out", required=True)
-    a = p.parse_args(argv)
+    parser = argparse.ArgumentParser(prog="python -m klein_engine generate")
+    parser.add_argument("--prompt", required=True)
+    parser.add_argument("--negative-prompt", default="low quality, blurry, less details")
+    parser.add_argument("--seed", type=int, default=3425234)
+    parser.add_argument("--cfg", type=float, default=5.0)
+    parser.add_argument("--sampler", choices=SAMPLERS, default="euler")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--width", type=int, default=1024)
+    parser.add_argument("--height", type=int, default=1024)
+    parser.add_argument("--image", action="append", default=[], help=f"reference image (repeat for up to {MAX_REFERENCE_IMAGES})")
+    parser.add_argument("--no-go-fast", action="store_true")
+    parser.add_argument("--model", default=os.environ.get("KLEIN_MODEL", DEFAULT_MODEL))
+    parser.add_argument("--repeat", type=int, default=1, help="generate N times and report each timing")
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args(argv)
 
     import logging
 
@@ -63,22 +66,22 @@ def main(argv: list[str] | None = None) -> int:
                         format="engine %(process)d %(levelname)s %(message)s")
     log = logging.getLogger("klein_engine")
     try:
-        engine = load_and_warm_up(a.model, EngineOptions.from_env(), log)
+        engine = load_and_warm_up(args.model, EngineOptions.from_env(), log)
     except LoadError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    refs = tuple(prepare_reference(path) for path in a.image)
+    refs = tuple(prepare_reference(path) for path in args.image)
     req = GenerateRequest(
-        prompt=a.prompt, negative_prompt=a.negative_prompt, seed=a.seed, cfg=a.cfg, sampler=a.sampler,
-        steps=a.steps, width=a.width, height=a.height, go_fast=not a.no_go_fast, images=refs,
+        prompt=args.prompt, negative_prompt=args.negative_prompt, seed=args.seed, cfg=args.cfg, sampler=args.sampler,
+        steps=args.steps, width=args.width, height=args.height, go_fast=not args.no_go_fast, images=refs,
     )
-    for _ in range(a.repeat):
+    for _ in range(args.repeat):
         try:
-            res = engine.generate(req, lambda s, t, pv: print(f"\rstep {s}/{t}", end="", file=sys.stderr), lambda: False)
+            res = engine.generate(req, lambda step, total, preview: print(f"\rstep {step}/{total}", end="", file=sys.stderr), lambda: False)
         except EngineError as e:  # invalid input: one line, as the server's error frame says it
             print(f"error: {e}", file=sys.stderr)
             return 2
         print(file=sys.stderr)
         print(json.dumps({"seed": res.seed, "width": res.width, "height": res.height, "timings": res.timings}), flush=True)
-    Image.frombytes("RGB", (res.width, res.height), res.rgb).save(a.out)
+    Image.frombytes("RGB", (res.width, res.height), res.rgb).save(args.out)
     return 0

@@ -1,14 +1,17 @@
-"""Typed jobs and results: what the protocol server hands the pipeline and gets back.
+"""Typed jobs and results: what the protocol server hands an engine and gets back, and the
+interface every engine offers the server.
 
 The server parses frames into these types at the edge; the pipeline never sees JSON.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Callable, Optional, Tuple
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Optional, Protocol, Sequence, Tuple, TypedDict
 
-SAMPLERS = ("euler", "res_2s")
+if TYPE_CHECKING:
+    from .batch import BatchJob
+    from .messages import EngineFacts
 
 
 @dataclass(frozen=True)
@@ -44,20 +47,46 @@ class Preview:
     rgb: bytes
 
 
+class Timings(TypedDict):
+    """Milliseconds of each stage of one request."""
+
+    text_ms: float
+    denoise_ms: float
+    decode_ms: float
+    total_ms: float
+
+
 @dataclass
 class GenerateResult:
     width: int
     height: int
     seed: int
     rgb: bytes
-    # Milliseconds: text_ms, denoise_ms, decode_ms, total_ms.
-    timings: dict = field(default_factory=dict)
+    timings: Timings
 
 
 # Called after every sampler step with (step, total, preview or None).
 OnStep = Callable[[int, int, Optional[Preview]], None]
 # Polled before every sampler step; True means stop with `Cancelled`.
 ShouldStop = Callable[[], bool]
+# Called as each job of a batch finishes, with its index and its result or error.
+OnDone = Callable[[int, object], None]
+
+
+class Engine(Protocol):
+    """What the protocol server drives: KleinEngine, the simulated engine, or a wrapper of
+    either (testing/faults.py)."""
+
+    max_batch: int  # 1: generate_batch is never called
+
+    def facts(self) -> EngineFacts: ...
+
+    def warm_up(self) -> float:
+        """Compiles what the engine compiles before `ready`; returns the seconds it took."""
+
+    def generate(self, req: GenerateRequest, on_step: OnStep, should_stop: ShouldStop) -> GenerateResult: ...
+
+    def generate_batch(self, jobs: Sequence[BatchJob], on_done: Optional[OnDone] = None) -> list: ...
 
 
 class EngineError(Exception):

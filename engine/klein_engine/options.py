@@ -86,11 +86,11 @@ class EngineOptions:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "EngineOptions":
-        e = os.environ if env is None else env
+        source = os.environ if env is None else env
 
         def get(name: str, default: str) -> str:
-            v = e.get(name, "")
-            return v.strip() if v.strip() else default
+            value = source.get(name, "")
+            return value.strip() if value.strip() else default
 
         cache = get("KLEIN_COMPILE_CACHE_DIR", "")
         return cls(

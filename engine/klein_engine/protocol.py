@@ -3,7 +3,8 @@
     u32 BE header length | u32 BE payload length | compact UTF-8 JSON header | payload
 
 Parsing turns frames into typed requests at the edge; nothing past here sees raw JSON.
-`python -m klein_engine.protocol write-fixtures DIR` writes the shared test fixtures.
+What the engine sends is typed in messages.py. `python -m klein_engine.protocol
+write-fixtures DIR` writes the shared test fixtures.
 """
 
 from __future__ import annotations
@@ -14,15 +15,14 @@ import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Optional
+from typing import Any, BinaryIO, Mapping, Optional
 
 from .job import GenerateRequest, ReferenceImage
+from .messages import ERROR_CODES, VERSION
 
-VERSION = 1
 MAX_HEADER = 1 << 20
 MAX_PAYLOAD = 512 << 20
 _LEN = struct.Struct(">II")
-ERROR_CODES = ("invalid_input", "out_of_memory", "cancelled", "internal")
 
 
 class ProtocolError(Exception):
@@ -43,10 +43,9 @@ class Frame:
     payload: bytes = b""
 
 
-def encode_frame(header: dict, payload: bytes = b"") -> bytes:
-    h = dict(header)
-    h.setdefault("v", VERSION)
-    raw = json.dumps(h, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+def encode_frame(header: Mapping[str, Any], payload: bytes = b"") -> bytes:
+    """One frame; `v` is added when the header lacks it."""
+    raw = json.dumps({"v": VERSION, **header}, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
     if len(raw) > MAX_HEADER or len(payload) > MAX_PAYLOAD:
         raise ProtocolError("frame too large")
     return _LEN.pack(len(raw), len(payload)) + raw + payload
@@ -102,7 +101,7 @@ class FrameWriter:
         self.stream = stream
         self.lock = threading.Lock()
 
-    def send(self, header: dict, payload: bytes = b"") -> None:
+    def send(self, header: Mapping[str, Any], payload: bytes = b"") -> None:
         data = encode_frame(header, payload)
         with self.lock:
             self.stream.write(data)
@@ -110,38 +109,45 @@ class FrameWriter:
 
 
 # ------------------------------------------------------------- typed parsing
-def _field(d: dict, name: str, kind, job_id, *, optional=False, default=None):
-    if name not in d:
+def _field(params: dict, name: str, kind, job_id, *, optional=False, default=None):
+    if name not in params:
         if optional:
             return default
         raise BadMessage(f"params.{name} is missing", job_id)
-    v = d[name]
+    v = params[name]
     ok = isinstance(v, kind) and not (kind in (int, (int, float)) and isinstance(v, bool))
     if not ok:
         raise BadMessage(f"params.{name} has the wrong type", job_id)
     return v
 
 
+def _positive_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v > 0
+
+
 def parse_generate(frame: Frame) -> tuple[str, GenerateRequest]:
-    h = frame.header
-    job_id = h.get("id")
+    """A `generate` frame (messages.GenerateMessage) → its id and typed request; BadMessage
+    names the first field that is wrong. Optional here, though the worker always sends them:
+    negative_prompt (""), go_fast (true), preview (false), images ([])."""
+    header = frame.header
+    job_id = header.get("id")
     if not isinstance(job_id, str) or not job_id:
         raise BadMessage("generate needs a string id", None)
-    params = h.get("params")
+    params = header.get("params")
     if not isinstance(params, dict):
         raise BadMessage("generate needs params", job_id)
-    images_meta = h.get("images", [])
+    images_meta = header.get("images", [])
     if not isinstance(images_meta, list):
         raise BadMessage("images must be a list", job_id)
     images = []
     offset = 0
-    for i, m in enumerate(images_meta):
-        if not isinstance(m, dict) or not all(isinstance(m.get(k), int) and not isinstance(m.get(k), bool) and m.get(k) > 0 for k in ("width", "height")):
+    for i, size in enumerate(images_meta):
+        if not isinstance(size, dict) or not all(_positive_int(size.get(k)) for k in ("width", "height")):
             raise BadMessage(f"images[{i}] needs positive integer width and height", job_id)
-        n = m["width"] * m["height"] * 3
+        n = size["width"] * size["height"] * 3
         if offset + n > len(frame.payload):
             raise BadMessage(f"payload holds {len(frame.payload)} bytes, images need more", job_id)
-        images.append(ReferenceImage(m["width"], m["height"], frame.payload[offset : offset + n]))
+        images.append(ReferenceImage(size["width"], size["height"], frame.payload[offset : offset + n]))
         offset += n
     if offset != len(frame.payload):
         raise BadMessage(f"payload holds {len(frame.payload)} bytes, images need {offset}", job_id)
@@ -179,7 +185,7 @@ def _fixtures() -> dict:
         "go_fast": True,
         "preview": False,
     }
-    f = {
+    fixtures = {
         "ready": ({"v": 1, "type": "ready", "protocol": 1, "engine_version": "0.1.0", "model": "tiny", "variant": "distilled", "device": "cpu", "dtype": "float32",
                    "capabilities": {"samplers": ["euler", "res_2s"], "max_reference_images": 4, "go_fast": False, "preview": True, "max_batch": 1},
                    "geometry": {"pixel_multiple": 16, "min_side": 64, "max_side": 2048},
@@ -198,8 +204,8 @@ def _fixtures() -> dict:
         "shutdown": ({"v": 1, "type": "shutdown"}, b""),
     }
     for code in ERROR_CODES:
-        f[f"error_{code}"] = ({"v": 1, "type": "error", "id": "req-1", "code": code, "message": f"example {code} message"}, b"")
-    return f
+        fixtures[f"error_{code}"] = ({"v": 1, "type": "error", "id": "req-1", "code": code, "message": f"example {code} message"}, b"")
+    return fixtures
 
 
 def write_fixtures(directory: str) -> None:

@@ -3,10 +3,13 @@
 The main thread owns the model and runs one typed job at a time (the GPU loop); a reader
 thread turns frames into jobs and cancellations. With KLEIN_MAX_BATCH > 1 the GPU loop
 takes, with the job at the head of the queue, the compatible go_fast jobs already waiting
-(batch.py) and runs them as one batch; a cancel drops its job from the batch between steps. stdout carries frames only: the real
-stdout is kept private and fd 1 is pointed at stderr, so no library print can corrupt
-the stream. Exit statuses: 0 after shutdown or end of input, 2 when the model cannot be
-loaded (after one error frame with id null), 3 when the input stream is broken.
+(batch.py) and runs them as one batch; a cancel drops its job from the batch between steps.
+Every frame the server sends is built by messages.py.
+
+stdout carries frames only: the real stdout is kept private and fd 1 is pointed at stderr,
+so no library print can corrupt the stream. Exit statuses: 0 after shutdown or end of
+input, 2 when the model cannot be loaded (after one error frame with id null), 3 when the
+input stream is broken.
 """
 
 from __future__ import annotations
@@ -21,10 +24,12 @@ import threading
 import time
 import traceback
 from collections import deque
+from typing import Callable, Optional
 
-from . import __version__, faults
+from . import __version__, messages
 from .batch import BatchJob, batch_key, take_batch
-from .job import Cancelled, EngineError, GenerateRequest, InvalidInput, LoadError
+from .job import Cancelled, Engine, EngineError, GenerateRequest, GenerateResult, InvalidInput, LoadError, Preview
+from .load import DEFAULT_MODEL
 from .options import EngineOptions
 from .protocol import BadMessage, FrameWriter, ProtocolError, parse_generate, read_frame
 
@@ -41,7 +46,7 @@ def _private_stdout():
     return out
 
 
-def load_engine(model: str, options: EngineOptions | None = None):
+def load_engine(model: str, options: EngineOptions | None = None) -> Engine:
     if model.startswith("simulated"):
         from .simulated import SimulatedEngine
 
@@ -51,21 +56,20 @@ def load_engine(model: str, options: EngineOptions | None = None):
     return KleinEngine.load(model, options=options or EngineOptions.from_env())
 
 
-def load_and_warm_up(model: str, options: EngineOptions, log: logging.Logger):
+def load_and_warm_up(model: str, options: EngineOptions, log: logging.Logger) -> Engine:
     """Loads the engine and compiles its go_fast path for KLEIN_WARMUP_SIZES, logging each
     stage's time: what `serve` does before `ready`, and `generate` before its first image."""
     t0 = time.perf_counter()
     engine = load_engine(model, options)
     log.info("loaded %s in %.1f s", model, time.perf_counter() - t0)
-    if hasattr(engine, "warm_up"):
-        warm = engine.warm_up()
-        if warm:
-            log.info("warmed up (compiled %s) in %.1f s", ", ".join(f"{w}x{h}" for w, h in options.warmup_sizes), warm)
+    warm = engine.warm_up()
+    if warm:
+        log.info("warmed up (compiled %s) in %.1f s", ", ".join(f"{w}x{h}" for w, h in options.warmup_sizes), warm)
     return engine
 
 
 class Server:
-    def __init__(self, engine, writer: FrameWriter, stdin):
+    def __init__(self, engine: Engine, writer: FrameWriter, stdin):
         self.engine = engine
         self.writer = writer
         self.stdin = stdin
@@ -75,8 +79,7 @@ class Server:
         self.dropped: set[str] = set()
         # The jobs the GPU loop runs now (one, or a batch), each with its cancel flag.
         self.running: dict[str, threading.Event] = {}
-        # Engines without generate_batch (the simulated one) run one job at a time.
-        self.max_batch = getattr(engine, "max_batch", 1) if hasattr(engine, "generate_batch") else 1
+        self.max_batch = engine.max_batch
 
     # ------------------------------------------------------------ reader side
     def read_loop(self) -> None:
@@ -166,21 +169,15 @@ class Server:
         return batch_key(item[1], self.max_batch)
 
     def _progress(self, job_id: str):
-        def on_step(step: int, total: int, preview) -> None:
-            h = {"type": "progress", "id": job_id, "step": step, "total": total}
-            if preview is not None:
-                h["preview"] = {"width": preview.width, "height": preview.height}
-                self.writer.send(h, preview.rgb)
-            else:
-                self.writer.send(h)
+        def on_step(step: int, total: int, preview: Optional[Preview]) -> None:
+            self.writer.send(messages.progress(job_id, step, total, preview), preview.rgb if preview is not None else b"")
 
         return on_step
 
     def run(self, job_id: str, req: GenerateRequest) -> None:
-        on_step_f, should_stop = faults.wrap(req.prompt, self._progress(job_id), self.running[job_id].is_set)
         t0 = time.perf_counter()
         try:
-            res = self.engine.generate(req, on_step_f, should_stop)
+            res = self.engine.generate(req, self._progress(job_id), self.running[job_id].is_set)
         except Exception as e:
             self.failed([job_id], e)
             return
@@ -188,10 +185,7 @@ class Server:
         self.result(job_id, res)
 
     def run_batch(self, live: list) -> None:
-        jobs = []
-        for job_id, req in live:
-            on_step_f, should_stop = faults.wrap(req.prompt, self._progress(job_id), self.running[job_id].is_set)
-            jobs.append(BatchJob(req, on_step_f, should_stop))
+        jobs = [BatchJob(req, self._progress(job_id), self.running[job_id].is_set) for job_id, req in live]
         finished: set[int] = set()
 
         def on_done(k: int, outcome) -> None:
@@ -211,11 +205,8 @@ class Server:
             return
         log.info("batch of %d done in %.0f ms", len(live), (time.perf_counter() - t0) * 1000)
 
-    def result(self, job_id: str, res) -> None:
-        self.writer.send(
-            {"type": "result", "id": job_id, "width": res.width, "height": res.height, "seed": res.seed, "timings": res.timings},
-            res.rgb,
-        )
+    def result(self, job_id: str, res: GenerateResult) -> None:
+        self.writer.send(messages.result(job_id, res), res.rgb)
 
     def failed(self, job_ids: list, e: BaseException) -> None:
         """One error frame per job, with the code the exception maps to."""
@@ -235,8 +226,8 @@ class Server:
         for job_id in job_ids:
             self.error(job_id, code, message)
 
-    def error(self, job_id, code: str, message: str) -> None:
-        self.writer.send({"type": "error", "id": job_id, "code": code, "message": message})
+    def error(self, job_id: Optional[str], code: messages.ErrorCode, message: str) -> None:
+        self.writer.send(messages.error(job_id, code, message))
 
 
 def _is_oom(e: BaseException) -> bool:
@@ -261,25 +252,27 @@ def _free_memory() -> None:
         pass
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m klein_engine serve")
-    p.add_argument("--model", default=os.environ.get("KLEIN_MODEL", "black-forest-labs/FLUX.2-klein-4B"))
-    a = p.parse_args(argv)
+def main(argv: list[str] | None = None, wrap: Optional[Callable[[Engine], Engine]] = None) -> int:
+    """Serves until shutdown. `wrap`, when given, wraps the loaded engine before `ready`
+    (testing/faults.py does, for tests)."""
+    parser = argparse.ArgumentParser(prog="python -m klein_engine serve")
+    parser.add_argument("--model", default=os.environ.get("KLEIN_MODEL", DEFAULT_MODEL))
+    args = parser.parse_args(argv)
     logging.basicConfig(level=os.environ.get("KLEIN_ENGINE_LOG_LEVEL", "INFO"), stream=sys.stderr,
                         format="engine %(process)d %(levelname)s %(message)s")
-    out = _private_stdout()
-    writer = FrameWriter(out)
+    writer = FrameWriter(_private_stdout())
     try:
-        engine = load_and_warm_up(a.model, EngineOptions.from_env(), log)
-        faults.load_delay()
+        engine = load_and_warm_up(args.model, EngineOptions.from_env(), log)
+        if wrap is not None:
+            engine = wrap(engine)
     except (LoadError, InvalidInput) as e:
-        writer.send({"type": "error", "id": None, "code": "internal", "message": str(e)})
+        writer.send(messages.error(None, "internal", str(e)))
         return 2
     except Exception as e:
         log.error("load failed:\n%s", traceback.format_exc())
-        writer.send({"type": "error", "id": None, "code": "internal", "message": f"cannot load {a.model}: {type(e).__name__}: {e}"})
+        writer.send(messages.error(None, "internal", f"cannot load {args.model}: {type(e).__name__}: {e}"))
         return 2
-    writer.send({"type": "ready", "protocol": 1, "engine_version": __version__, **engine.facts()})
+    writer.send(messages.ready(engine.facts(), __version__))
     server = Server(engine, writer, sys.stdin.buffer)
     threading.Thread(target=server.read_loop, name="frame-reader", daemon=True).start()
     return server.serve()

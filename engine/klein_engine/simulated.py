@@ -14,11 +14,14 @@ import random
 import time
 
 from .job import Cancelled, GenerateRequest, GenerateResult, InvalidInput, OnStep, ShouldStop
-
-PIXEL_MULTIPLE = 16
+from .limits import MAX_REFERENCE_IMAGES, MAX_SIDE, MIN_SIDE, PIXEL_MULTIPLE, SAMPLERS
+from .messages import EngineFacts
 
 
 class SimulatedEngine:
+    # One job at a time: generate_batch is never called.
+    max_batch = 1
+
     def __init__(self, model: str, ms_per_eval: float):
         self.model = model
         self.ms_per_eval = ms_per_eval
@@ -32,33 +35,36 @@ class SimulatedEngine:
             raise InvalidInput(f"simulated engine: '{ms}' is not a number of milliseconds") from None
         return cls(model, ms_per_eval)
 
-    def facts(self) -> dict:
+    def facts(self) -> EngineFacts:
         return {
             "model": self.model,
             "variant": "simulated",
             "device": "cpu",
             "dtype": "none",
             "capabilities": {
-                "samplers": ["euler", "res_2s"],
-                "max_reference_images": 4,
+                "samplers": list(SAMPLERS),
+                "max_reference_images": MAX_REFERENCE_IMAGES,
                 "go_fast": False,
                 "preview": False,
-                "max_batch": 1,
+                "max_batch": self.max_batch,
             },
-            "geometry": {"pixel_multiple": PIXEL_MULTIPLE, "min_side": 64, "max_side": 2048},
+            "geometry": {"pixel_multiple": PIXEL_MULTIPLE, "min_side": MIN_SIDE, "max_side": MAX_SIDE},
         }
+
+    def warm_up(self) -> float:
+        return 0.0  # nothing to compile
 
     def generate(self, req: GenerateRequest, on_step: OnStep, should_stop: ShouldStop) -> GenerateResult:
         if req.width % PIXEL_MULTIPLE or req.height % PIXEL_MULTIPLE:
             raise InvalidInput(f"width and height must be multiples of {PIXEL_MULTIPLE}")
         t0 = time.perf_counter()
-        evals = (2 if req.sampler == "res_2s" else 1)
+        evaluations_per_step = 2 if req.sampler == "res_2s" else 1
         for step in range(1, req.steps + 1):
             if should_stop():
                 raise Cancelled("cancelled")
             if self.ms_per_eval > 0:
                 # CFG is one batch-2 forward, as in the real engine: same wall time per step.
-                time.sleep(self.ms_per_eval * evals / 1000.0)
+                time.sleep(self.ms_per_eval * evaluations_per_step / 1000.0)
             on_step(step, req.steps, None)
         denoise_ms = (time.perf_counter() - t0) * 1000.0
         rgb = _gradient(req.width, req.height, req.seed)

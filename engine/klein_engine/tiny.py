@@ -85,19 +85,48 @@ def _build_tokenizer(path: Path) -> int:
         model_max_length=131072,
     )
     fast.chat_template = CHAT_TEMPLATE
-    fast.save_pretrained(str(path))
-    # Name the class the real repository names, so the same loader path is taken.
-    cfg_path = path / "tokenizer_config.json"
-    cfg = json.loads(cfg_path.read_text())
-    cfg["tokenizer_class"] = "Qwen2Tokenizer"
-    cfg_path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+    save_tokenizer(fast, path)
     return len(fast)
+
+
+def save_tokenizer(tokenizer, path: Path) -> None:
+    """Saves `tokenizer` under the class name the real repository gives (Qwen2Tokenizer), so
+    loading takes the same path."""
+    tokenizer.save_pretrained(str(path))
+    config_path = path / "tokenizer_config.json"
+    config = json.loads(config_path.read_text())
+    config["tokenizer_class"] = "Qwen2Tokenizer"
+    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
+def save_scheduler_and_index(out: Path, distilled: bool) -> None:
+    """The scheduler config and model_index.json of a diffusers-layout FLUX.2 [klein] model,
+    as the real repositories have them."""
+    import diffusers
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    scheduler = FlowMatchEulerDiscreteScheduler(
+        num_train_timesteps=1000, shift=3.0, use_dynamic_shifting=True, time_shift_type="exponential"
+    )
+    scheduler.save_pretrained(str(out / "scheduler"))
+    index = {
+        "_class_name": "Flux2KleinPipeline",
+        "_diffusers_version": diffusers.__version__,
+        "scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"],
+        "text_encoder": ["transformers", "Qwen3ForCausalLM"],
+        "tokenizer": ["transformers", "Qwen2TokenizerFast"],
+        "transformer": ["diffusers", "Flux2Transformer2DModel"],
+        "vae": ["diffusers", "AutoencoderKLFlux2"],
+    }
+    if distilled:
+        index["is_distilled"] = True
+    (out / "model_index.json").write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
 
 
 def build_tiny(path: str | os.PathLike, seed: int = 0, variant: str = "distilled") -> Path:
     """Builds the miniature into `path` (created; must not exist or be empty)."""
     import torch
-    from diffusers import AutoencoderKLFlux2, FlowMatchEulerDiscreteScheduler, Flux2Transformer2DModel
+    from diffusers import AutoencoderKLFlux2, Flux2Transformer2DModel
     from transformers import Qwen3Config, Qwen3ForCausalLM
 
     if variant not in ("distilled", "base"):
@@ -155,25 +184,7 @@ def build_tiny(path: str | os.PathLike, seed: int = 0, variant: str = "distilled
         vae.bn.running_var.copy_(torch.rand_like(vae.bn.running_var) + 0.5)
     vae.save_pretrained(str(out / "vae"), safe_serialization=True)
 
-    scheduler = FlowMatchEulerDiscreteScheduler(
-        num_train_timesteps=1000, shift=3.0, use_dynamic_shifting=True, time_shift_type="exponential"
-    )
-    scheduler.save_pretrained(str(out / "scheduler"))
-
-    import diffusers
-
-    index = {
-        "_class_name": "Flux2KleinPipeline",
-        "_diffusers_version": diffusers.__version__,
-        "scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"],
-        "text_encoder": ["transformers", "Qwen3ForCausalLM"],
-        "tokenizer": ["transformers", "Qwen2TokenizerFast"],
-        "transformer": ["diffusers", "Flux2Transformer2DModel"],
-        "vae": ["diffusers", "AutoencoderKLFlux2"],
-    }
-    if variant == "distilled":
-        index["is_distilled"] = True
-    (out / "model_index.json").write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+    save_scheduler_and_index(out, distilled=variant == "distilled")
     return out
 
 
@@ -203,11 +214,11 @@ def ensure_tiny(seed: int = 0, variant: str = "distilled") -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m klein_engine build-tiny", description=__doc__.splitlines()[0])
-    p.add_argument("--out", help="directory to write (default: the cache)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--variant", choices=["distilled", "base"], default="distilled")
-    a = p.parse_args(argv)
-    path = build_tiny(a.out, a.seed, a.variant) if a.out else ensure_tiny(a.seed, a.variant)
+    parser = argparse.ArgumentParser(prog="python -m klein_engine build-tiny", description=__doc__.splitlines()[0])
+    parser.add_argument("--out", help="directory to write (default: the cache)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--variant", choices=["distilled", "base"], default="distilled")
+    args = parser.parse_args(argv)
+    path = build_tiny(args.out, args.seed, args.variant) if args.out else ensure_tiny(args.seed, args.variant)
     print(path)
     return 0

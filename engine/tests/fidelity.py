@@ -5,15 +5,15 @@ euler), go_fast on against go_fast off, same engine:
 - relative L2 error of the final latents, ‖fast − ref‖ / ‖ref‖ (the VAE-space latents the
   reference pipeline returns with output_type="latent"): at most LATENT_REL_TOL;
 - PSNR of the decoded 8-bit images: at least PSNR_MIN_DB.
-The GPU test (tests/test_gpu_fast.py) asserts both on the full-size architecture with
-random weights; bench/engine.py --fidelity records the measured figures. The bounds are a
+The GPU test (test_gpu_fast.py) asserts both on the full-size architecture with random
+weights; bench/engine.py --fidelity records the measured figures. The bounds are a
 promise, set before the first GPU measurement from the error of e4m3 matmuls (about 3.7 %
-per product on random data, tests/test_fp8.py) damped by the high-precision embedders,
+per product on random data, test_fp8.py) damped by the high-precision embedders,
 modulation and output layer; a GPU run that measures more must say so and change them
 here, with the figures, not quietly widen them.
 
 On `tiny` (float32, emulated fp8, widths of 8) the figure is far smaller; its own bound is
-TINY_LATENT_REL_TOL (tests/test_go_fast.py).
+TINY_LATENT_REL_TOL (test_go_fast.py).
 """
 
 from __future__ import annotations

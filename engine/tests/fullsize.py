@@ -1,22 +1,23 @@
-"""The full-size FLUX.2 [klein] 4B architecture with random weights, for the benchmark and
-the GPU tests: random weights cost exactly the FLOPs and bytes of the real ones, so no
-download is needed. The configs are the real model's (transformer and VAE from its
-diffusers configs, the text encoder from Qwen3-4B's; reference §2–4). The tokenizer is the
-tiny model's: prompts are padded to 512 tokens either way, so the encoder's work is the same.
+"""The full-size FLUX.2 [klein] 4B architecture with random weights, for the GPU tests and the
+benchmark (bench/engine.py imports it as `tests.fullsize`): random weights cost exactly the
+FLOPs and bytes of the real ones, so no download is needed. The configs are the real
+model's (transformer and VAE from its diffusers configs, the text encoder from Qwen3-4B's;
+reference §2–4). The tokenizer is the tiny model's: prompts are padded to 512 tokens either
+way, so the encoder's work is the same.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 from pathlib import Path
 from typing import Iterator, Optional
 
 import torch
 
-from .load import Components
-from .options import EngineOptions
-from .tiny import ensure_tiny
+from klein_engine.load import Components, load_components
+from klein_engine.options import EngineOptions
+from klein_engine.pipeline import KleinEngine
+from klein_engine.tiny import ensure_tiny, save_scheduler_and_index, save_tokenizer
 
 CONFIGS = {
     "klein-4b": {
@@ -47,25 +48,22 @@ def build_components(config: str, device: str, dtype: torch.dtype, seed: int = 0
     from diffusers import AutoencoderKLFlux2, Flux2Transformer2DModel
     from transformers import AutoTokenizer, Qwen3Config, Qwen3ForCausalLM
 
-    cfg = CONFIGS[config]
+    configs = CONFIGS[config]
     tiny = ensure_tiny()
-    tok = AutoTokenizer.from_pretrained(str(tiny / "tokenizer"))
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny / "tokenizer"))
     torch.manual_seed(seed)
     with torch.device(device), _default_dtype(dtype):
-        text = Qwen3ForCausalLM(Qwen3Config(**cfg["text"], pad_token_id=0)).to(dtype).eval()
-        transformer = Flux2Transformer2DModel(**cfg["transformer"]).to(dtype).eval()
-        vae = AutoencoderKLFlux2(**cfg["vae"]).to(dtype).eval()
+        text = Qwen3ForCausalLM(Qwen3Config(**configs["text"], pad_token_id=0)).to(dtype).eval()
+        transformer = Flux2Transformer2DModel(**configs["transformer"]).to(dtype).eval()
+        vae = AutoencoderKLFlux2(**configs["vae"]).to(dtype).eval()
     for m in (text, transformer, vae):
         m.requires_grad_(False)
-    return Components(path=tiny, variant="distilled", model_index={"is_distilled": True}, tokenizer=tok,
+    return Components(path=tiny, variant="distilled", model_index={"is_distilled": True}, tokenizer=tokenizer,
                       text_encoder=text, transformer=transformer, vae=vae)
 
 
 def build_engine(config: str, device: str, options: Optional[EngineOptions] = None):
     """A KleinEngine on the random full-size model (`config` "tiny": the tiny model itself)."""
-    from .load import load_components
-    from .pipeline import KleinEngine
-
     options = options or EngineOptions()
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
     if config == "tiny":
@@ -76,26 +74,14 @@ def build_engine(config: str, device: str, options: Optional[EngineOptions] = No
 def save_model(config: str, out: Path, device: str = "cpu") -> Path:
     """Writes the random full-size model in diffusers layout (what KLEIN_MODEL may point at),
     for measuring start-up from local disk. bf16 safetensors, ~16 GB for klein-4b."""
-    from diffusers import FlowMatchEulerDiscreteScheduler
-
     out = Path(out)
     if (out / "model_index.json").exists():
         return out
-    comps = build_components(config, device, torch.bfloat16)
+    components = build_components(config, device, torch.bfloat16)
     out.mkdir(parents=True, exist_ok=True)
-    comps.tokenizer.save_pretrained(str(out / "tokenizer"))
-    cfg_path = out / "tokenizer" / "tokenizer_config.json"
-    tcfg = json.loads(cfg_path.read_text())
-    tcfg["tokenizer_class"] = "Qwen2Tokenizer"
-    cfg_path.write_text(json.dumps(tcfg, indent=2, sort_keys=True) + "\n")
-    comps.text_encoder.save_pretrained(str(out / "text_encoder"), safe_serialization=True)
-    comps.transformer.save_pretrained(str(out / "transformer"), safe_serialization=True)
-    comps.vae.save_pretrained(str(out / "vae"), safe_serialization=True)
-    FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=3.0, use_dynamic_shifting=True,
-                                    time_shift_type="exponential").save_pretrained(str(out / "scheduler"))
-    index = {"_class_name": "Flux2KleinPipeline", "is_distilled": True,
-             "scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"], "text_encoder": ["transformers", "Qwen3ForCausalLM"],
-             "tokenizer": ["transformers", "Qwen2TokenizerFast"], "transformer": ["diffusers", "Flux2Transformer2DModel"],
-             "vae": ["diffusers", "AutoencoderKLFlux2"]}
-    (out / "model_index.json").write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+    save_tokenizer(components.tokenizer, out / "tokenizer")
+    components.text_encoder.save_pretrained(str(out / "text_encoder"), safe_serialization=True)
+    components.transformer.save_pretrained(str(out / "transformer"), safe_serialization=True)
+    components.vae.save_pretrained(str(out / "vae"), safe_serialization=True)
+    save_scheduler_and_index(out, distilled=True)
     return out

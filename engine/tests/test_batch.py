@@ -6,7 +6,6 @@ from collections import deque
 
 import numpy as np
 import pytest
-import torch
 
 from klein_engine.batch import BatchJob, batch_key, take_batch
 from klein_engine.job import Cancelled, InvalidInput, ReferenceImage
@@ -14,12 +13,6 @@ from klein_engine.job import Cancelled, InvalidInput, ReferenceImage
 from .conftest import never, noop_step, request
 
 TOL = 1e-5
-
-
-def final_latents(engine, jobs):
-    """Runs the batch's denoising and returns each active job's final latents."""
-    run = engine._denoise(jobs, lambda pos, e: None)
-    return {pos: engine.final_latents(run.x[row : row + 1], run.latent_ids, run.h, run.w) for row, pos in enumerate(run.index)}
 
 
 def ref(seed, w=64, h=64):
@@ -32,18 +25,13 @@ def test_batch_equals_one_by_one(engine, cfgs, sampler):
     # Different seeds, prompts (one repeated), cfg scales and reference pixels; same shapes.
     prompts = ("a red fox", "a lighthouse", "a red fox")
     reqs = [request(seed=k + 1, prompt=prompts[k], steps=3, cfg=cfgs[k], sampler=sampler, images=(ref(k),)) for k in range(3)]
-    batched = final_latents(engine, [BatchJob(r) for r in reqs])
+    batched = engine.generate_batch([BatchJob(r) for r in reqs], output_type="latent")
     for k, r in enumerate(reqs):
-        alone = engine.final_latents(*_alone(engine, r))
+        alone = engine.generate(r, noop_step, never, output_type="latent")
         diff = (batched[k] - alone).abs().max().item()
         assert diff <= TOL, (k, diff)
     # The requests really differ (seeds, prompts, references): a mix-up would show.
     assert (batched[0] - batched[1]).abs().max().item() > 1e-2
-
-
-def _alone(engine, r):
-    run = engine.denoise(r, noop_step, never)
-    return run.x, run.latent_ids, run.h, run.w
 
 
 def test_generate_batch_images_progress_and_a_cancel_between_steps(engine):

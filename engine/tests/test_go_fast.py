@@ -8,18 +8,17 @@ import pytest
 import torch
 from torch import nn
 
-from klein_engine.fast.fidelity import TINY_LATENT_REL_TOL, psnr, relative_error
 from klein_engine.fast.fp8 import Fp8Linear, keep_high_precision
 from klein_engine.job import InvalidInput
 from klein_engine.options import EngineOptions
 from klein_engine.pipeline import KleinEngine
 
 from .conftest import never, noop_step, request
+from .fidelity import TINY_LATENT_REL_TOL, psnr, relative_error
 
 
 def latents(engine, req):
-    run = engine.denoise(req, noop_step, never)
-    return engine.final_latents(run.x, run.latent_ids, run.h, run.w)
+    return engine.generate(req, noop_step, never, output_type="latent")
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +30,7 @@ def test_on_cpu_go_fast_changes_nothing(engine):
     f = engine.facts()
     assert f["capabilities"]["go_fast"] is False and f["capabilities"]["max_batch"] == 1
     assert f["fast"]["fp8"] is None and f["fast"]["compile"] is None and "CUDA" in f["fast"]["fp8_note"]
-    assert engine.fast.transformer_for(True) is engine.fast.transformer_for(False) is engine.c.transformer
+    assert engine.fast.transformer_for(True) is engine.fast.transformer_for(False) is engine.components.transformer
     req = request(cfg=2.0, steps=3)
     assert engine.generate(req, noop_step, never).rgb == engine.generate(dataclasses.replace(req, go_fast=False), noop_step, never).rgb
 
@@ -67,8 +66,8 @@ def test_emulated_fp8_go_fast_is_within_the_tolerance(emulated, kw):
 def test_go_fast_only_keeps_one_fp8_transformer_and_refuses_the_reference(tiny_path, emulated):
     only = KleinEngine.load(str(tiny_path), device="cpu", options=EngineOptions(fp8="emulate", go_fast_only=True))
     assert only.facts()["fast"]["reference_path"] is False
-    assert only.fast.reference is None and only.c.transformer is only.fast.transformer_for(True)
-    assert all(keep_high_precision(n) for n, m in only.c.transformer.named_modules() if type(m) is nn.Linear)
+    assert only.fast.reference is None and only.components.transformer is only.fast.transformer_for(True)
+    assert all(keep_high_precision(n) for n, m in only.components.transformer.named_modules() if type(m) is nn.Linear)
     with pytest.raises(InvalidInput, match="KLEIN_GO_FAST_ONLY"):
         only.generate(request(go_fast=False), noop_step, never)
     # The same quantisation as the shared copy's: identical go_fast results.

@@ -28,8 +28,9 @@ def fp8_or_skip():
 
 
 def test_fp8_kernel_matches_its_emulation_at_full_size():
-    from klein_engine.fast.fidelity import relative_error
     from klein_engine.fast.fp8 import cuda_matmul, emulated_matmul, quantize_weight
+
+    from .fidelity import relative_error
 
     s = fp8_or_skip()
     g = torch.Generator("cuda").manual_seed(0)
@@ -46,8 +47,9 @@ def test_fp8_kernel_matches_its_emulation_at_full_size():
 
 @pytest.fixture(scope="module")
 def full():
-    from klein_engine.fullsize import build_engine
     from klein_engine.options import EngineOptions
+
+    from .fullsize import build_engine
 
     fp8_or_skip()
     engine = build_engine("klein-4b", "cuda", EngineOptions(compile="off"))
@@ -64,7 +66,7 @@ def s2(seed, size=1024, **kw):
 
 
 def test_go_fast_stays_within_the_stated_tolerance(full):
-    from klein_engine.fast.fidelity import FIDELITY_SEEDS, LATENT_REL_TOL, PSNR_MIN_DB, psnr, relative_error
+    from .fidelity import FIDELITY_SEEDS, LATENT_REL_TOL, PSNR_MIN_DB, psnr, relative_error
 
     facts = full.facts()
     assert facts["capabilities"]["go_fast"] is True and facts["fast"]["fp8"] in ("rowwise", "tensorwise")
@@ -72,9 +74,8 @@ def test_go_fast_stays_within_the_stated_tolerance(full):
         for seed in FIDELITY_SEEDS:
             got = {}
             for go_fast in (False, True):
-                run = full.denoise(s2(seed, size, go_fast=go_fast), lambda *a: None, lambda: False)
-                rgb = full._decode(run.x, run.latent_ids, run.h, run.w, go_fast)
-                got[go_fast] = (full.final_latents(run.x, run.latent_ids, run.h, run.w), rgb)
+                latents = full.generate(s2(seed, size, go_fast=go_fast), lambda *a: None, lambda: False, output_type="latent")
+                got[go_fast] = (latents, full.decode(latents, go_fast))
             rel = relative_error(got[True][0], got[False][0])
             db = psnr(got[True][1], got[False][1])
             print(f"{size}², seed {seed}: final latents relative error {rel:.4f}, PSNR {db:.1f} dB")
@@ -99,8 +100,9 @@ def test_attention_kernel_is_picked_and_reported(full):
 
 
 def test_go_fast_only_fits_in_12_gib():
-    from klein_engine.fullsize import build_engine
     from klein_engine.options import EngineOptions
+
+    from .fullsize import build_engine
 
     fp8_or_skip()
     torch.cuda.synchronize()
@@ -123,9 +125,10 @@ def test_go_fast_only_fits_in_12_gib():
 
 
 def test_compiled_path_on_tiny_fills_the_cache_and_serves_compiled(tiny_path, tmp_path, monkeypatch):
-    from klein_engine.fast.fidelity import relative_error
     from klein_engine.options import EngineOptions
     from klein_engine.pipeline import KleinEngine
+
+    from .fidelity import relative_error
 
     monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)  # use_cache_dir sets it; restored after
     opts = EngineOptions(compile="on", warmup_sizes=((64, 64),), compile_cache_dir=tmp_path / "cache", fp8="off")
@@ -134,8 +137,7 @@ def test_compiled_path_on_tiny_fills_the_cache_and_serves_compiled(tiny_path, tm
     assert any((tmp_path / "cache").rglob("*")), "inductor wrote nothing to the persistent cache"
     tr, _ = e.fast.compiled
     before = tr.compiled_calls
-    run = e.denoise(s2(1, 64), lambda *a: None, lambda: False)
+    fast = e.generate(s2(1, 64), lambda *a: None, lambda: False, output_type="latent")
     assert tr.compiled_calls == before + 4
-    ref = e.denoise(s2(1, 64, go_fast=False), lambda *a: None, lambda: False)
-    assert relative_error(e.final_latents(run.x, run.latent_ids, run.h, run.w),
-                          e.final_latents(ref.x, ref.latent_ids, ref.h, ref.w)) < 2e-2
+    ref = e.generate(s2(1, 64, go_fast=False), lambda *a: None, lambda: False, output_type="latent")
+    assert relative_error(fast, ref) < 2e-2

@@ -15,17 +15,16 @@ TOL = 1e-4
 
 
 def pipeline_for(engine: KleinEngine, path, distilled: bool) -> Flux2KleinPipeline:
-    c = engine.c
-    sched = FlowMatchEulerDiscreteScheduler.from_pretrained(str(path / "scheduler"))
-    pipe = Flux2KleinPipeline(scheduler=sched, vae=c.vae, text_encoder=c.text_encoder, tokenizer=c.tokenizer,
-                              transformer=c.transformer, is_distilled=distilled)
+    components = engine.components
+    scheduler = FlowMatchEulerDiscreteScheduler.from_pretrained(str(path / "scheduler"))
+    pipe = Flux2KleinPipeline(scheduler=scheduler, vae=components.vae, text_encoder=components.text_encoder,
+                              tokenizer=components.tokenizer, transformer=components.transformer, is_distilled=distilled)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
 
 def ours(engine, req):
-    run = engine.denoise(req, noop_step, never)
-    return engine.final_latents(run.x, run.latent_ids, run.h, run.w)
+    return engine.generate(req, noop_step, never, output_type="latent")
 
 
 def theirs(pipe, req, images=None, guidance=1.0):

@@ -44,14 +44,12 @@ from torch import nn
 
 from ..job import InvalidInput, LoadError
 from ..options import EngineOptions
+from ..text import MAX_SEQUENCE_LENGTH
 from .attention import pick_backend, set_backend
 from .compile import StaticCompiled, use_cache_dir
 from .fp8 import fp8_support, swap_linears
 
 log = logging.getLogger("klein_engine")
-
-# Tokens of the text sequence, always padded to this (text.MAX_SEQUENCE_LENGTH).
-TEXT_TOKENS = 512
 
 
 def shared_copy(model: nn.Module) -> nn.Module:
@@ -79,7 +77,7 @@ class FastPath:
     # ---------------------------------------------------------------- build
     @classmethod
     def build(cls, transformer: nn.Module, vae: nn.Module, device: torch.device, options: EngineOptions,
-              warm_tokens: int = 4096 + TEXT_TOKENS) -> "FastPath":
+              warm_tokens: int = 4096 + MAX_SEQUENCE_LENGTH) -> "FastPath":
         """`transformer` is on `device`, or on the CPU when options.go_fast_only (it is then
         quantised onto `device` layer by layer and becomes the only transformer)."""
         device = torch.device(device)

@@ -1,6 +1,6 @@
-"""The protocol server as a subprocess on `tiny`: every message, cancel, OOM, exits."""
+"""The protocol server as a subprocess on `tiny`: every message, cancel, OOM, exits. Every
+frame it sends is checked against protocol/messages.schema.json."""
 
-import io
 import os
 import subprocess
 import sys
@@ -10,10 +10,15 @@ import pytest
 
 from klein_engine.protocol import encode_frame, read_frame
 
+from .protocol_schema import message_errors
+
 PARAMS = {"prompt": "a cat", "negative_prompt": "", "seed": 1, "cfg": 1, "sampler": "euler", "steps": 3, "width": 64, "height": 64}
 
 
 class Engine:
+    """`python -m klein_engine serve` as the worker starts it; with `faults`, as the TypeScript
+    tests start it (KLEIN_ENGINE_FAULTS=1: the fault-injecting wrapper, testing/faults.py)."""
+
     def __init__(self, model="tiny", faults=True, extra_env=None):
         env = dict(os.environ, KLEIN_MODEL=model)
         if faults:
@@ -27,7 +32,10 @@ class Engine:
         self.p.stdin.flush()
 
     def read(self):
-        return read_frame(self.p.stdout)
+        frame = read_frame(self.p.stdout)
+        if frame is not None:
+            assert message_errors(frame.header) == [], frame.header
+        return frame
 
     def until_terminal(self, job_id):
         frames = []
@@ -187,3 +195,17 @@ def test_markers_are_plain_text_without_the_fault_switch(tiny_path):
     e.send(gen("plain", prompt="[[fault:crash]]"))
     assert e.until_terminal("plain")[-1].header["type"] == "result"
     e.close()
+
+
+def test_faults_wrap_the_simulated_engine_and_delay_ready():
+    t0 = time.monotonic()
+    e = Engine(model="simulated", extra_env={"KLEIN_ENGINE_FAULT_LOAD_DELAY_MS": "600"})
+    try:
+        assert e.read().header["type"] == "ready"
+        assert time.monotonic() - t0 >= 0.6
+        e.send(gen("f", prompt="x [[fault:internal]]"))
+        assert e.until_terminal("f")[-1].header["code"] == "internal"
+        e.send(gen("ok", prompt="x [[fault:sleep:50]]", steps=2))
+        assert [f.header["type"] for f in e.until_terminal("ok")] == ["progress", "progress", "result"]
+    finally:
+        e.close()

@@ -6,10 +6,24 @@
  * This file is the edge: bytes and JSON come in, typed messages go out. Untyped JSON never
  * leaves it — `EngineMessageDecoder` hands the supervisor discriminated unions only. The raw
  * `FrameDecoder` is exported for the fixture tests, which compare headers as written.
+ * Every header's fields are defined once, in protocol-messages.ts: the headers sent here are
+ * built as its types, and the engine's are read by its field names.
  */
 import type { ResolvedParams, RgbImage } from '../contract/types.js';
+import {
+  type CancelHeader,
+  ENGINE_ERROR_CODES,
+  type EngineErrorCode,
+  type ErrorHeader,
+  type GenerateHeader,
+  PROTOCOL_VERSION,
+  type ProgressHeader,
+  type ReadyHeader,
+  type ResultHeader,
+  type ShutdownHeader,
+} from './protocol-messages.js';
 
-export const PROTOCOL_VERSION = 1;
+export { ENGINE_ERROR_CODES, type EngineErrorCode, PROTOCOL_VERSION };
 /** PROTOCOL.md § Frame: 2 ≤ header length ≤ 1 MiB, payload length ≤ 512 MiB. */
 export const MAX_HEADER_BYTES = 1 << 20;
 export const MAX_PAYLOAD_BYTES = 512 << 20;
@@ -131,9 +145,6 @@ function decodeHeader(raw: Buffer): JsonObject {
 
 // --------------------------------------------------------- engine → worker
 
-export const ENGINE_ERROR_CODES = ['invalid_input', 'out_of_memory', 'cancelled', 'internal'] as const;
-export type EngineErrorCode = (typeof ENGINE_ERROR_CODES)[number];
-
 /** What the engine says about itself in `ready` (PROTOCOL.md; wire names kept for /health). */
 export interface EngineFacts {
   protocol: number;
@@ -202,12 +213,12 @@ export type EngineMessage = ReadyMessage | ProgressMessage | ResultMessage | Err
  * nothing it says next can be trusted.
  */
 export function parseEngineMessage(frame: RawFrame): EngineMessage | null {
-  const h = new Fields(frame.header, String(frame.header.type));
   switch (frame.header.type) {
     case 'ready':
       noPayload(frame);
-      return { type: 'ready', facts: parseFacts(h) };
+      return { type: 'ready', facts: parseFacts(fields<ReadyHeader>(frame)) };
     case 'progress': {
+      const h = fields<ProgressHeader>(frame);
       const msg: ProgressMessage = { type: 'progress', id: h.str('id'), step: h.int('step'), total: h.int('total') };
       if (h.has('preview')) {
         const size = h.obj('preview');
@@ -218,6 +229,7 @@ export function parseEngineMessage(frame: RawFrame): EngineMessage | null {
       return msg;
     }
     case 'result': {
+      const h = fields<ResultHeader>(frame);
       const t = h.obj('timings');
       return {
         type: 'result',
@@ -229,6 +241,7 @@ export function parseEngineMessage(frame: RawFrame): EngineMessage | null {
     }
     case 'error': {
       noPayload(frame);
+      const h = fields<ErrorHeader>(frame);
       const id = h.has('id') && h.raw('id') === null ? null : h.str('id');
       const code = h.str('code');
       const message = h.str('message');
@@ -243,7 +256,7 @@ export function parseEngineMessage(frame: RawFrame): EngineMessage | null {
   }
 }
 
-function parseFacts(h: Fields): EngineFacts {
+function parseFacts(h: Fields<ReadyHeader>): EngineFacts {
   const caps = h.obj('capabilities');
   const geo = h.obj('geometry');
   return {
@@ -284,60 +297,67 @@ function pixels(frame: RawFrame, width: number, height: number, what: string): R
   return { width, height, data: frame.payload };
 }
 
-/** Field access on a JSON object that throws ProtocolError naming the field. */
-class Fields {
+function fields<T extends object>(frame: RawFrame): Fields<T> {
+  return new Fields<T>(frame.header, String(frame.header.type));
+}
+
+/**
+ * Field access on a JSON object that throws ProtocolError naming the field. `T` is the
+ * object's schema type (protocol-messages.ts): only its field names can be read.
+ */
+class Fields<T extends object> {
   constructor(
     private readonly o: JsonObject,
     private readonly where: string,
   ) {}
 
-  has(name: string): boolean {
+  has(name: keyof T & string): boolean {
     return Object.prototype.hasOwnProperty.call(this.o, name);
   }
 
-  raw(name: string): unknown {
+  raw(name: keyof T & string): unknown {
     return this.has(name) ? this.o[name] : undefined;
   }
 
-  private bad(name: string, want: string): ProtocolError {
+  private bad(name: keyof T & string, want: string): ProtocolError {
     return new ProtocolError(`${this.where}.${name}: expected ${want}, got ${JSON.stringify(this.raw(name)) ?? 'nothing'}`);
   }
 
-  str(name: string): string {
+  str(name: keyof T & string): string {
     const v = this.raw(name);
     if (typeof v !== 'string') throw this.bad(name, 'a string');
     return v;
   }
 
-  num(name: string): number {
+  num(name: keyof T & string): number {
     const v = this.raw(name);
     if (typeof v !== 'number' || !Number.isFinite(v)) throw this.bad(name, 'a number');
     return v;
   }
 
   /** PROTOCOL.md: `5` and `5.0` are the same value, so only the value is checked. */
-  int(name: string): number {
+  int(name: keyof T & string): number {
     const v = this.num(name);
     if (!Number.isSafeInteger(v) || v < 0) throw this.bad(name, 'a non-negative integer');
     return v;
   }
 
-  bool(name: string): boolean {
+  bool(name: keyof T & string): boolean {
     const v = this.raw(name);
     if (typeof v !== 'boolean') throw this.bad(name, 'a boolean');
     return v;
   }
 
-  strList(name: string): string[] {
+  strList(name: keyof T & string): string[] {
     const v = this.raw(name);
     if (!Array.isArray(v) || !v.every((x) => typeof x === 'string')) throw this.bad(name, 'a list of strings');
     return v as string[];
   }
 
-  obj(name: string): Fields {
+  obj<K extends keyof T & string>(name: K): Fields<NonNullable<T[K]> & object> {
     const v = this.raw(name);
     if (typeof v !== 'object' || v === null || Array.isArray(v)) throw this.bad(name, 'an object');
-    return new Fields(v as JsonObject, `${this.where}.${name}`);
+    return new Fields<NonNullable<T[K]> & object>(v as JsonObject, `${this.where}.${name}`);
   }
 }
 
@@ -389,32 +409,33 @@ export function encodeGenerate(req: GenerateRequest): Buffer {
       throw new RangeError(`images[${i}]: ${img.data.length} bytes for ${img.width}x${img.height} RGB`);
     }
   }
-  return encodeFrame(
-    {
-      type: 'generate',
-      id: req.id,
-      params: {
-        prompt: p.prompt,
-        negative_prompt: p.negative_prompt,
-        seed: p.seed,
-        cfg: p.cfg,
-        sampler: p.sampler,
-        steps: p.steps,
-        width: p.width,
-        height: p.height,
-        go_fast: p.go_fast,
-        preview: req.preview,
-      },
-      images: req.images.map((img) => ({ width: img.width, height: img.height })),
+  const header: GenerateHeader = {
+    v: PROTOCOL_VERSION,
+    type: 'generate',
+    id: req.id,
+    params: {
+      prompt: p.prompt,
+      negative_prompt: p.negative_prompt,
+      seed: p.seed,
+      cfg: p.cfg,
+      sampler: p.sampler,
+      steps: p.steps,
+      width: p.width,
+      height: p.height,
+      go_fast: p.go_fast,
+      preview: req.preview,
     },
-    Buffer.concat(req.images.map((img) => img.data)),
-  );
+    images: req.images.map((img) => ({ width: img.width, height: img.height })),
+  };
+  return encodeFrame(header, Buffer.concat(req.images.map((img) => img.data)));
 }
 
 export function encodeCancel(id: string): Buffer {
-  return encodeFrame({ type: 'cancel', id });
+  const header: CancelHeader = { v: PROTOCOL_VERSION, type: 'cancel', id };
+  return encodeFrame(header);
 }
 
 export function encodeShutdown(): Buffer {
-  return encodeFrame({ type: 'shutdown' });
+  const header: ShutdownHeader = { v: PROTOCOL_VERSION, type: 'shutdown' };
+  return encodeFrame(header);
 }

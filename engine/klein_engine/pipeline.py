@@ -193,8 +193,9 @@ class KleinEngine:
         t_text = time.perf_counter()
 
         # 3. Prepare the latents: each request's noise from its own seed.
-        height, width = first.height // self.pixel_multiple, first.width // self.pixel_multiple
-        latents, latent_ids = self.prepare_latents(reqs, height, width)
+        # The latent grid: one token per pixel_multiple² pixels (the VAE's downsampling, 2×2 patches).
+        latent_height, latent_width = first.height // self.pixel_multiple, first.width // self.pixel_multiple
+        latents, latent_ids = self.prepare_latents(reqs, latent_height, latent_width)
 
         # 4. Encode the reference images as extra tokens.
         reference_tokens, reference_ids = self.encode_references(reqs)
@@ -221,7 +222,7 @@ class KleinEngine:
             batch.latents, denoised = step(first.sampler, batch.latents, sigmas, i, velocity)
             for row, k in enumerate(batch.positions):
                 job = jobs[k]
-                preview = self._preview(denoised[row : row + 1], latent_ids, height, width) if job.req.preview else None
+                preview = self._preview(denoised[row : row + 1], latent_ids, latent_height, latent_width) if job.req.preview else None
                 job.on_step(i + 1, first.steps, preview)
         self._sync()
         t_denoise = time.perf_counter()
@@ -229,7 +230,7 @@ class KleinEngine:
         # 7. Decode to 8-bit RGB, one image at a time.
         t_previous = t_denoise
         for row, k in enumerate(batch.positions):
-            final = self._unpack(batch.latents[row : row + 1], latent_ids, height, width)
+            final = self._unpack(batch.latents[row : row + 1], latent_ids, latent_height, latent_width)
             if output_type == "latent":
                 finish(k, final)
                 continue
@@ -271,12 +272,13 @@ class KleinEngine:
             if len(im.rgb) != im.width * im.height * 3:
                 raise InvalidInput(f"reference image {i}: {len(im.rgb)} bytes do not make a {im.width}x{im.height} RGB image")
 
-    def prepare_latents(self, reqs: Sequence[GenerateRequest], height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Each request's initial noise, (1, channels, height, width) in latent units, drawn
-        from a CPU generator seeded with its seed, so a seed gives the same noise on any device
-        and in any batch; packed to (requests, height·width, channels), with the position ids."""
+    def prepare_latents(self, reqs: Sequence[GenerateRequest], latent_height: int, latent_width: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each request's initial noise, (1, channels, latent_height, latent_width), drawn from
+        a CPU generator seeded with its seed, so a seed gives the same noise on any device and
+        in any batch; packed to (requests, latent_height·latent_width, channels), with the
+        position ids."""
         noise = [
-            randn_tensor((1, self.latent_channels, height, width), generator=torch.Generator("cpu").manual_seed(r.seed),
+            randn_tensor((1, self.latent_channels, latent_height, latent_width), generator=torch.Generator("cpu").manual_seed(r.seed),
                          device=self.device, dtype=self.dtype)
             for r in reqs
         ]
@@ -314,9 +316,9 @@ class KleinEngine:
         tokens = torch.cat([Flux2KleinPipeline._pack_latents(z).squeeze(0) for z in latents], dim=0).unsqueeze(0)
         return tokens.to(self.dtype), ids
 
-    def _unpack(self, x: torch.Tensor, latent_ids: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    def _unpack(self, x: torch.Tensor, latent_ids: torch.Tensor, latent_height: int, latent_width: int) -> torch.Tensor:
         """Packed latents → VAE-space latents: unpacked, BatchNorm-denormalised, unpatchified."""
-        z = Flux2KleinPipeline._unpack_latents_with_ids(x, latent_ids, height, width)
+        z = Flux2KleinPipeline._unpack_latents_with_ids(x, latent_ids, latent_height, latent_width)
         z = z * self.bn_std.to(z.dtype) + self.bn_mean.to(z.dtype)
         return Flux2KleinPipeline._unpatchify_latents(z)
 
@@ -345,8 +347,8 @@ class KleinEngine:
         sol = torch.linalg.lstsq(xs.cpu(), ys.cpu()).solution  # (c + 1, 3)
         return sol.to(self.device)
 
-    def _preview(self, denoised: torch.Tensor, latent_ids: torch.Tensor, height: int, width: int) -> Preview:
-        z = self._unpack(denoised.to(self.dtype), latent_ids, height, width)[0].float()  # (c, 2h, 2w)
+    def _preview(self, denoised: torch.Tensor, latent_ids: torch.Tensor, latent_height: int, latent_width: int) -> Preview:
+        z = self._unpack(denoised.to(self.dtype), latent_ids, latent_height, latent_width)[0].float()  # (c, 2h, 2w)
         c, hh, ww = z.shape
         flat = torch.cat([z.permute(1, 2, 0).reshape(-1, c), torch.ones(hh * ww, 1, device=z.device)], dim=1)
         rgb = (flat @ self.preview_map).reshape(hh, ww, 3)

@@ -77,7 +77,9 @@ class Engine(Protocol):
     """What the protocol server drives: KleinEngine, the simulated engine, or a wrapper of
     either (testing/faults.py)."""
 
-    max_batch: int  # 1: generate_batch is never called
+    # Jobs the server may hand generate_batch at once. With 1 it never calls generate_batch,
+    # which an engine that cannot batch (the simulated one) therefore need not have.
+    max_batch: int
 
     def facts(self) -> EngineFacts: ...
 

@@ -1,9 +1,10 @@
 /**
- * The body of the OpenAI-compatible image routes (contract §8) as one TypeBox object
- * schema, validated exactly as strictly as the Segmind body (validate.ts, same messages): no
+ * The OpenAI-compatible image routes (contract §8): their body as one TypeBox object schema,
+ * validated exactly as strictly as the Segmind body (validate.ts, same messages): no
  * coercion, integers are integers, unknown fields are named. `/v1/images/generations` takes
- * it as JSON; `/v1/images/edits` as multipart/form-data, whose fields are strings, read back
- * into numbers and booleans by `fromFormFields` under the same rules before validation.
+ * it as JSON; `/v1/images/edits` as multipart/form-data (`OpenAiEditsForm`), whose fields are
+ * strings, read back into numbers and booleans by `fromFormFields` under the same rules
+ * before the same validation. Also their answer, `OpenAiImagesResponse`.
  *
  * OpenAI's own fields that mean nothing here (quality, style, user, …) are accepted with
  * their OpenAI types and ignored; our extensions (steps, cfg, negative_prompt, sampler,
@@ -12,46 +13,86 @@
 import Type, { type Static } from 'typebox';
 import { IMAGE_FORMATS } from './types.js';
 import { GENERATE_PROPERTIES, MAX_SEED } from './request-schema.js';
+import { Choice, Text } from './string-schemas.js';
 
 export const OPENAI_MAX_IMAGES = 4;
 /** `WIDTHxHEIGHT` or `auto`; the sides' own rules (multiples of 16, 64 to 2048) apply after. */
 export const OPENAI_SIZE_PATTERN = '^(auto|[0-9]{2,4}x[0-9]{2,4})$';
-
-const P = GENERATE_PROPERTIES;
+export const OPENAI_RESPONSE_FORMATS = ['b64_json', 'url'] as const;
 
 const own = {
-  prompt: P.prompt,
-  model: Type.Optional(Type.String({ description: 'A served model, or an alias of one; absent: the default model', minLength: 1, maxLength: 256 })),
+  prompt: GENERATE_PROPERTIES.prompt,
+  model: Type.Optional(Text({ description: 'A served model, or an alias of one; absent: the default model', minLength: 1, maxLength: 256 })),
   n: Type.Optional(Type.Integer({ description: `Images to generate, all or nothing: 1 to ${OPENAI_MAX_IMAGES}`, minimum: 1, maximum: OPENAI_MAX_IMAGES, default: 1 })),
   size: Type.Optional(
-    Type.String({ description: 'WIDTHxHEIGHT (multiples of 16, 64 to 2048 each) or auto (1024x1024, or the first image\'s ratio for edits)', pattern: OPENAI_SIZE_PATTERN, default: 'auto' }),
+    Text({ description: 'WIDTHxHEIGHT (multiples of 16, 64 to 2048 each) or auto (1024x1024, or the first image\'s ratio for edits)', pattern: OPENAI_SIZE_PATTERN, default: 'auto' }),
   ),
-  response_format: Type.Optional(Type.Union([Type.Literal('b64_json'), Type.Literal('url')], { description: 'How images come back', default: 'b64_json' })),
-  output_format: Type.Optional(Type.Union(IMAGE_FORMATS.map((f) => Type.Literal(f)), { description: 'Image format', default: 'png' })),
+  response_format: Type.Optional(Choice(OPENAI_RESPONSE_FORMATS, { description: 'How images come back', default: 'b64_json' })),
+  output_format: Type.Optional(Choice(IMAGE_FORMATS, { description: 'Image format', default: 'png' })),
   output_compression: Type.Optional(Type.Integer({ description: 'jpeg and webp quality, 0 to 100 (below 10 counts as 10)', minimum: 0, maximum: 100 })),
   seed: Type.Optional(Type.Integer({ description: `Seed of the first image (image i uses seed + i), 0 to ${MAX_SEED}; absent: random`, minimum: 0, maximum: MAX_SEED })),
-  steps: P.steps,
-  cfg: P.cfg,
-  negative_prompt: P.negative_prompt,
-  sampler: P.sampler,
-  go_fast: P.go_fast,
+  steps: GENERATE_PROPERTIES.steps,
+  cfg: GENERATE_PROPERTIES.cfg,
+  negative_prompt: GENERATE_PROPERTIES.negative_prompt,
+  sampler: GENERATE_PROPERTIES.sampler,
+  go_fast: GENERATE_PROPERTIES.go_fast,
 };
 
 /** OpenAI's fields with no meaning here: accepted with their types, ignored. */
 const ignored = {
-  quality: Type.Optional(Type.String({ description: 'Ignored (OpenAI\'s quality tier)', maxLength: 32 })),
-  style: Type.Optional(Type.String({ description: 'Ignored', maxLength: 32 })),
-  user: Type.Optional(Type.String({ description: 'Ignored (OpenAI\'s end-user id)', maxLength: 256 })),
-  background: Type.Optional(Type.String({ description: 'Ignored', maxLength: 32 })),
-  moderation: Type.Optional(Type.String({ description: 'Ignored', maxLength: 32 })),
-  input_fidelity: Type.Optional(Type.String({ description: 'Ignored', maxLength: 32 })),
+  quality: Type.Optional(Text({ description: 'Ignored (OpenAI\'s quality tier)', maxLength: 32 })),
+  style: Type.Optional(Text({ description: 'Ignored', maxLength: 32 })),
+  user: Type.Optional(Text({ description: 'Ignored (OpenAI\'s end-user id)', maxLength: 256 })),
+  background: Type.Optional(Text({ description: 'Ignored', maxLength: 32 })),
+  moderation: Type.Optional(Text({ description: 'Ignored', maxLength: 32 })),
+  input_fidelity: Type.Optional(Text({ description: 'Ignored', maxLength: 32 })),
   partial_images: Type.Optional(Type.Integer({ description: 'Ignored', minimum: 0, maximum: 3 })),
   stream: Type.Optional(Type.Boolean({ description: 'Only false: streaming is not offered here; follow a request with /v2 events instead', default: false })),
 };
 
-export const OpenAiImagesBody = Type.Object({ ...own, ...ignored }, { additionalProperties: false, description: 'Body of POST /v1/images/generations (JSON) and the fields of POST /v1/images/edits (multipart)' });
+export const OpenAiImagesBody = Type.Object(
+  { ...own, ...ignored },
+  {
+    additionalProperties: false,
+    $id: 'OpenAiImagesBody',
+    description: 'Body of POST /v1/images/generations (JSON) and the fields of POST /v1/images/edits (multipart)',
+  },
+);
 
 export type OpenAiImagesInput = Static<typeof OpenAiImagesBody>;
+
+/** The form of POST /v1/images/edits: the body's fields as form fields, plus 1 to 4 images. */
+export const OpenAiEditsForm = Type.Object(
+  {
+    ...OpenAiImagesBody.properties,
+    image: Type.Array(Type.String({ format: 'binary' }), {
+      description: `1 to ${OPENAI_MAX_IMAGES} reference images (png, jpeg or webp), sent as image or image[]`,
+      minItems: 1,
+      maxItems: OPENAI_MAX_IMAGES,
+    }),
+  },
+  { additionalProperties: false, $id: 'OpenAiEditsForm', description: 'Form of POST /v1/images/edits (multipart/form-data); numbers and booleans as their plain decimal or true/false spelling' },
+);
+
+/** The answer of both routes: every image of the call, in order. */
+export const OpenAiImagesResponse = Type.Object(
+  {
+    created: Type.Integer({ description: 'Unix time, in seconds' }),
+    data: Type.Array(
+      Type.Object({
+        b64_json: Type.Optional(Type.String({ description: 'The image, base64-encoded (response_format b64_json)' })),
+        url: Type.Optional(Type.String({ description: 'A link to the image (response_format url)' })),
+        revised_prompt: Type.Null({ description: 'Always null: the prompt is used as given' }),
+        request_id: Type.String({ description: "This image's request; GET /v2/requests/{id} describes it" }),
+        seed: Type.Integer({ description: 'The seed this image used' }),
+      }),
+    ),
+    output_format: Choice(IMAGE_FORMATS),
+    size: Type.String({ description: 'WIDTHxHEIGHT of the images' }),
+    usage: Type.Object({ seeds: Type.Array(Type.Integer(), { description: "Each image's seed, in order" }) }),
+  },
+  { $id: 'OpenAiImagesResponse', description: 'Answer of POST /v1/images/generations and /v1/images/edits' },
+);
 
 function kindOf(name: string): string | undefined {
   return (OpenAiImagesBody.properties as Record<string, { type?: string }>)[name]?.type;

@@ -1,16 +1,18 @@
 /**
  * The body of POST /v1/flux-2-klein-4b (contract §1) as one plain TypeBox object schema:
- * the source of validate.ts's ranges, enums and defaults, of the TypeScript type, and of
- * the OpenAPI document. Descriptions are Segmind's page's own words
- * (shared/seed-segmind-flux-2-klein-4b.txt), with our rules and extensions appended.
+ * the route's runtime check (compiled by validate.ts), the TypeScript type (`Static`) and
+ * the OpenAPI component `GenerateBody` (its `$id`). Descriptions are Segmind's page's own
+ * words (shared/seed-segmind-flux-2-klein-4b.txt), with our rules and extensions appended.
  *
- * What JSON Schema cannot say is in validate.ts and in the descriptions: an http(s) URL
- * must parse, `match_input_image` needs an image, and width × height ≤ MAX_PIXELS (which
- * the 2048 side limit already implies: 2048² = 4,194,304).
+ * What JSON Schema cannot say is either a refinement of the field, run by the same compiled
+ * validator (string-schemas.ts: well-formed text, URLs that parse), or a rule across fields in
+ * validate.ts (`match_input_image` needs an image; width × height ≤ MAX_PIXELS, which the
+ * 2048 side limit already implies: 2048² = 4,194,304). The descriptions say both.
  */
-import Type, { type Static, type TLiteral } from 'typebox';
+import Type, { type Static } from 'typebox';
 import { ASPECT_RATIO_NAMES, MAX_SIDE, MIN_SIDE, SIZE_MULTIPLE } from './aspect-ratios.js';
 import { IMAGE_FORMATS, SAMPLERS } from './types.js';
+import { Choice, IMAGE_URL_MESSAGE, ImageUrl, Text, WEBHOOK_URL_MESSAGE, WebhookUrl } from './string-schemas.js';
 
 /** The defaults of contract §1 (the seed page's example body, plus our extensions). */
 export const DEFAULT_IMAGE_URLS: readonly string[] = Object.freeze([]);
@@ -61,31 +63,34 @@ export const JPEG_ALIAS = 'jpg';
 /** http://, https:// or one of the three image data: URIs (lower case, as the loader parses them). */
 export const IMAGE_URL_PATTERN = '^(https?://|data:image/(png|jpeg|webp);base64,)';
 export const WEBHOOK_URL_PATTERN = '^https?://';
+/** A prompt needs one character that is not white space. */
+export const NON_BLANK_PATTERN = '\\S';
 
-type Literals<T extends readonly string[]> = { -readonly [K in keyof T]: TLiteral<T[K]> };
-/** A tuple of literal schemas, so that Static<> keeps the union of the values. */
-function literals<const T extends readonly string[]>(values: T): Literals<T> {
-  return values.map((v) => Type.Literal(v)) as unknown as Literals<T>;
-}
+/** What a failed `pattern` means, as the contract's message (validate.ts); others say "must match …". */
+export const PATTERN_MESSAGES: Readonly<Record<string, string>> = {
+  [IMAGE_URL_PATTERN]: IMAGE_URL_MESSAGE,
+  [WEBHOOK_URL_PATTERN]: WEBHOOK_URL_MESSAGE,
+  [NON_BLANK_PATTERN]: 'must not be empty',
+};
 
 /** The fields of a generation body, each with its rules (reused by the OpenAI routes' schema). */
 export const GENERATE_PROPERTIES = {
-  prompt: Type.String({
-    description: `Prompt describing the image to generate. Must contain a non-space character; at most ${MAX_PROMPT} characters.`,
+  prompt: Text({
+    description: `Prompt describing the image to generate. Must contain a non-space character; at most ${MAX_PROMPT} characters of well-formed Unicode.`,
     minLength: 1,
     maxLength: MAX_PROMPT,
-    pattern: '\\S',
+    pattern: NON_BLANK_PATTERN,
   }),
   image_urls: Type.Optional(
-    Type.Array(Type.String({ maxLength: MAX_IMAGE_URL_LENGTH, pattern: IMAGE_URL_PATTERN }), {
-      description: `Add a reference image or leave blank for original ideas (text to image mode). 0 to ${MAX_IMAGES} entries, each https://…, http://… or data:image/(png|jpeg|webp);base64,…`,
+    Type.Array(ImageUrl({ maxLength: MAX_IMAGE_URL_LENGTH, pattern: IMAGE_URL_PATTERN }), {
+      description: `Add a reference image or leave blank for original ideas (text to image mode). 0 to ${MAX_IMAGES} entries, each https://… or http://… with a host, or data:image/(png|jpeg|webp);base64,… with its bytes`,
       maxItems: MAX_IMAGES,
       default: [],
     }),
   ),
   negative_prompt: Type.Optional(
-    Type.String({
-      description: `Negative prompt to avoid certain elements. Used only when cfg > 1; at most ${MAX_PROMPT} characters.`,
+    Text({
+      description: `Negative prompt to avoid certain elements. Used only when cfg > 1; at most ${MAX_PROMPT} characters of well-formed Unicode.`,
       maxLength: MAX_PROMPT,
       default: DEFAULT_NEGATIVE_PROMPT,
     }),
@@ -106,12 +111,12 @@ export const GENERATE_PROPERTIES = {
       default: DEFAULT_CFG,
     }),
   ),
-  sampler: Type.Optional(Type.Union(literals(SAMPLERS), { description: 'Sampling method', default: DEFAULT_SAMPLER })),
+  sampler: Type.Optional(Choice(SAMPLERS, { description: 'Sampling method', default: DEFAULT_SAMPLER })),
   steps: Type.Optional(
     Type.Integer({ description: 'Number of inference steps', minimum: MIN_STEPS, maximum: MAX_STEPS, default: DEFAULT_STEPS }),
   ),
   aspect_ratio: Type.Optional(
-    Type.Union(literals(ASPECT_RATIO_NAMES), {
+    Choice(ASPECT_RATIO_NAMES, {
       description: 'Aspect ratio of the output image. match_input_image follows the first reference image and needs at least one.',
       default: DEFAULT_ASPECT_RATIO,
     }),
@@ -120,7 +125,7 @@ export const GENERATE_PROPERTIES = {
     Type.Boolean({ description: 'Enable fast generation mode. false runs the exact bf16 reference path.', default: DEFAULT_GO_FAST }),
   ),
   image_format: Type.Optional(
-    Type.Union(literals([...IMAGE_FORMATS, JPEG_ALIAS]), {
+    Choice([...IMAGE_FORMATS, JPEG_ALIAS], {
       description: 'Output image format (jpg is accepted for jpeg)',
       default: DEFAULT_IMAGE_FORMAT,
     }),
@@ -162,6 +167,7 @@ const objectOptions = {
 
 export const GenerateBody = Type.Object(GENERATE_PROPERTIES, {
   ...objectOptions,
+  $id: 'GenerateBody',
   description: 'Body of POST /v1/flux-2-klein-4b',
 });
 
@@ -170,15 +176,17 @@ export const AsyncBody = Type.Object(
   {
     ...GENERATE_PROPERTIES,
     webhook_url: Type.Optional(
-      Type.String({
-        description: `URL that receives one signed terminal event for this request (http:// or https://, at most ${MAX_WEBHOOK_URL_LENGTH} characters; the image_urls address rules apply)`,
+      WebhookUrl({
+        description: `URL that receives one signed terminal event for this request (http:// or https:// with a host, at most ${MAX_WEBHOOK_URL_LENGTH} characters; the image_urls address rules apply)`,
         maxLength: MAX_WEBHOOK_URL_LENGTH,
         pattern: WEBHOOK_URL_PATTERN,
       }),
     ),
   },
-  { ...objectOptions, description: 'Body of POST /v2/flux-2-klein-4b' },
+  { ...objectOptions, $id: 'AsyncBody', description: 'Body of POST /v2/flux-2-klein-4b' },
 );
 
+/** A validated v1 body, before defaults (the schema's name is also its `Static` type). */
+export type GenerateBody = Static<typeof GenerateBody>;
 /** A validated v1 or v2 body, before defaults (`webhook_url` only ever set for v2). */
 export type GenerateInput = Static<typeof AsyncBody>;

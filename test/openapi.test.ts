@@ -1,35 +1,123 @@
-/** The OpenAPI document validates as OpenAPI 3.1 and describes every route the server has. */
+/**
+ * The OpenAPI document validates as OpenAPI 3.1, describes every route the server has, and
+ * is generated from the routes' own schemas: every operation has its id, tags, summary and
+ * error responses, the named schemas are the contract's, and the status and error-code
+ * lists are the server's own.
+ */
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { it } from 'node:test';
+import { after, before, describe, it } from 'node:test';
 import { Validator } from '@seriousme/openapi-schema-validator';
 import { loadConfig } from '../src/config.js';
-import { buildServer } from '../src/compose/server.js';
+import { buildServer, type BuiltServer } from '../src/compose/server.js';
 import { openApiPath } from '../src/gateway/openapi.js';
+import { ERRORS } from '../src/contract/errors.js';
+import { REQUEST_STATUSES } from '../src/contract/request-states.js';
+import { AsyncBody, GenerateBody } from '../src/contract/request-schema.js';
 
-it('validates, and lists every route of the server (and nothing else)', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'klein-openapi-'));
-  const env = { ...process.env, KLEIN_DATA_DIR: dir, KLEIN_MODEL: 'simulated', KLEIN_LOG_LEVEL: 'silent' };
-  const s = await buildServer(loadConfig(env), env);
-  try {
+type Json = Record<string, any>;
+
+describe('GET /openapi.json', () => {
+  let dir: string;
+  let s: BuiltServer;
+  let doc: Json;
+  const operations = () => Object.entries(doc.paths as Record<string, Json>).flatMap(([path, ops]) => Object.entries(ops as Record<string, Json>).map(([method, op]) => ({ path, method, op })));
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'klein-openapi-'));
+    const env = { ...process.env, KLEIN_DATA_DIR: dir, KLEIN_MODEL: 'simulated', KLEIN_LOG_LEVEL: 'silent' };
+    s = await buildServer(loadConfig(env), env);
     await s.app.ready();
     const res = await s.app.inject({ method: 'GET', url: '/openapi.json' });
     assert.equal(res.statusCode, 200);
-    const doc = res.json() as { openapi: string; paths: Record<string, Record<string, unknown>> };
+    doc = res.json() as Json;
+  });
+  after(async () => {
+    await s.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('validates, and lists every route of the server (and nothing else)', async () => {
     const v = await new Validator().validate(doc);
     assert.ok(v.valid, String(JSON.stringify(v.errors ?? null)).slice(0, 2000));
     assert.equal(doc.openapi, '3.1.0');
     const served = new Set(s.app.registeredRoutes.map((r) => `${r.method} ${openApiPath(r.url)}`));
-    const documented = new Set(Object.entries(doc.paths).flatMap(([p, ops]) => Object.keys(ops).map((m) => `${m.toUpperCase()} ${p}`)));
+    const documented = new Set(operations().map(({ path, method }) => `${method.toUpperCase()} ${path}`));
     assert.deepEqual([...served].filter((r) => !documented.has(r)), [], 'routes missing from the document');
     assert.deepEqual([...documented].filter((r) => !served.has(r)), [], 'documented routes the server lacks');
     const docs = await s.app.inject({ method: 'GET', url: '/docs' });
     assert.equal(docs.statusCode, 200);
     assert.match(docs.body, /\/v2\/requests\/\{id\}\/events/);
-  } finally {
-    await s.close();
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
+
+  it('gives every operation a unique operationId, tags and a summary', () => {
+    const ids = operations().map(({ op }) => op.operationId as string);
+    for (const { path, method, op } of operations()) {
+      assert.match(String(op.operationId), /^[a-z][A-Za-z]+$/, `${method} ${path}`);
+      assert.ok(Array.isArray(op.tags) && op.tags.length > 0, `${method} ${path} has no tag`);
+      assert.ok(typeof op.summary === 'string' && op.summary.length > 0, `${method} ${path} has no summary`);
+    }
+    assert.equal(new Set(ids).size, ids.length, `duplicate operationIds: ${ids.join(', ')}`);
+    const tags = new Set((doc.tags as Json[]).map((t) => t.name));
+    for (const { op } of operations()) for (const t of op.tags as string[]) assert.ok(tags.has(t), `tag ${t} is not described`);
+  });
+
+  it('answers every error in the envelope, naming the codes of each status', () => {
+    for (const { path, method, op } of operations()) {
+      for (const [status, response] of Object.entries(op.responses as Record<string, Json>)) {
+        // /health/ready's 503 is its state (not ready), not an error.
+        if (Number(status) < 400 || (path === '/health/ready' && status === '503')) continue;
+        assert.deepEqual(response.content?.['application/json']?.schema, { $ref: '#/components/schemas/Error' }, `${method} ${path} ${status}`);
+        const codes = String(response.description).split(', ');
+        for (const code of codes) assert.equal(ERRORS[code as keyof typeof ERRORS]?.status, Number(status), `${method} ${path}: ${code} is not a ${status}`);
+      }
+    }
+    const envelope = doc.components.schemas.Error;
+    assert.deepEqual(envelope.required, ['error', 'code', 'request_id']);
+    assert.deepEqual(envelope.properties.code.enum, Object.keys(ERRORS));
+    assert.deepEqual(Object.keys(envelope.properties.details.items.properties), ['field', 'message']);
+    assert.deepEqual(Object.keys(doc.paths['/v1/{model}'].post.responses).sort(), ['200', '400', '401', '403', '404', '406', '408', '409', '413', '422', '429', '500', '502', '503', '504']);
+    assert.ok(doc.paths['/v1/{model}'].post.responses['429'].headers['retry-after']);
+  });
+
+  it('publishes the request bodies and the answers as named schemas, the status list once', () => {
+    const schemas = doc.components.schemas as Json;
+    assert.deepEqual(Object.keys(schemas.GenerateBody.properties), Object.keys(GenerateBody.properties));
+    assert.deepEqual(Object.keys(schemas.AsyncBody.properties), Object.keys(AsyncBody.properties));
+    for (const name of ['OpenAiImagesBody', 'OpenAiEditsForm', 'Submitted', 'Status', 'RequestRecord', 'Cancellation', 'GeneratedImage', 'Credits', 'OpenAiImagesResponse', 'QueuedEvent', 'ProgressEvent', 'TerminalEvent', 'AccountList', 'CreditGrant', 'CreditBalance', 'Usage', 'Health', 'ReadyCheck']) {
+      assert.ok(schemas[name], `components.schemas.${name}`);
+    }
+    for (const name of ['Submitted', 'Status', 'RequestRecord', 'Cancellation', 'TerminalEvent']) {
+      assert.deepEqual(schemas[name].properties.status.anyOf.map((m: Json) => m.const), [...REQUEST_STATUSES], name);
+    }
+    const ref = (s: string) => ({ $ref: `#/components/schemas/${s}` });
+    const post = (path: string) => doc.paths[path].post;
+    assert.deepEqual(post('/v1/{model}').requestBody.content['application/json'].schema, ref('GenerateBody'));
+    assert.deepEqual(post('/v2/{model}').requestBody.content['application/json'].schema, ref('AsyncBody'));
+    assert.deepEqual(post('/v1/images/generations').requestBody.content['application/json'].schema, ref('OpenAiImagesBody'));
+    assert.deepEqual(post('/v1/images/edits').requestBody.content['multipart/form-data'].schema, ref('OpenAiEditsForm'));
+    assert.deepEqual(post('/v1/{model}').responses['200'].content['application/json'].schema, ref('GeneratedImage'));
+    assert.deepEqual(Object.keys(post('/v1/{model}').responses['200'].content).sort(), ['application/json', 'image/jpeg', 'image/png', 'image/webp']);
+    assert.deepEqual(post('/v2/{model}').responses['200'].content['application/json'].schema, ref('Submitted'));
+    assert.deepEqual(doc.paths['/v2/requests/{id}'].get.responses['200'].content['application/json'].schema, ref('RequestRecord'));
+    assert.deepEqual(doc.paths['/v2/requests/{id}/status'].get.responses['200'].content['application/json'].schema, ref('Status'));
+    assert.ok(doc.paths['/v2/requests/{id}/events'].get.responses['200'].content['text/event-stream']);
+  });
+
+  it('keeps the security schemes, parameters and headers clients rely on', () => {
+    assert.deepEqual(doc.components.securitySchemes, { ApiKey: { type: 'apiKey', in: 'header', name: 'x-api-key' }, Bearer: { type: 'http', scheme: 'bearer' } });
+    const sync = doc.paths['/v1/{model}'].post;
+    assert.deepEqual(sync.security, [{ ApiKey: [] }, { Bearer: [] }]);
+    const params = new Map((sync.parameters as Json[]).map((p) => [`${p.in} ${p.name}`, p]));
+    assert.equal(params.get('path model')?.schema.const, 'flux-2-klein-4b');
+    assert.equal(params.get('header idempotency-key')?.schema.maxLength, 255);
+    const headers = Object.keys(sync.responses['200'].headers);
+    for (const h of ['x-request-id', 'x-seed-value', 'x-generation-time', 'x-cost', 'x-remaining-credits', 'x-rate-limit-remaining', 'x-rate-limit-reset-at-utc']) assert.ok(headers.includes(h), h);
+    const query = (path: string) => (doc.paths[path].get.parameters as Json[]).filter((p) => p.in === 'query').map((p) => [p.name, p.schema.type]);
+    assert.deepEqual(query('/v2/requests/{id}'), [['base64', 'boolean']]);
+    assert.deepEqual(query('/v2/requests/{id}/events'), [['preview', 'boolean']]);
+    assert.equal(doc.paths['/health'].get.security, undefined, 'health needs no key');
+  });
 });

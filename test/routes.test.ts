@@ -11,6 +11,9 @@ import { after, before, describe, it } from 'node:test';
 import { loadConfig } from '../src/config.js';
 import { buildServer, type BuiltServer } from '../src/compose/server.js';
 import { createKey, revokeKey } from '../src/accounts/keys.js';
+import Compile from 'typebox/compile';
+import type { TSchema } from 'typebox';
+import { COMPONENTS } from '../src/gateway/openapi.js';
 
 interface Ctx {
   s: BuiltServer;
@@ -137,6 +140,51 @@ describe('routes on a ready server', () => {
     const r = await c.s.app.inject({ method: 'GET', url: '/admin/accounts', headers: { 'x-api-key': admin } });
     assert.equal(r.statusCode, 200);
     assert.ok((r.json() as { accounts: unknown[] }).accounts.length >= 2);
+  });
+
+  it('400 naming the query parameter or header its schema refuses', async () => {
+    const sub = await c.s.app.inject({ method: 'POST', url: '/v2/flux-2-klein-4b', headers: { 'x-api-key': key, 'content-type': 'application/json' }, payload: JSON.stringify(SMALL) });
+    const id = (sub.json() as { request_id: string }).request_id;
+    const r = await c.s.app.inject({ method: 'GET', url: `/v2/requests/${id}?base64=maybe`, headers: { 'x-api-key': key } });
+    assert.equal(r.statusCode, 400);
+    assert.deepEqual((r.json() as { details: unknown }).details, [{ field: 'base64', message: 'must be true or false, got "maybe"' }]);
+    for (const value of ['true', '1']) {
+      const ok = await c.s.app.inject({ method: 'GET', url: `/v2/requests/${id}?base64=${value}`, headers: { 'x-api-key': key } });
+      assert.equal(ok.statusCode, 200, value);
+    }
+    const long = await post(c.s, key, SMALL, { 'idempotency-key': 'k'.repeat(256) });
+    assert.equal(long.statusCode, 400);
+    assert.deepEqual((long.json() as { details: unknown }).details, [{ field: 'idempotency-key', message: 'must be at most 255 characters, got 256' }]);
+  });
+
+  it('answers JSON exactly as the published schemas say', async () => {
+    const conforms = (name: string, body: unknown) => {
+      const check = Compile(COMPONENTS.get(name) as TSchema);
+      assert.ok(check.Check(body), `${name}: ${JSON.stringify(check.Errors(body)).slice(0, 500)} in ${JSON.stringify(body).slice(0, 300)}`);
+    };
+    const headers = { 'x-api-key': key, 'content-type': 'application/json' };
+    const sub = await c.s.app.inject({ method: 'POST', url: '/v2/flux-2-klein-4b', headers, payload: JSON.stringify(SMALL) });
+    conforms('Submitted', sub.json());
+    const id = (sub.json() as { request_id: string }).request_id;
+    conforms('Status', (await c.s.app.inject({ method: 'GET', url: `/v2/requests/${id}/status`, headers })).json());
+    for (let i = 0; i < 100 && (await c.s.app.inject({ method: 'GET', url: `/v2/requests/${id}/status`, headers })).json().status !== 'COMPLETED'; i++) await new Promise((r) => setTimeout(r, 50));
+    const record = (await c.s.app.inject({ method: 'GET', url: `/v2/requests/${id}`, headers })).json() as { metrics: Record<string, unknown> };
+    conforms('RequestRecord', record);
+    assert.equal(typeof record.metrics.remaining_credits, 'number', 'the record carries the balance');
+    conforms('Cancellation', (await c.s.app.inject({ method: 'POST', url: `/v2/requests/${id}/cancel`, headers: { 'x-api-key': key } })).json());
+    conforms('GeneratedImage', (await post(c.s, key, { ...SMALL, base64: true })).json());
+    conforms('Credits', (await c.s.app.inject({ method: 'GET', url: '/v1/get-user-credits', headers })).json());
+    conforms('Health', (await c.s.app.inject({ method: 'GET', url: '/health' })).json());
+    conforms('ReadyCheck', (await c.s.app.inject({ method: 'GET', url: '/health/ready' })).json());
+    const images = await c.s.app.inject({ method: 'POST', url: '/v1/images/generations', headers, payload: JSON.stringify({ prompt: 'x', size: '64x64', steps: 1, n: 2 }) });
+    conforms('OpenAiImagesResponse', images.json());
+    conforms('Error', (await post(c.s, key, { prompt: 'x', steps: 0 })).json());
+    const adminHeaders = { 'x-api-key': admin };
+    conforms('AccountList', (await c.s.app.inject({ method: 'GET', url: '/admin/accounts', headers: adminHeaders })).json());
+    const account = (await c.s.app.inject({ method: 'GET', url: '/v1/get-user-credits', headers })).json().account_id as string;
+    conforms('Usage', (await c.s.app.inject({ method: 'GET', url: `/admin/accounts/${account}/usage`, headers: adminHeaders })).json());
+    const grant = await c.s.app.inject({ method: 'POST', url: `/admin/accounts/${account}/credits`, headers: { ...adminHeaders, 'content-type': 'application/json' }, payload: '{"credits":"0.5"}' });
+    conforms('CreditBalance', grant.json());
   });
 
   it('404 for an unknown model, route or account', async () => {

@@ -11,7 +11,9 @@
  *   onRequest   request id → auth (401) → rate limit (429) → credit floor (406)
  *               → concurrency slot (429)                              [before the body is read]
  *   parse       content type (400) → size (413) → JSON (400)
- *   handler     model slug (404) → validate (400) → readiness (503/502)
+ *   validation  the route's schemas (validation.ts): model slug (404) → body (400)
+ *               → Idempotency-Key header (400)
+ *   handler     readiness (503/502)
  *               → price without references (406) → fetch + decode references (400)
  *               → resolve size, price → reserve credits (406) → enqueue
  *               → wait: engine error (502), timeout (504, cancelled), client gone (cancelled)
@@ -24,7 +26,16 @@
 import { randomUUID } from 'node:crypto';
 import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
-import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyError,
+  type FastifyInstance,
+  type FastifyReply,
+  type RawReplyDefaultExpression,
+  type RawRequestDefaultExpression,
+  type RawServerDefault,
+} from 'fastify';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
@@ -40,7 +51,8 @@ import { registerSegmindV2Routes } from './routes/segmind-v2.js';
 import type { OutputStorage } from '../storage/types.js';
 import { registerAccountRoutes } from './routes/account.js';
 import { registerAdminRoutes } from './routes/admin.js';
-import { registerOpenApiRoutes } from './openapi.js';
+import { COMPONENTS, registerOpenApi, registerOpenApiRoutes } from './openapi.js';
+import { routeValidatorCompiler } from './validation.js';
 import multipart from '@fastify/multipart';
 import { registerOpenAiImageRoutes } from './routes/openai-images.js';
 import { registerPlaygroundRoutes } from './routes/playground.js';
@@ -64,6 +76,9 @@ export interface AppDeps {
   /** Set while the server drains on shutdown: new work gets 503. */
   draining?: () => boolean;
 }
+
+/** The app as routes see it: request parts and answers typed from their TypeBox schemas. */
+export type App = FastifyInstance<RawServerDefault, RawRequestDefaultExpression, RawReplyDefaultExpression, FastifyBaseLogger, TypeBoxTypeProvider>;
 
 /** The body limit of every route but the generation routes (admin, cancel, account): small. */
 export const SMALL_BODY_LIMIT = 64 * 1024;
@@ -92,6 +107,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     },
   });
   if (deps.config.maxConnections > 0) app.server.maxConnections = deps.config.maxConnections;
+  app.setValidatorCompiler(routeValidatorCompiler(COMPONENTS));
+  await registerOpenApi(app);
 
   // Every route, as registered (the OpenAPI test checks each is documented).
   const routes: Array<{ method: string; url: string }> = [];
@@ -150,15 +167,16 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     return reply.status(404).type('application/json').send(errorBody(err, req.id));
   });
 
-  registerHealthRoutes(app, deps);
-  registerAccountRoutes(app, deps);
-  registerSegmindV1Routes(app, deps);
-  registerSegmindV2Routes(app, deps);
+  const typed: App = app.withTypeProvider<TypeBoxTypeProvider>();
+  registerHealthRoutes(typed, deps);
+  registerAccountRoutes(typed, deps);
+  registerSegmindV1Routes(typed, deps);
+  registerSegmindV2Routes(typed, deps);
   await app.register(multipart, { limits: { fileSize: deps.config.imageMaxBytes, files: 4, fields: 32, fieldSize: 64 * 1024 } });
-  registerOpenAiImageRoutes(app, deps);
-  registerAdminRoutes(app, deps);
-  registerOpenApiRoutes(app);
-  registerPlaygroundRoutes(app);
+  registerOpenAiImageRoutes(typed, deps);
+  registerAdminRoutes(typed, deps);
+  registerOpenApiRoutes(typed);
+  registerPlaygroundRoutes(typed);
   return app;
 }
 

@@ -1,7 +1,8 @@
 /**
  * The path every generation request takes after the onRequest hooks (auth, rate limit and
- * admission-hook.ts: credit floor, concurrency slot), shared by the routes:
- * validate → idempotency → readiness → price without references (406) → webhook URL →
+ * admission-hook.ts: credit floor, concurrency slot) and the route's schema validation
+ * (validation.ts: the body arrives valid), shared by the routes:
+ * idempotency → readiness → price without references (406) → webhook URL →
  * references → resolve → price → reserve → enqueue. Each stage throws an ApiError with the
  * contract's status; the cheap refusals come before the expensive stages, nothing is
  * reserved before the last check that can refuse, and a client that has gone (its signal)
@@ -11,7 +12,6 @@ import { createHash } from 'node:crypto';
 import type { FastifyRequest } from 'fastify';
 import { findBalance } from '../accounts/ledger.js';
 import { MIN_SIDE } from '../contract/aspect-ratios.js';
-import { validateGenerateBody } from '../contract/validate.js';
 import { needsReferenceSize, resolveParams } from '../contract/resolve.js';
 import { priceMicro } from '../billing/pricing.js';
 import type { ResolvedParams, RgbImage } from '../contract/types.js';
@@ -95,8 +95,6 @@ export function bodyHash(route: string, body: unknown): string {
   return createHash('sha256').update(`${route}\n${canonical(body)}`).digest('hex');
 }
 
-export const MAX_IDEMPOTENCY_KEY = 255;
-
 function checkReplay(existing: RequestRow, hash: string): Admitted {
   if (existing.idempotency_hash !== hash) {
     throw new ApiError('idempotency_conflict', 'This Idempotency-Key was already used with a different request body', {
@@ -114,36 +112,30 @@ function priceWithoutReferences(deps: AppDeps, input: GenerateInput): number {
   return priceMicro(p, deps.pricing, 0);
 }
 
-export async function admit(deps: AppDeps, req: FastifyRequest, caller: Caller, body: unknown, opts: AdmitOptions): Promise<Admitted> {
+/**
+ * Admits a validated generation body: `input` passed the route's schema (or, for the OpenAI
+ * routes, the Segmind body made from theirs), and an Idempotency-Key its header schema.
+ */
+export async function admit(deps: AppDeps, req: FastifyRequest, caller: Caller, input: GenerateInput, opts: AdmitOptions): Promise<Admitted> {
   const gone = opts.signal;
-  // 1. Validate (400 with one message per bad field).
-  const v = validateGenerateBody(body, { allowWebhook: opts.route === 'v2' });
-  if (!v.ok) throw new ApiError('validation_failed', summarise(v.details), { details: v.details });
-  const input = v.value;
-
-  // 2. Idempotency: the same key and body is the same request (charged once).
+  // 1. Idempotency: the same key and body is the same request (charged once).
   const idemKey = opts.idempotencyKey;
   let hash: string | null = null;
   if (idemKey !== undefined) {
-    if (idemKey.length === 0 || idemKey.length > MAX_IDEMPOTENCY_KEY) {
-      throw new ApiError('validation_failed', `Idempotency-Key must be 1 to ${MAX_IDEMPOTENCY_KEY} characters`, {
-        details: [{ field: 'Idempotency-Key', message: `must be 1 to ${MAX_IDEMPOTENCY_KEY} characters` }],
-      });
-    }
-    hash = bodyHash(opts.route, body);
+    hash = bodyHash(opts.route, input);
     const existing = await findByIdempotencyKey(deps.db, caller.accountId, idemKey);
     if (existing) return checkReplay(existing, hash);
   }
 
-  // 3. Is there an engine to run it? (503 starting/draining, 502 failed)
+  // 2. Is there an engine to run it? (503 starting/draining, 502 failed)
   assertReady(deps);
 
-  // 4. Can the caller pay for it even without its references? (406 before any fetch)
+  // 3. Can the caller pay for it even without its references? (406 before any fetch)
   const floor = priceWithoutReferences(deps, input);
   const balance = (await findBalance(deps.db, caller.accountId)) ?? 0;
   if (balance < floor) throw insufficientCredits(floor, balance);
 
-  // 5. The webhook URL must pass the SSRF guard now, not only when it is called.
+  // 4. The webhook URL must pass the SSRF guard now, not only when it is called.
   if (input.webhook_url) {
     await resolveChecked(checkUrl(input.webhook_url, { field: 'webhook_url' }), {
       allow: parseAllowNetworks(deps.config.allowNetworks),
@@ -151,7 +143,7 @@ export async function admit(deps: AppDeps, req: FastifyRequest, caller: Caller, 
     });
   }
 
-  // 6. Fetch and decode the references (400 per bad image, naming its field).
+  // 5. Fetch and decode the references (400 per bad image, naming its field).
   gone?.throwIfAborted();
   const t0 = Date.now();
   const refs = await loadReferenceImages(input.image_urls ?? [], {
@@ -164,12 +156,12 @@ export async function admit(deps: AppDeps, req: FastifyRequest, caller: Caller, 
   if (refs.length > 0) deps.metrics.stageSeconds.observe({ stage: 'fetch' }, (Date.now() - t0) / 1000);
   const images: RgbImage[] = refs.map((r) => r.image);
 
-  // 7. Resolve defaults, seed and size; price it (references add their pixels).
+  // 6. Resolve defaults, seed and size; price it (references add their pixels).
   const params = resolveParams(input, refs.map((r) => r.original));
   const refPixels = images.reduce((n, i) => n + i.width * i.height, 0);
   const price = priceMicro(params, deps.pricing, refPixels);
 
-  // 8. Concurrency (429): a request holds one of its key's slots until it ends. The
+  // 7. Concurrency (429): a request holds one of its key's slots until it ends. The
   //    admission hook took the call's first one (its id is the HTTP request's); the other
   //    images of an OpenAI call take theirs here.
   const id = opts.id ?? req.id;
@@ -180,7 +172,7 @@ export async function admit(deps: AppDeps, req: FastifyRequest, caller: Caller, 
   if (!slot) throw concurrencyError(caller.concurrency);
   const releaseSlot = () => void deps.limiter.release(key, id).catch(() => undefined);
 
-  // 9. Reserve credits and enqueue (406 when short), unless the client has gone.
+  // 8. Reserve credits and enqueue (406 when short), unless the client has gone.
   try {
     gone?.throwIfAborted();
     const held = opts.hold === true;
@@ -209,11 +201,4 @@ export async function admit(deps: AppDeps, req: FastifyRequest, caller: Caller, 
     releaseSlot();
     throw err;
   }
-}
-
-export function summarise(details: Array<{ field: string; message: string }>): string {
-  const first = details[0];
-  if (!first) return 'Invalid request parameters';
-  const more = details.length > 1 ? ` (and ${details.length - 1} more)` : '';
-  return `${first.field}: ${first.message}${more}`;
 }

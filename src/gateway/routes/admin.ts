@@ -3,19 +3,48 @@
  * operations as the `klein` command. The admin check and the rate limit run as onRequest
  * hooks, before any body is read, and bodies are small (the app's default limit).
  */
-import type { FastifyInstance } from 'fastify';
+import Type from 'typebox';
 import { adminOnly, authHook } from '../auth.js';
 import { rateLimitHook } from '../rate-limit-hook.js';
-import type { AppDeps } from '../app.js';
+import type { App, AppDeps } from '../app.js';
 import { ApiError } from '../../contract/errors.js';
+import { AccountList, CreditBalance, CreditGrant, Usage } from '../../contract/admin-schema.js';
 import { BalanceOverflow, findBalance, grant, balance, usage, MAX_BALANCE_MICRO } from '../../accounts/ledger.js';
 import { CREDITS_PATTERN, creditsToMicro, microToCredits } from '../../billing/pricing.js';
+import { errorResponses, json, RATE_LIMITED_HEADERS, ref, SECURED } from '../route-schema.js';
 
-export function registerAdminRoutes(app: FastifyInstance, deps: AppDeps): void {
+const tagged = { tags: ['admin'], security: SECURED };
+const AccountParams = Type.Object({ id: Type.String({ description: 'The account id' }) });
+
+const listSchema = {
+  ...tagged,
+  operationId: 'listAccounts',
+  summary: 'Accounts (admin key)',
+  response: { 200: json(ref(AccountList), 'Accounts', RATE_LIMITED_HEADERS), ...errorResponses(401, 403, 429, 500) },
+};
+
+const grantSchema = {
+  ...tagged,
+  operationId: 'grantCredits',
+  summary: 'Grant credits (admin key)',
+  params: AccountParams,
+  body: ref(CreditGrant),
+  response: { 200: json(ref(CreditBalance), 'New balance', RATE_LIMITED_HEADERS), ...errorResponses(400, 401, 403, 404, 408, 413, 429, 500) },
+};
+
+const usageSchema = {
+  ...tagged,
+  operationId: 'getAccountUsage',
+  summary: 'Usage of an account (admin key)',
+  params: AccountParams,
+  response: { 200: json(ref(Usage), 'Usage', RATE_LIMITED_HEADERS), ...errorResponses(401, 403, 404, 429, 500) },
+};
+
+export function registerAdminRoutes(app: App, deps: AppDeps): void {
   const auth = authHook(deps.db, { rpm: deps.config.defaultRpm, concurrency: deps.config.defaultConcurrency });
-  const hooks = { onRequest: [auth, adminOnly, rateLimitHook(deps.limiter)] };
+  const onRequest = [auth, adminOnly, rateLimitHook(deps.limiter)];
 
-  app.get('/admin/accounts', hooks, async () => {
+  app.get('/admin/accounts', { schema: listSchema, onRequest }, async () => {
     const rows = await deps.db
       .selectFrom('accounts')
       .select(['id', 'name', 'balance_micro', 'rpm', 'concurrency', 'created_at'])
@@ -33,18 +62,16 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AppDeps): void {
     };
   });
 
-  app.post<{ Params: { id: string }; Body: unknown }>('/admin/accounts/:id/credits', hooks, async (req) => {
-    const body = req.body as { credits?: unknown } | null;
-    const raw = body && typeof body === 'object' ? body.credits : undefined;
-    const text = typeof raw === 'number' || typeof raw === 'string' ? String(raw) : null;
-    const micro = text === null ? null : creditsToMicro(text);
+  app.post('/admin/accounts/:id/credits', { schema: grantSchema, onRequest }, async (req) => {
+    const text = String(req.body.credits);
+    const micro = creditsToMicro(text);
     const beyond = (roomMicro: number) => {
       const message = `would lift the balance above the largest an account can hold, ${microToCredits(MAX_BALANCE_MICRO)} credits (at most ${microToCredits(roomMicro)} more now)`;
       return new ApiError('validation_failed', `credits: ${message}`, { details: [{ field: 'credits', message }] });
     };
     if (micro === null || micro <= 0) {
       // Well written but beyond what creditsToMicro can hold: the bound, not "malformed".
-      if (text !== null && micro === null && CREDITS_PATTERN.test(text)) {
+      if (micro === null && CREDITS_PATTERN.test(text)) {
         throw beyond(MAX_BALANCE_MICRO - ((await findBalance(deps.db, req.params.id)) ?? 0));
       }
       throw new ApiError('validation_failed', 'credits: must be a positive decimal number', {
@@ -59,9 +86,9 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AppDeps): void {
     return { account_id: req.params.id, credits: microToCredits(await balance(deps.db, req.params.id)) };
   });
 
-  app.get<{ Params: { id: string } }>('/admin/accounts/:id/usage', hooks, async (req) => {
-    const exists = await deps.db.selectFrom('accounts').select('id').where('id', '=', req.params.id).executeTakeFirst();
-    if (!exists) throw new ApiError('not_found', `No account ${req.params.id}`);
-    return usage(deps.db, req.params.id, {});
+  app.get('/admin/accounts/:id/usage', { schema: usageSchema, onRequest }, async (req) => {
+    const summary = await usage(deps.db, req.params.id, {});
+    if (!summary) throw new ApiError('not_found', `No account ${req.params.id}`);
+    return summary;
   });
 }

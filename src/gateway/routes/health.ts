@@ -5,19 +5,28 @@
  * 503 unless work can be taken, for load balancers. GET /metrics is the Prometheus
  * exposition.
  */
-import type { FastifyInstance } from 'fastify';
-import type { AppDeps } from '../app.js';
-import type { Readiness } from '../../queue/types.js';
+import type { AppDeps, App } from '../app.js';
+import type { HealthStatus, Readiness } from '../../queue/types.js';
+import { Health, HEALTH_STATUSES, ReadyCheck } from '../../contract/health-schema.js';
+import { json, ref, text } from '../route-schema.js';
 
 export type { HealthStatus } from '../../queue/types.js';
+
+/** The published list is the queue's: each type accepts exactly the other's values. */
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+const healthStatusesMatch: Same<HealthStatus, (typeof HEALTH_STATUSES)[number]> = true;
+void healthStatusesMatch;
 
 export function healthOf(deps: AppDeps): Readiness {
   if (deps.draining?.()) return { status: 'DRAINING', reason: 'the server is shutting down' };
   return deps.queue.readiness();
 }
 
-export function registerHealthRoutes(app: FastifyInstance, deps: AppDeps): void {
-  app.get('/health', async () => {
+const tagged = { tags: ['health'] };
+
+export function registerHealthRoutes(app: App, deps: AppDeps): void {
+  const healthSchema = { ...tagged, operationId: 'getHealth', summary: 'State: STARTING, READY, BUSY, UNHEALTHY (with the reason)', response: { 200: json(ref(Health), 'Health') } };
+  app.get('/health', { schema: healthSchema }, async () => {
     const h = healthOf(deps);
     const [details, depth] = await Promise.all([deps.queue.describe(), deps.queue.depth()]);
     return {
@@ -29,13 +38,20 @@ export function registerHealthRoutes(app: FastifyInstance, deps: AppDeps): void 
     };
   });
 
-  app.get('/health/ready', async (_req, reply) => {
+  const readySchema = {
+    ...tagged,
+    operationId: 'getReadiness',
+    summary: '200 when work can be taken, else 503',
+    response: { 200: json(ref(ReadyCheck), 'Ready'), 503: json(ref(ReadyCheck), 'Not ready') },
+  };
+  app.get('/health/ready', { schema: readySchema }, async (_req, reply) => {
     const h = healthOf(deps);
     const ok = h.status === 'READY' || h.status === 'BUSY';
     return reply.status(ok ? 200 : 503).send({ status: h.status, ...(h.reason ? { reason: h.reason } : {}) });
   });
 
-  app.get('/metrics', async (_req, reply) => {
+  const metricsSchema = { ...tagged, operationId: 'getMetrics', summary: 'Prometheus metrics', response: { 200: text('text/plain', 'The Prometheus text exposition') } };
+  app.get('/metrics', { schema: metricsSchema }, async (_req, reply) => {
     const body = await deps.metrics.registry.metrics();
     return reply.type(deps.metrics.registry.contentType).send(body);
   });

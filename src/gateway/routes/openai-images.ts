@@ -3,8 +3,10 @@
  *   POST /v1/images/generations  (JSON)
  *   POST /v1/images/edits        (multipart: `image` or `image[]`, 1 to 4 files)
  * Auth with `Authorization: Bearer <key>` (or x-api-key). The body is validated from one
- * schema (contract/openai-schema.ts) as strictly as the Segmind body; multipart fields are
- * read back into numbers and booleans under the same rules. A malformed form is a 400.
+ * schema (contract/openai-schema.ts) as strictly as the Segmind body: by the route for JSON,
+ * by the handler for a form once read, its fields read back into numbers and booleans under
+ * the same rules. A malformed form is a 400. Each image's Segmind body, made from it, is
+ * validated as the Segmind routes' are (a `size` of 100x100 is refused for its width).
  *
  * A call of `n` images is all or nothing (contract §8): the n requests are queued with
  * their charges held; the answer is 200 only when every image completed, and all n are
@@ -14,11 +16,12 @@
  * included. A 200 lists every image's request id.
  */
 import { randomUUID } from 'node:crypto';
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import { authHook, requireCaller } from '../auth.js';
-import type { AppDeps } from '../app.js';
+import type { App, AppDeps } from '../app.js';
 import { ApiError } from '../../contract/errors.js';
-import { admit, summarise, type Admitted } from '../generate.js';
+import type { GenerateInput } from '../../contract/request-schema.js';
+import { admit, type Admitted } from '../generate.js';
 import { rateLimitHook } from '../rate-limit-hook.js';
 import { admissionHook } from '../admission-hook.js';
 import { outcomeError, waitForOutcome } from '../../queue/outcomes.js';
@@ -28,8 +31,10 @@ import { MODEL_SLUG } from '../../contract/models.js';
 import { urlsFor } from '../../store/record-view.js';
 import type { CompletedOutcome, JobOutcome } from '../../queue/events.js';
 import { releaseUndelivered } from '../../queue/delivery.js';
-import { validateBody } from '../../contract/validate.js';
-import { fromFormFields, OPENAI_MAX_IMAGES, OpenAiImagesBody, type OpenAiImagesInput } from '../../contract/openai-schema.js';
+import { validateBody, validateGenerateBody, validationFailed } from '../../contract/validate.js';
+import { fromFormFields, OPENAI_MAX_IMAGES, OpenAiEditsForm, OpenAiImagesBody, OpenAiImagesResponse, type OpenAiImagesInput } from '../../contract/openai-schema.js';
+import { errorResponses, json, RATE_LIMITED_HEADERS, ref, SECURED } from '../route-schema.js';
+import Type from 'typebox';
 
 const MODELS = new Set([MODEL_SLUG]);
 
@@ -37,8 +42,8 @@ function bad(field: string, message: string): ApiError {
   return new ApiError('validation_failed', `${field}: ${message}`, { details: [{ field, message }] });
 }
 
-/** Validated OpenAI body → a Segmind body for image `i` (validated again by admit). */
-function toSegmind(b: OpenAiImagesInput, images: string[], i: number): Record<string, unknown> {
+/** Validated OpenAI body → the Segmind body of image `i`, validated as the Segmind routes validate theirs. */
+function segmindInput(b: OpenAiImagesInput, images: string[], i: number): GenerateInput {
   const out: Record<string, unknown> = { prompt: b.prompt };
   const size = b.size ?? 'auto';
   if (size === 'auto') {
@@ -54,13 +59,13 @@ function toSegmind(b: OpenAiImagesInput, images: string[], i: number): Record<st
   if (b.seed !== undefined) out.seed = Math.min(b.seed + i, Number.MAX_SAFE_INTEGER);
   else if ((b.n ?? 1) > 1) out.seed = -1;
   if (images.length > 0) out.image_urls = images;
-  return out;
+  const v = validateGenerateBody(out, { allowWebhook: false });
+  if (!v.ok) throw validationFailed(v.details);
+  return v.value;
 }
 
-function parseBody(body: unknown): OpenAiImagesInput {
-  const v = validateBody<OpenAiImagesInput>(body, OpenAiImagesBody);
-  if (!v.ok) throw new ApiError('validation_failed', summarise(v.details), { details: v.details });
-  const b = v.value;
+/** What the schema lets through but this server does not offer: streaming, another model. */
+function offered(b: OpenAiImagesInput): OpenAiImagesInput {
   if (b.stream === true) throw bad('stream', 'streaming is not supported here; follow a request with /v2 events instead');
   if (b.model !== undefined && !MODELS.has(b.model)) throw bad('model', `must be one of ${[...MODELS].join(', ')}, got ${JSON.stringify(b.model.slice(0, 64))}`);
   return b;
@@ -92,7 +97,7 @@ async function generateImages(deps: AppDeps, req: FastifyRequest, reply: Fastify
   try {
     try {
       for (let i = 0; i < n; i++) {
-        const a = await admit(deps, req, caller, toSegmind(b, images, i), { route: 'v1', id: i === 0 ? req.id : randomUUID(), signal: gone, hold: true });
+        const a = await admit(deps, req, caller, segmindInput(b, images, i), { route: 'v1', id: i === 0 ? req.id : randomUUID(), signal: gone, hold: true });
         if (a.kind !== 'new') throw new ApiError('internal', 'unexpected replay');
         admitted.push(a);
       }
@@ -121,12 +126,15 @@ async function generateImages(deps: AppDeps, req: FastifyRequest, reply: Fastify
     const base = baseUrl(deps, req);
     return {
       created: Math.floor(Date.now() / 1000),
-      data: done.map((o, i) => ({
-        ...(responseFormat === 'url' ? { url: urlsFor(base, ids[i]!).output_url } : { b64_json: o.output.bytes.toString('base64') }),
-        revised_prompt: null,
-        request_id: ids[i],
-        seed: o.output.seed,
-      })),
+      data: admitted.map(({ id }, i) => {
+        const { output } = done[i]!;
+        return {
+          ...(responseFormat === 'url' ? { url: urlsFor(base, id).output_url } : { b64_json: output.bytes.toString('base64') }),
+          revised_prompt: null,
+          request_id: id,
+          seed: output.seed,
+        };
+      }),
       output_format: last.output.format,
       size: `${last.output.width}x${last.output.height}`,
       usage: { seeds: done.map((o) => o.output.seed) },
@@ -171,20 +179,50 @@ function multipartError(err: unknown): ApiError {
   return new ApiError('invalid_multipart', `The multipart/form-data body is malformed: ${why}`, { cause: err });
 }
 
-export function registerOpenAiImageRoutes(app: FastifyInstance, deps: AppDeps): void {
+const imageHeaders = {
+  ...RATE_LIMITED_HEADERS,
+  'x-cost': Type.String({ description: 'Credits charged for the call (every image)' }),
+  'x-remaining-credits': Type.String({ description: 'The balance after it' }),
+};
+const responses = {
+  200: json(ref(OpenAiImagesResponse), '{created, data: [{b64_json} | {url}]}', imageHeaders),
+  ...errorResponses(400, 401, 406, 408, 409, 413, 429, 500, 502, 503, 504),
+};
+const tagged = { tags: ['openai'], security: SECURED };
+
+const generationsSchema = {
+  ...tagged,
+  operationId: 'createImage',
+  summary: 'OpenAI-compatible: generate n (1–4) images',
+  body: ref(OpenAiImagesBody),
+  response: responses,
+};
+
+const editsSchema = {
+  ...tagged,
+  operationId: 'createImageEdit',
+  summary: 'OpenAI-compatible: edit with 1–4 reference images (multipart: image or image[])',
+  // The form is read by the handler (readForm), which validates its fields with OpenAiImagesBody.
+  body: { content: { 'multipart/form-data': { schema: ref(OpenAiEditsForm) } } },
+  response: responses,
+};
+
+export function registerOpenAiImageRoutes(app: App, deps: AppDeps): void {
   const auth = authHook(deps.db, { rpm: deps.config.defaultRpm, concurrency: deps.config.defaultConcurrency });
   const rate = rateLimitHook(deps.limiter);
   const admission = admissionHook(deps, { route: 'v1' });
-  const route = { onRequest: [auth, rate, admission], bodyLimit: deps.config.bodyLimitBytes };
+  const onRequest = [auth, rate, admission];
 
-  app.post('/v1/images/generations', route, async (req, reply) => {
-    return generateImages(deps, req, reply, parseBody(req.body), []);
+  app.post('/v1/images/generations', { schema: generationsSchema, onRequest, bodyLimit: deps.config.bodyLimitBytes }, async (req, reply) => {
+    return generateImages(deps, req, reply, offered(req.body), []);
   });
 
-  app.post('/v1/images/edits', route, async (req, reply) => {
+  app.post('/v1/images/edits', { schema: editsSchema, onRequest, bodyLimit: deps.config.bodyLimitBytes }, async (req, reply) => {
     if (!req.isMultipart()) throw new ApiError('unsupported_media_type', 'Content-Type must be multipart/form-data');
     const { fields, images } = await readForm(req);
-    return generateImages(deps, req, reply, parseBody(fromFormFields(fields)), images);
+    const v = validateBody(fromFormFields(fields), OpenAiImagesBody);
+    if (!v.ok) throw validationFailed(v.details);
+    return generateImages(deps, req, reply, offered(v.value), images);
   });
 }
 

@@ -9,34 +9,50 @@
  * Idempotency-Key the request keeps running when its client goes away and is charged when
  * it completes, so the retry with the same key gets the image, charged once.
  */
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import { microToCredits } from '../../billing/pricing.js';
-import { ApiError } from '../../contract/errors.js';
+import { GenerateBody } from '../../contract/request-schema.js';
+import { GeneratedImage } from '../../contract/responses.js';
 import { authHook, requireCaller } from '../auth.js';
-import type { AppDeps } from '../app.js';
+import type { App, AppDeps } from '../app.js';
 import { admit } from '../generate.js';
 import { outcomeError, outcomeOfRow, waitForOutcome } from '../../queue/outcomes.js';
 import { rateLimitHook } from '../rate-limit-hook.js';
 import { admissionHook } from '../admission-hook.js';
 import type { CompletedOutcome } from '../../queue/events.js';
 import { chargeOnDelivery } from '../charge-on-delivery.js';
-import { MODEL_SLUG } from '../../contract/models.js';
+import { errorResponses, IdempotencyHeaders, IMAGE_CONTENT, IMAGE_HEADERS, ModelParams, ref, SECURED } from '../route-schema.js';
 
-export function registerSegmindV1Routes(app: FastifyInstance, deps: AppDeps): void {
+const schema = {
+  operationId: 'generate',
+  tags: ['generate'],
+  summary: 'Generate an image (synchronous, Segmind-compatible)',
+  description: 'Answers the image bytes with the x-… headers; JSON with the image base64-encoded when the body asks (base64) or the Accept header prefers application/json. Only a 200 is charged.',
+  security: SECURED,
+  params: ModelParams,
+  headers: IdempotencyHeaders,
+  body: ref(GenerateBody),
+  response: {
+    200: {
+      description: 'The image (or JSON with base64 when asked)',
+      headers: IMAGE_HEADERS,
+      content: { ...IMAGE_CONTENT, 'application/json': { schema: ref(GeneratedImage) } },
+    },
+    ...errorResponses(400, 401, 403, 404, 406, 408, 409, 413, 422, 429, 500, 502, 503, 504),
+  },
+};
+
+export function registerSegmindV1Routes(app: App, deps: AppDeps): void {
   const auth = authHook(deps.db, { rpm: deps.config.defaultRpm, concurrency: deps.config.defaultConcurrency });
   const rate = rateLimitHook(deps.limiter);
   const admission = admissionHook(deps, { route: 'v1' });
 
-  app.post<{ Params: { model: string } }>(
+  app.post(
     '/v1/:model',
-    { onRequest: [auth, rate, admission], bodyLimit: deps.config.bodyLimitBytes },
+    { schema, onRequest: [auth, rate, admission], bodyLimit: deps.config.bodyLimitBytes },
     async (req, reply) => {
-      if (req.params.model !== MODEL_SLUG) {
-        throw new ApiError('not_found', `Unknown model "${req.params.model}": this server serves ${MODEL_SLUG}`);
-      }
       const caller = requireCaller(req);
-      const header = req.headers['idempotency-key'];
-      const idem = typeof header === 'string' ? header : undefined;
+      const idem = req.headers['idempotency-key'];
       // Without an Idempotency-Key, a client that has gone cancels its request.
       const gone = idem === undefined ? req.clientGone : undefined;
       const admitted = await admit(deps, req, caller, req.body, { route: 'v1', idempotencyKey: idem, signal: gone, hold: idem === undefined });

@@ -3,7 +3,8 @@
  * Server-Sent Events stream. A request is visible only to its own account (404 otherwise),
  * and an expired request is a 404.
  */
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import Type from 'typebox';
 import sharp from 'sharp';
 import { balance } from '../../accounts/ledger.js';
 import { getRequestForAccount, type RequestRow } from '../../store/requests.js';
@@ -12,35 +13,98 @@ import type { JobOutcome, ProgressEvent } from '../../queue/events.js';
 import { CONTENT_TYPES } from '../../queue/storage-keys.js';
 import type { ImageFormat } from '../../contract/types.js';
 import { authHook, requireCaller } from '../auth.js';
-import type { AppDeps } from '../app.js';
+import type { App, AppDeps } from '../app.js';
 import { ApiError } from '../../contract/errors.js';
+import { AsyncBody } from '../../contract/request-schema.js';
+import { Cancellation, RequestRecord, StatusView, Submitted, type RequestMetrics } from '../../contract/responses.js';
 import { admit } from '../generate.js';
 import { rateLimitHook } from '../rate-limit-hook.js';
 import { admissionHook } from '../admission-hook.js';
 import { metricsOf, recordView, urlsFor } from '../../store/record-view.js';
-import { MODEL_SLUG } from '../../contract/models.js';
 import { baseUrl } from '../base-url.js';
+import { errorResponses, IdempotencyHeaders, IMAGE_CONTENT, json, ModelParams, RATE_LIMITED_HEADERS, ref, RequestIdParams, SECURED } from '../route-schema.js';
 
-type IdParams = { Params: { id: string } };
-
-async function ownRow(deps: AppDeps, req: FastifyRequest<IdParams>): Promise<RequestRow> {
+async function ownRow(deps: AppDeps, req: FastifyRequest, id: string): Promise<RequestRow> {
   const caller = requireCaller(req);
-  const row = await getRequestForAccount(deps.db, req.params.id, caller.accountId);
-  if (!row || Number(row.expires_at) <= Date.now()) throw new ApiError('not_found', `No request ${req.params.id}`);
+  const row = await getRequestForAccount(deps.db, id, caller.accountId);
+  if (!row || Number(row.expires_at) <= Date.now()) throw new ApiError('not_found', `No request ${id}`);
   return row;
 }
 
-export function registerSegmindV2Routes(app: FastifyInstance, deps: AppDeps): void {
+const tagged = { tags: ['requests'], security: SECURED };
+
+const submitSchema = {
+  ...tagged,
+  operationId: 'submitRequest',
+  summary: 'Queue a generation (asynchronous)',
+  description: 'Answers at once with the request id and its links; webhook_url gets one signed terminal event.',
+  params: ModelParams,
+  headers: IdempotencyHeaders,
+  body: ref(AsyncBody),
+  response: { 200: json(ref(Submitted), 'Queued', RATE_LIMITED_HEADERS), ...errorResponses(400, 401, 404, 406, 408, 413, 422, 429, 500, 502, 503) },
+};
+
+const statusSchema = {
+  ...tagged,
+  operationId: 'getRequestStatus',
+  summary: 'Status, queue position and progress',
+  params: RequestIdParams,
+  response: { 200: json(ref(StatusView), 'Status'), ...errorResponses(401, 404, 500) },
+};
+
+const recordSchema = {
+  ...tagged,
+  operationId: 'getRequest',
+  summary: 'The request record (input, status, error, metrics, output)',
+  params: RequestIdParams,
+  querystring: Type.Object({ base64: Type.Optional(Type.Boolean({ description: 'output as the image base64-encoded instead of a link' })) }),
+  response: { 200: json(ref(RequestRecord), 'Record'), ...errorResponses(400, 401, 404, 500) },
+};
+
+const outputSchema = {
+  ...tagged,
+  operationId: 'getRequestOutput',
+  summary: 'The output image',
+  params: RequestIdParams,
+  response: {
+    200: { description: 'The image', headers: { 'x-seed-value': Type.Integer({ description: 'The seed used' }) }, content: IMAGE_CONTENT },
+    ...errorResponses(401, 404, 500),
+  },
+};
+
+const cancelSchema = {
+  ...tagged,
+  operationId: 'cancelRequest',
+  summary: 'Cancel a queued or running request (not charged)',
+  params: RequestIdParams,
+  response: { 200: json(ref(Cancellation), 'Cancelled or already finished', RATE_LIMITED_HEADERS), ...errorResponses(401, 404, 413, 429, 500) },
+};
+
+const eventsSchema = {
+  ...tagged,
+  operationId: 'streamRequestEvents',
+  summary: 'Server-Sent Events: queued, progress (optional preview), then completed, failed or cancelled',
+  params: RequestIdParams,
+  querystring: Type.Object({ preview: Type.Optional(Type.Boolean({ description: 'progress events carry a low-resolution PNG preview' })) }),
+  response: {
+    200: {
+      description:
+        'text/event-stream: each event has an id: (its sequence number), an event: name and JSON data: — queued (QueuedEvent), progress (ProgressEvent), then exactly one of completed, failed or cancelled (TerminalEvent); then the stream ends',
+      content: { 'text/event-stream': { schema: Type.String() } },
+    },
+    ...errorResponses(400, 401, 404, 500),
+  },
+};
+
+export function registerSegmindV2Routes(app: App, deps: AppDeps): void {
   const auth = authHook(deps.db, { rpm: deps.config.defaultRpm, concurrency: deps.config.defaultConcurrency });
   const rate = rateLimitHook(deps.limiter);
   const admission = admissionHook(deps, { route: 'v2' });
 
-  app.post<{ Params: { model: string } }>('/v2/:model', { onRequest: [auth, rate, admission], bodyLimit: deps.config.bodyLimitBytes }, async (req, reply) => {
-    if (req.params.model !== MODEL_SLUG) throw new ApiError('not_found', `Unknown model "${req.params.model}": this server serves ${MODEL_SLUG}`);
+  app.post('/v2/:model', { schema: submitSchema, onRequest: [auth, rate, admission], bodyLimit: deps.config.bodyLimitBytes }, async (req, reply) => {
     const caller = requireCaller(req);
-    const idem = req.headers['idempotency-key'];
     // A client that leaves before its request is queued never learns its id: nothing is queued for it.
-    const a = await admit(deps, req, caller, req.body, { route: 'v2', idempotencyKey: typeof idem === 'string' ? idem : undefined, signal: req.clientGone });
+    const a = await admit(deps, req, caller, req.body, { route: 'v2', idempotencyKey: req.headers['idempotency-key'], signal: req.clientGone });
     const id = a.kind === 'new' ? a.id : a.row.id;
     if (a.kind === 'existing') reply.header('idempotent-replayed', 'true');
     reply.header('x-request-id', id);
@@ -48,23 +112,25 @@ export function registerSegmindV2Routes(app: FastifyInstance, deps: AppDeps): vo
     return { request_id: id, status, ...urlsFor(baseUrl(deps, req), id) };
   });
 
-  app.get<IdParams>('/v2/requests/:id/status', { onRequest: auth }, async (req) => {
-    const row = await ownRow(deps, req);
+  app.get('/v2/requests/:id/status', { schema: statusSchema, onRequest: auth }, async (req) => {
+    const row = await ownRow(deps, req, req.params.id);
     const p = row.status === 'PROCESSING' ? await deps.queue.lastProgress(row.id) : null;
     return {
       request_id: row.id,
       status: row.status,
       queue_position: row.status === 'QUEUED' ? await deps.queue.position(row.id) : 0,
       progress: row.status === 'COMPLETED' ? { step: stepsOf(row), total: stepsOf(row) } : p ? { step: p.step, total: p.total } : null,
-      metrics: metricsOf(row),
+      // store/record-view.ts writes every key of RequestMetrics (its type says only Record);
+      // the response schema's serializer refuses an answer without them.
+      metrics: metricsOf(row) as RequestMetrics,
     };
   });
 
-  app.get<IdParams & { Querystring: { base64?: string } }>('/v2/requests/:id', { onRequest: auth }, async (req) => {
-    const row = await ownRow(deps, req);
+  app.get('/v2/requests/:id', { schema: recordSchema, onRequest: auth }, async (req) => {
+    const row = await ownRow(deps, req, req.params.id);
     let output: string | null = null;
     if (row.status === 'COMPLETED' && row.output_key) {
-      if (req.query.base64 === 'true' || req.query.base64 === '1') {
+      if (req.query.base64 === true) {
         const bytes = await deps.storage.get(row.output_key);
         if (!bytes) throw new ApiError('not_found', `The output of ${row.id} has expired`);
         output = bytes.toString('base64');
@@ -72,11 +138,12 @@ export function registerSegmindV2Routes(app: FastifyInstance, deps: AppDeps): vo
         output = (await deps.storage.directUrl(row.output_key, 3600)) ?? urlsFor(baseUrl(deps, req), row.id).output_url;
       }
     }
-    return recordView(row, baseUrl(deps, req), { output, remainingMicro: await balance(deps.db, row.account_id) });
+    // As metrics above: the record view's type is the store's, its shape this schema's.
+    return recordView(row, baseUrl(deps, req), { output, remainingMicro: await balance(deps.db, row.account_id) }) as RequestRecord;
   });
 
-  app.get<IdParams>('/v2/requests/:id/output', { onRequest: auth }, async (req, reply) => {
-    const row = await ownRow(deps, req);
+  app.get('/v2/requests/:id/output', { schema: outputSchema, onRequest: auth }, async (req, reply) => {
+    const row = await ownRow(deps, req, req.params.id);
     if (row.status !== 'COMPLETED' || !row.output_key) {
       throw new ApiError('not_found', `Request ${row.id} has no output (status ${row.status})`);
     }
@@ -86,17 +153,17 @@ export function registerSegmindV2Routes(app: FastifyInstance, deps: AppDeps): vo
     return reply.type(CONTENT_TYPES[(row.output_format ?? 'png') as ImageFormat]).send(bytes);
   });
 
-  app.post<IdParams>('/v2/requests/:id/cancel', { onRequest: [auth, rate] }, async (req) => {
-    const row = await ownRow(deps, req);
+  app.post('/v2/requests/:id/cancel', { schema: cancelSchema, onRequest: [auth, rate] }, async (req) => {
+    const row = await ownRow(deps, req, req.params.id);
     const cancelled = TERMINAL.has(row.status) ? false : await deps.queue.cancel(row.id, 'user');
     if (cancelled && row.status === 'PROCESSING') await deps.queue.waitFor(row.id);
     const after = (await getRequestForAccount(deps.db, row.id, row.account_id)) ?? row;
     return { request_id: row.id, status: after.status, cancelled };
   });
 
-  app.get<IdParams & { Querystring: { preview?: string } }>('/v2/requests/:id/events', { onRequest: auth }, async (req, reply) => {
-    const row = await ownRow(deps, req);
-    await streamEvents(deps, req, reply, row, req.query.preview === 'true' || req.query.preview === '1');
+  app.get('/v2/requests/:id/events', { schema: eventsSchema, onRequest: auth }, async (req, reply) => {
+    const row = await ownRow(deps, req, req.params.id);
+    await streamEvents(deps, req, reply, row, req.query.preview === true);
   });
 }
 
@@ -177,4 +244,3 @@ async function streamEvents(deps: AppDeps, req: FastifyRequest, reply: FastifyRe
   }
 }
 
-export { metricsOf };

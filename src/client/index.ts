@@ -2,26 +2,16 @@
  * A typed client for klein-serve: the synchronous Segmind-compatible call, the async API
  * (submit, status, record, output, cancel, events), idempotency keys and typed errors.
  * Uses the platform's fetch; the CLI and the tests use it.
+ *
+ * Its types are the server's own schemas (contract/), read through `Static`: what a body
+ * may hold and what an answer holds cannot differ between the two. Type-only imports: the
+ * client needs nothing of the server at run time.
  */
+import type { ErrorEnvelope, QueuedEvent, ProgressEvent, RequestRecord, StatusView, Submitted, TerminalEvent, Cancellation, Credits } from '../contract/responses.js';
+import type { GenerateBody, GenerateInput } from '../contract/request-schema.js';
+import type { RequestStatus } from '../contract/request-states.js';
 
-export interface GenerateBody {
-  prompt: string;
-  image_urls?: string[];
-  negative_prompt?: string;
-  seed?: number;
-  cfg?: number;
-  sampler?: 'euler' | 'res_2s';
-  steps?: number;
-  aspect_ratio?: string;
-  go_fast?: boolean;
-  image_format?: 'png' | 'jpeg' | 'jpg' | 'webp';
-  quality?: number;
-  width?: number;
-  height?: number;
-  webhook_url?: string;
-}
-
-export type RequestStatus = 'QUEUED' | 'PROCESSING' | 'COMPLETED' | 'FAILED' | 'CANCELLED';
+export type { GenerateBody, GenerateInput, RequestStatus, RequestRecord, StatusView, Submitted };
 
 export interface GeneratedImage {
   bytes: Buffer;
@@ -33,37 +23,11 @@ export interface GeneratedImage {
   remainingCredits: number;
 }
 
-export interface Submitted {
-  request_id: string;
-  status: RequestStatus;
-  status_url: string;
-  response_url: string;
-  output_url: string;
-  cancel_url: string;
-  events_url: string;
-}
-
-export interface StatusView {
-  request_id: string;
-  status: RequestStatus;
-  queue_position: number;
-  progress: { step: number; total: number } | null;
-  metrics: Record<string, number | null>;
-}
-
-export interface RecordView {
-  request_id: string;
-  status: RequestStatus;
-  input: Record<string, unknown>;
-  output: string | null;
-  error: { code: string; message: string } | null;
-  metrics: Record<string, number | null>;
-}
-
+/** An event of GET /v2/requests/{id}/events, parsed: its name and its data. */
 export type KleinEvent =
-  | { event: 'queued'; data: { request_id: string; position: number } }
-  | { event: 'progress'; data: { step: number; total: number; preview?: { width: number; height: number; png_base64: string } } }
-  | { event: 'completed' | 'failed' | 'cancelled'; data: RecordView };
+  | { event: 'queued'; data: QueuedEvent }
+  | { event: 'progress'; data: ProgressEvent }
+  | { event: 'completed' | 'failed' | 'cancelled'; data: TerminalEvent };
 
 /** Any answer that is not a success: the server's status, code, message and field details. */
 export class KleinApiError extends Error {
@@ -87,20 +51,22 @@ export interface ClientOptions {
 }
 
 export class KleinClient {
-  private readonly base: string;
-  private readonly f: typeof fetch;
+  private readonly baseUrl: string;
+  private readonly apiKey: string;
+  private readonly fetch: typeof fetch;
 
-  constructor(private readonly o: ClientOptions) {
-    this.base = o.baseUrl.replace(/\/$/, '');
-    this.f = o.fetch ?? fetch;
+  constructor(options: ClientOptions) {
+    this.baseUrl = options.baseUrl.replace(/\/$/, '');
+    this.apiKey = options.apiKey;
+    this.fetch = options.fetch ?? fetch;
   }
 
   private headers(extra: Record<string, string> = {}): Record<string, string> {
-    return { 'x-api-key': this.o.apiKey, ...extra };
+    return { 'x-api-key': this.apiKey, ...extra };
   }
 
   private async call(path: string, init: RequestInit = {}): Promise<Response> {
-    const r = await this.f(`${this.base}${path}`, init);
+    const r = await this.fetch(`${this.baseUrl}${path}`, init);
     if (!r.ok) throw await toError(r);
     return r;
   }
@@ -124,7 +90,8 @@ export class KleinClient {
     };
   }
 
-  async submit(body: GenerateBody, opts: { idempotencyKey?: string } = {}): Promise<Submitted> {
+  /** Queues a generation (POST /v2/flux-2-klein-4b); `webhook_url` gets its terminal event. */
+  async submit(body: GenerateInput, opts: { idempotencyKey?: string } = {}): Promise<Submitted> {
     const r = await this.call('/v2/flux-2-klein-4b', {
       method: 'POST',
       headers: this.headers({ 'content-type': 'application/json', ...(opts.idempotencyKey ? { 'idempotency-key': opts.idempotencyKey } : {}) }),
@@ -137,8 +104,8 @@ export class KleinClient {
     return (await (await this.call(`/v2/requests/${encodeURIComponent(id)}/status`, { headers: this.headers() })).json()) as StatusView;
   }
 
-  async get(id: string): Promise<RecordView> {
-    return (await (await this.call(`/v2/requests/${encodeURIComponent(id)}`, { headers: this.headers() })).json()) as RecordView;
+  async get(id: string): Promise<RequestRecord> {
+    return (await (await this.call(`/v2/requests/${encodeURIComponent(id)}`, { headers: this.headers() })).json()) as RequestRecord;
   }
 
   async output(id: string): Promise<{ bytes: Buffer; contentType: string }> {
@@ -146,13 +113,13 @@ export class KleinClient {
     return { bytes: Buffer.from(await r.arrayBuffer()), contentType: r.headers.get('content-type') ?? '' };
   }
 
-  async cancel(id: string): Promise<{ request_id: string; status: RequestStatus; cancelled: boolean }> {
+  async cancel(id: string): Promise<Cancellation> {
     const r = await this.call(`/v2/requests/${encodeURIComponent(id)}/cancel`, { method: 'POST', headers: this.headers() });
-    return (await r.json()) as { request_id: string; status: RequestStatus; cancelled: boolean };
+    return (await r.json()) as Cancellation;
   }
 
   async credits(): Promise<number> {
-    return ((await (await this.call('/v1/get-user-credits', { headers: this.headers() })).json()) as { credits: number }).credits;
+    return ((await (await this.call('/v1/get-user-credits', { headers: this.headers() })).json()) as Credits).credits;
   }
 
   /** The request's Server-Sent Events, parsed, until its terminal event. */
@@ -180,7 +147,7 @@ export class KleinClient {
   }
 
   /** Submits and waits (through the events stream) for the terminal record. */
-  async run(body: GenerateBody, opts: { onEvent?: (e: KleinEvent) => void; preview?: boolean; idempotencyKey?: string } = {}): Promise<RecordView> {
+  async run(body: GenerateInput, opts: { onEvent?: (e: KleinEvent) => void; preview?: boolean; idempotencyKey?: string } = {}): Promise<RequestRecord> {
     const sub = await this.submit(body, { idempotencyKey: opts.idempotencyKey });
     for await (const e of this.events(sub.request_id, { preview: opts.preview })) {
       opts.onEvent?.(e);
@@ -203,9 +170,10 @@ function parseSse(block: string): KleinEvent | null {
 
 async function toError(r: Response): Promise<KleinApiError> {
   const text = await r.text();
-  let j: { error?: string; code?: string; request_id?: string; details?: Array<{ field: string; message: string }> } = {};
+  // The envelope (contract §2), or anything a proxy in front may have answered.
+  let j: Partial<ErrorEnvelope> = {};
   try {
-    j = JSON.parse(text) as typeof j;
+    j = JSON.parse(text) as Partial<ErrorEnvelope>;
   } catch {
     /* not JSON */
   }

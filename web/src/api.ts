@@ -2,14 +2,14 @@
  * The page's calls to this server, every one with `x-api-key` (contract §1, §4). Failures
  * become an ApiFailure carrying the error envelope of contract §2 ({error, code,
  * request_id, details}) and Retry-After; JSON answers are checked into types here, so no
- * untyped JSON goes further into the page.
+ * untyped JSON goes further into the page. The types are the server's schemas, from its
+ * OpenAPI document (api-types.d.ts, generated).
  */
+import type { Schemas } from './api-types.js';
 import { SseParser, type SseEvent } from './sse.js';
 
-export interface FieldError {
-  field: string;
-  message: string;
-}
+/** One entry of a validation error's `details`. */
+export type FieldError = NonNullable<Schemas['Error']['details']>[number];
 
 /** A non-2xx answer of the API. */
 export class ApiFailure extends Error {
@@ -94,13 +94,8 @@ async function json(res: Response): Promise<Json> {
   return body;
 }
 
-export interface Submitted {
-  request_id: string;
-  events_url: string;
-  output_url: string;
-  cancel_url: string;
-  response_url: string;
-}
+/** What the page reads of a submitted request. */
+export type Submitted = Pick<Schemas['Submitted'], 'request_id' | 'events_url' | 'output_url' | 'cancel_url' | 'response_url'>;
 
 export async function submit(model: string, key: string, body: Json): Promise<Submitted> {
   const o = await json(
@@ -115,17 +110,17 @@ export async function submit(model: string, key: string, body: Json): Promise<Su
   return out as Submitted;
 }
 
-export type Status = 'QUEUED' | 'PROCESSING' | 'COMPLETED' | 'FAILED' | 'CANCELLED';
-export const TERMINAL: ReadonlySet<Status> = new Set(['COMPLETED', 'FAILED', 'CANCELLED']);
+/** A request's status: the document's list, which is the server's REQUEST_STATUSES. */
+export type RequestStatus = Schemas['RequestRecord']['status'];
+/** The final statuses (src/contract/request-states.ts TERMINAL; each value checked against the list). */
+export const TERMINAL: ReadonlySet<RequestStatus> = new Set<RequestStatus>(['COMPLETED', 'FAILED', 'CANCELLED']);
 
-/** A request record (GET /v2/requests/{id}, and the data of the terminal events). */
-export interface RequestRecord {
-  request_id: string;
-  status: Status;
-  input: Json;
-  error: { code: string; message: string } | null;
-  metrics: { queue_time: number | null; inference_time: number | null; total_time: number | null; cost: number | null };
-  output_url: string;
+type Metrics = Schemas['RequestRecord']['metrics'];
+
+/** What the page reads of a request record (GET /v2/requests/{id}, and the data of the terminal events). */
+export interface RequestRecord extends Pick<Schemas['RequestRecord'], 'request_id' | 'status' | 'input' | 'error' | 'output_url'> {
+  /** The timings and the cost; one the answer lacks is null. */
+  metrics: { [K in 'queue_time' | 'inference_time' | 'total_time' | 'cost']: Metrics[K] | null };
 }
 
 export function recordOf(v: unknown): RequestRecord {
@@ -134,9 +129,9 @@ export function recordOf(v: unknown): RequestRecord {
   const e = isObject(v.error) ? v.error : null;
   return {
     request_id: v.request_id,
-    status: v.status as Status,
+    status: v.status as RequestStatus,
     input: isObject(v.input) ? v.input : {},
-    error: e ? { code: str(e.code) ?? '', message: str(e.message) ?? '' } : null,
+    error: e ? { code: str(e.code) ?? '', message: str(e.message) ?? null } : null,
     metrics: { queue_time: numOrNull(m.queue_time), inference_time: numOrNull(m.inference_time), total_time: numOrNull(m.total_time), cost: numOrNull(m.cost) },
     output_url: str(v.output_url) ?? `/v2/requests/${encodeURIComponent(v.request_id)}/output`,
   };
@@ -175,8 +170,8 @@ export async function cancel(url: string, key: string): Promise<void> {
   await call(url, key, { method: 'POST' });
 }
 
-/** GET /v1/get-user-credits: the key's balance. */
-export async function credits(key: string): Promise<number> {
+/** GET /v1/get-user-credits: the key's balance (Schemas['Credits']). */
+export async function credits(key: string): Promise<Schemas['Credits']['credits']> {
   const o = await json(await call('/v1/get-user-credits', key));
   if (typeof o.credits !== 'number') throw new NetworkFailure('the credits answer lacks credits');
   return o.credits;

@@ -4,6 +4,7 @@
  * the limit of a 429), and what to do next. No DOM here: test/browser/messages.test.ts
  * checks every status.
  */
+import type { Schemas } from './api-types.js';
 
 export interface Failure {
   status: number;
@@ -11,7 +12,7 @@ export interface Failure {
   message: string;
   code: string;
   requestId: string;
-  details: Array<{ field: string; message: string }>;
+  details: NonNullable<Schemas['Error']['details']>;
   retryAfter: number | null;
 }
 
@@ -67,7 +68,7 @@ export function describeFailure(f: Failure): string {
 }
 
 /** The sentence for a request that ended without an image (a `failed` or `cancelled` event). */
-export function describeEnd(status: string, error: { code: string; message: string } | null): string {
+export function describeEnd(status: string, error: Schemas['RequestRecord']['error']): string {
   if (status === 'CANCELLED') return 'Cancelled. Nothing was charged.';
   const why = error ? `${error.message || error.code}${error.code ? ` (${error.code})` : ''}` : 'no reason given';
   return `Generation failed: ${why}. Nothing was charged.`;

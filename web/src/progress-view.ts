@@ -3,6 +3,7 @@
  * bar, and the low-resolution preview the server makes from the latents at each step
  * (`GET /v2/requests/{id}/events?preview=true`, contract §4).
  */
+import type { Schemas } from './api-types.js';
 
 export interface ProgressParts {
   box: HTMLElement;
@@ -11,11 +12,8 @@ export interface ProgressParts {
   preview: HTMLImageElement;
 }
 
-export interface Preview {
-  width: number;
-  height: number;
-  png_base64: string;
-}
+/** The preview of a `progress` event. */
+export type Preview = NonNullable<Schemas['ProgressEvent']['preview']>;
 
 export class ProgressView {
   constructor(private readonly parts: ProgressParts) {}

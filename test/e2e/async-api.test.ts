@@ -284,16 +284,26 @@ describe('durability and retention', () => {
   });
 
   it('expires records and outputs after KLEIN_RETENTION: the id becomes a 404 and the file is removed', async () => {
-    const s = await startTestServer({ KLEIN_RETENTION: '2s' });
+    // Long enough for the request to complete on a busy machine; then the expiry is awaited,
+    // not slept for, since the sweeper runs every second.
+    const s = await startTestServer({ KLEIN_RETENTION: '8s' });
     try {
       const k = s.createKey({ credits: '10' });
       const sub = await submit(s, k.key, { prompt: 'short-lived', ...FAST });
-      await waitStatus(s, k.key, sub.json.request_id, ['COMPLETED']);
+      const id = sub.json.request_id as string;
+      await waitStatus(s, k.key, id, ['COMPLETED']);
       const outputs = join(s.dataDir, 'objects', 'outputs');
-      assert.equal(readdirSync(outputs).length, 1);
-      await new Promise((r) => setTimeout(r, 3500));
-      assert.equal((await get(s, k.key, `/v2/requests/${sub.json.request_id}`)).status, 404);
-      assert.ok(!existsSync(join(outputs, `${sub.json.request_id}.png`)), 'the sweeper removed the output');
+      assert.deepEqual(readdirSync(outputs), [`${id}.png`]);
+      const expires = Date.parse((await get(s, k.key, `/v2/requests/${id}`)).json.expires_at as string);
+      while ((await get(s, k.key, `/v2/requests/${id}`)).status !== 404) {
+        assert.ok(Date.now() < expires + 60_000, 'the record outlived its expiry by a minute');
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      assert.ok(Date.now() >= expires, 'not gone before its expires_at');
+      for (let i = 0; existsSync(join(outputs, `${id}.png`)); i++) {
+        assert.ok(i < 600, 'the sweeper removed the output');
+        await new Promise((r) => setTimeout(r, 100));
+      }
     } finally {
       await s.close();
     }

@@ -1,8 +1,9 @@
 """Loading a FLUX.2 [klein] model in diffusers layout: `tiny`, a local directory, or a hub id.
 
 Everything is read from the model's own files: the variant from model_index.json
-(`is_distilled`), widths and layer counts from each component's config. So the 4B, 9B and
-base repositories all load through this code. Failures raise LoadError with one message
+(`is_distilled`), widths and layer counts from each component's config, the σ schedule from
+scheduler/scheduler_config.json (schedule.py). So the 4B, 9B and base repositories all load
+through this code. Failures raise LoadError with one message
 that names the fix.
 """
 
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .job import LoadError
+from .schedule import Schedule
 
 DEFAULT_MODEL = "black-forest-labs/FLUX.2-klein-4B"
 COMPONENTS = ("text_encoder", "tokenizer", "transformer", "vae")
@@ -32,6 +34,7 @@ class Components:
     text_encoder: Any
     transformer: Any
     vae: Any
+    schedule: Schedule
 
 
 def resolve_model(model: str) -> Path:
@@ -104,6 +107,7 @@ def load_components(model: str, device: str, dtype, text_device: str | None = No
     path = resolve_model(model)
     index = _check_layout(path)
     variant = "distilled" if index.get("is_distilled", False) else "base"
+    schedule = Schedule.from_model_dir(path)
 
     from diffusers import AutoencoderKLFlux2, Flux2Transformer2DModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -127,4 +131,4 @@ def load_components(model: str, device: str, dtype, text_device: str | None = No
     vae = load("vae", lambda: AutoencoderKLFlux2.from_pretrained(str(path / "vae"), torch_dtype=dtype).to(device).eval())
     for m in (text_encoder, transformer, vae):
         m.requires_grad_(False)
-    return Components(path, variant, index, tokenizer, text_encoder, transformer, vae)
+    return Components(path, variant, index, tokenizer, text_encoder, transformer, vae, schedule)

@@ -1,4 +1,5 @@
-"""Schedules and samplers for flow matching, as pure functions of a velocity callable.
+"""Samplers for flow matching, as pure functions of a velocity callable (the σ schedule comes
+from the model's scheduler config, schedule.py).
 
 `velocity(x, i, sigma) -> v` is the model (with CFG already applied); x is the packed latent.
 Flow matching: x(σ) = (1 − σ)·x0 + σ·noise, dx/dσ = v, denoised estimate D = x − σ·v.
@@ -9,37 +10,9 @@ from __future__ import annotations
 import math
 from typing import Callable
 
-import numpy as np
 import torch
 
 Velocity = Callable[[torch.Tensor, int, torch.Tensor], torch.Tensor]
-
-
-def compute_empirical_mu(image_seq_len: int, num_steps: int) -> float:
-    """FLUX.2's resolution- and step-dependent shift (diffusers `compute_empirical_mu`,
-    BFL `sampling.py`; the same constants)."""
-    a1, b1 = 8.73809524e-05, 1.89833333
-    a2, b2 = 0.00016927, 0.45666666
-    if image_seq_len > 4300:
-        return float(a2 * image_seq_len + b2)
-    m_200 = a2 * image_seq_len + b2
-    m_10 = a1 * image_seq_len + b1
-    a = (m_200 - m_10) / 190.0
-    b = m_200 - 200.0 * a
-    return float(a * num_steps + b)
-
-
-def flux_sigmas(num_steps: int, image_seq_len: int) -> torch.Tensor:
-    """σ schedule with the terminal 0: linspace(1, 1/N, N), exponential time shift with
-    mu = compute_empirical_mu, in the dtypes FlowMatchEulerDiscreteScheduler uses (numpy
-    float32, then a float32 tensor), so timesteps match the reference bit for bit."""
-    if num_steps < 1:
-        raise ValueError("num_steps must be at least 1")
-    sigmas = np.linspace(1.0, 1 / num_steps, num_steps).astype(np.float32)
-    mu = compute_empirical_mu(image_seq_len=image_seq_len, num_steps=num_steps)
-    sigmas = math.exp(mu) / (math.exp(mu) + (1 / sigmas - 1) ** 1.0)
-    t = torch.from_numpy(np.asarray(sigmas)).to(torch.float32)
-    return torch.cat([t, torch.zeros(1)])
 
 
 def euler_step(x: torch.Tensor, sigmas: torch.Tensor, i: int, velocity: Velocity) -> tuple[torch.Tensor, torch.Tensor]:

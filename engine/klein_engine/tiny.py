@@ -99,15 +99,27 @@ def save_tokenizer(tokenizer, path: Path) -> None:
     config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
-def save_scheduler_and_index(out: Path, distilled: bool) -> None:
+# The scheduler config of the real repositories (FLUX.2's: dynamic, exponential time shift).
+SCHEDULER_CONFIG = dict(num_train_timesteps=1000, shift=3.0, use_dynamic_shifting=True, time_shift_type="exponential")
+
+# Each variant: whether it is distilled (model_index.json's `is_distilled`) and what its
+# scheduler config changes. `static-shift` has the distilled model's weights with a fixed
+# shift instead of the resolution-dependent one, so a test can see that the engine takes its
+# schedule from the model directory.
+VARIANTS = {
+    "distilled": (True, {}),
+    "base": (False, {}),
+    "static-shift": (True, {"use_dynamic_shifting": False, "shift": 3.0}),
+}
+
+
+def save_scheduler_and_index(out: Path, distilled: bool, scheduler_config: dict | None = None) -> None:
     """The scheduler config and model_index.json of a diffusers-layout FLUX.2 [klein] model,
-    as the real repositories have them."""
+    as the real repositories have them (`scheduler_config` changes the scheduler's)."""
     import diffusers
     from diffusers import FlowMatchEulerDiscreteScheduler
 
-    scheduler = FlowMatchEulerDiscreteScheduler(
-        num_train_timesteps=1000, shift=3.0, use_dynamic_shifting=True, time_shift_type="exponential"
-    )
+    scheduler = FlowMatchEulerDiscreteScheduler(**{**SCHEDULER_CONFIG, **(scheduler_config or {})})
     scheduler.save_pretrained(str(out / "scheduler"))
     index = {
         "_class_name": "Flux2KleinPipeline",
@@ -129,8 +141,9 @@ def build_tiny(path: str | os.PathLike, seed: int = 0, variant: str = "distilled
     from diffusers import AutoencoderKLFlux2, Flux2Transformer2DModel
     from transformers import Qwen3Config, Qwen3ForCausalLM
 
-    if variant not in ("distilled", "base"):
-        raise ValueError(f"variant must be 'distilled' or 'base', got {variant!r}")
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
+    distilled, scheduler_config = VARIANTS[variant]
     out = Path(path)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -184,7 +197,7 @@ def build_tiny(path: str | os.PathLike, seed: int = 0, variant: str = "distilled
         vae.bn.running_var.copy_(torch.rand_like(vae.bn.running_var) + 0.5)
     vae.save_pretrained(str(out / "vae"), safe_serialization=True)
 
-    save_scheduler_and_index(out, distilled=variant == "distilled")
+    save_scheduler_and_index(out, distilled=distilled, scheduler_config=scheduler_config)
     return out
 
 
@@ -217,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m klein_engine build-tiny", description=__doc__.splitlines()[0])
     parser.add_argument("--out", help="directory to write (default: the cache)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--variant", choices=["distilled", "base"], default="distilled")
+    parser.add_argument("--variant", choices=list(VARIANTS), default="distilled")
     args = parser.parse_args(argv)
     path = build_tiny(args.out, args.seed, args.variant) if args.out else ensure_tiny(args.seed, args.variant)
     print(path)

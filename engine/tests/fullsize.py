@@ -17,6 +17,7 @@ import torch
 from klein_engine.load import Components, load_components
 from klein_engine.options import EngineOptions
 from klein_engine.pipeline import KleinEngine
+from klein_engine.schedule import Schedule
 from klein_engine.tiny import ensure_tiny, save_scheduler_and_index, save_tokenizer
 
 CONFIGS = {
@@ -59,7 +60,7 @@ def build_components(config: str, device: str, dtype: torch.dtype, seed: int = 0
     for m in (text, transformer, vae):
         m.requires_grad_(False)
     return Components(path=tiny, variant="distilled", model_index={"is_distilled": True}, tokenizer=tokenizer,
-                      text_encoder=text, transformer=transformer, vae=vae)
+                      text_encoder=text, transformer=transformer, vae=vae, schedule=Schedule.from_model_dir(tiny))
 
 
 def build_engine(config: str, device: str, options: Optional[EngineOptions] = None):

@@ -67,3 +67,19 @@ def test_cfg_matches_reference_pipeline_on_base_variant(tiny_base_path):
     print(f"parity max abs diff: {diff:.3e}")
     assert diff <= TOL, diff
     assert (ours(engine, request(cfg=1.0, steps=4)) - a).abs().max().item() > 1e-3, "CFG changes the result"
+
+
+def test_schedule_is_read_from_the_model_directory(engine):
+    """`static-shift` is tiny with another scheduler config (a fixed shift of 3 instead of the
+    resolution-dependent one): the engine follows it, as diffusers does with the same files."""
+    from klein_engine.tiny import ensure_tiny
+
+    path = ensure_tiny(seed=0, variant="static-shift")
+    other = KleinEngine.load(str(path), device="cpu")
+    req = request(width=96, height=64, steps=4)
+    a = ours(other, req)
+    b = theirs(pipeline_for(other, path, distilled=True), req)
+    diff = (a - b).abs().max().item()
+    print(f"parity max abs diff: {diff:.3e}")
+    assert diff <= TOL, diff
+    assert (ours(engine, req) - a).abs().max().item() > 1e-3, "the other schedule changes the result"

@@ -5,9 +5,12 @@ import math
 
 import torch
 
-from klein_engine.sampling import compute_empirical_mu, flux_sigmas, res_2s_coefficients, step
+from klein_engine.sampling import res_2s_coefficients, step
+from klein_engine.schedule import Schedule
+from klein_engine.tiny import SCHEDULER_CONFIG
 
 A = 1.3
+FLUX2 = Schedule(SCHEDULER_CONFIG)
 
 
 def velocity(x, i, sigma):
@@ -53,7 +56,7 @@ def test_res_2s_equals_euler_when_both_stages_agree():
     def v(x, i, sigma):
         return (x - c) / float(sigma)
 
-    sig = flux_sigmas(6, 4096).to(torch.float64)
+    sig = FLUX2.sigmas(6, 4096).to(torch.float64)
     x0 = torch.tensor([1.5, 2.0], dtype=torch.float64)
     a = integrate("euler", x0, sig, v)
     b = integrate("res_2s", x0, sig, v)
@@ -77,14 +80,7 @@ def test_res_2s_last_step_takes_the_denoised_estimate():
 
 def test_coefficients_match_the_reference_table():
     # ../shared/reference: at 1024², 4 steps, h·φ2/c2 = 0.0328, 0.0619, 0.1595 and σ2 = 0.9836, 0.9373, 0.8347.
-    s = [float(v) for v in flux_sigmas(4, 4096)]
+    s = [float(v) for v in FLUX2.sigmas(4, 4096)]
     got = [res_2s_coefficients(s[i], s[i + 1]) for i in range(3)]
     for (sigma2, corr), (want_s2, want_c) in zip(got, [(0.9836, 0.0328), (0.9373, 0.0619), (0.8347, 0.1595)]):
         assert abs(sigma2 - want_s2) < 6e-4 and abs(corr - want_c) < 6e-4
-
-
-def test_schedule_matches_published_values():
-    assert abs(compute_empirical_mu(4096, 4) - 2.2912) < 1e-3
-    s = flux_sigmas(4, 4096).tolist()
-    for a, b in zip(s, [1.0, 0.9674, 0.9081, 0.7672, 0.0]):
-        assert abs(a - b) < 1e-4

@@ -31,7 +31,7 @@ from .load import Components, load_components
 from .messages import EngineFacts
 from .offload import Placement
 from .options import EngineOptions
-from .sampling import step
+from .sampling import sampler_sigmas, step
 from .text import MAX_SEQUENCE_LENGTH, TextEncoder
 
 log = logging.getLogger("klein_engine")
@@ -200,8 +200,9 @@ class KleinEngine:
         # 4. Encode the reference images as extra tokens.
         reference_tokens, reference_ids = self.encode_references(reqs)
 
-        # 5. Prepare the timesteps, from the model's scheduler config (schedule.py).
-        sigmas = self.components.schedule.sigmas(first.steps, latents.shape[1]).to(self.device)
+        # 5. Prepare the timesteps: the model's scheduler config (schedule.py), as the sampler
+        #    runs them (res_2s ends at RES4LYF's σ_min).
+        sigmas = sampler_sigmas(first.sampler, self.components.schedule.sigmas(first.steps, latents.shape[1])).to(self.device)
 
         # 6. Denoising loop: cancellation is polled before each step (a cancelled job leaves the
         #    batch), progress is sent after it.

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .job import LoadError
+from .reproducible import prepare_cuda
 from .schedule import Schedule
 
 DEFAULT_MODEL = "black-forest-labs/FLUX.2-klein-4B"
@@ -104,6 +105,7 @@ def load_components(model: str, device: str, dtype, text_device: str | None = No
     """Resolves `model` and loads every component onto `device` in `dtype`; the text encoder
     onto `text_device` (KLEIN_OFFLOAD=model keeps it on the CPU) and the transformer onto
     `transformer_device` (KLEIN_GO_FAST_ONLY=1 quantises it from the CPU) when given."""
+    prepare_cuda(device)
     path = resolve_model(model)
     index = _check_layout(path)
     variant = "distilled" if index.get("is_distilled", False) else "base"

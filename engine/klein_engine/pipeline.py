@@ -31,6 +31,7 @@ from .load import Components, load_components
 from .messages import EngineFacts
 from .offload import Placement
 from .options import EngineOptions
+from .reproducible import deterministic_reference_path, pin_cpu_threads, reference_flags
 from .sampling import sampler_sigmas, step
 from .text import MAX_SEQUENCE_LENGTH, TextEncoder
 
@@ -53,6 +54,8 @@ class KleinEngine:
         self.model = model
         self.components = components
         self.device = torch.device(device)
+        # Same bytes on any number of CPU cores (reproducible.py).
+        pin_cpu_threads(self.device)
         self.dtype = dtype
         self.options = options or EngineOptions()
         self.max_batch = self.options.max_batch
@@ -141,6 +144,7 @@ class KleinEngine:
         return outcome
 
     @torch.inference_mode()
+    @deterministic_reference_path  # go_fast: false runs on deterministic GPU kernels (reproducible.py)
     def generate_batch(self, jobs: Sequence[BatchJob], on_done: Optional[OnDone] = None, output_type: str = "rgb") -> list:
         """Runs compatible requests (batch.shape_key) as one batched forward per step; returns
         per job a GenerateResult or the EngineError it ended with (invalid_input, cancelled).
@@ -327,7 +331,8 @@ class KleinEngine:
     def decode(self, latents: torch.Tensor, go_fast: bool = False) -> bytes:
         """Final VAE-space latents (1, channels, height, width) → packed 8-bit RGB, through the
         go_fast or the reference decoder."""
-        image = self.fast.decoder_for(go_fast)(latents.to(self.components.vae.dtype))
+        with reference_flags(self.device, enabled=not go_fast):
+            image = self.fast.decoder_for(go_fast)(latents.to(self.components.vae.dtype))
         # As VaeImageProcessor.postprocess → PIL: (x/2 + 0.5) clamped, ×255, rounded, in float32.
         image = (image.float() / 2 + 0.5).clamp(0, 1)
         pixels = (image[0].permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)

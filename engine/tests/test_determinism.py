@@ -1,8 +1,12 @@
-"""Same inputs give identical pixels, in one process and in a fresh one; seeds differ."""
+"""Same inputs give identical pixels, in one process, in a fresh one and on any number of CPU
+threads; seeds differ; the reference path asks a GPU for deterministic kernels."""
 
 import hashlib
+import os
 import subprocess
 import sys
+
+import torch
 
 from klein_engine.job import Cancelled
 
@@ -49,3 +53,60 @@ def test_progress_previews_and_cancel(engine):
     with pytest.raises(Cancelled):
         engine.generate(request(steps=6), noop_step, stop)
     assert len(polls) == 3  # stopped before the third step
+
+
+THREADS_SCRIPT = """
+import hashlib, sys
+from klein_engine.pipeline import KleinEngine
+from klein_engine.job import GenerateRequest
+e = KleinEngine.load(sys.argv[1], device="cpu")
+for w, h, cfg, sampler in ((256, 256, 3.0, "res_2s"), (512, 384, 1.0, "euler")):
+    r = e.generate(GenerateRequest(prompt="a lighthouse at dusk", negative_prompt="low quality", seed=7, cfg=cfg,
+        sampler=sampler, steps=4, width=w, height=h), lambda *a: None, lambda: False)
+    print(hashlib.sha256(r.rgb).hexdigest())
+"""
+
+
+def test_same_bytes_on_any_number_of_cpu_threads(tiny_path):
+    """A machine with 1, 2 or 3 cores (OMP_NUM_THREADS): without the engine's own thread count
+    these sizes differ by 1/255 in some pixels (7 at 256², 27 at 512×384)."""
+    digests = set()
+    for threads in ("1", "2", "3"):
+        env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+        out = subprocess.run([sys.executable, "-c", THREADS_SCRIPT, str(tiny_path)], capture_output=True, text=True, check=True, env=env)
+        digests.add(tuple(out.stdout.split()[-2:]))
+    assert len(digests) == 1, digests
+
+
+def test_reference_flags_on_a_gpu_and_restored_after():
+    from klein_engine.reproducible import reference_flags
+
+    cudnn = torch.backends.cudnn
+    before = (cudnn.benchmark, cudnn.deterministic, torch.are_deterministic_algorithms_enabled())
+    with reference_flags(torch.device("cuda"), enabled=True):
+        assert (cudnn.benchmark, cudnn.deterministic, torch.are_deterministic_algorithms_enabled()) == (False, True, True)
+    assert (cudnn.benchmark, cudnn.deterministic, torch.are_deterministic_algorithms_enabled()) == before
+    for device, enabled in ((torch.device("cuda"), False), (torch.device("cpu"), True)):
+        with reference_flags(device, enabled):
+            assert (cudnn.benchmark, cudnn.deterministic, torch.are_deterministic_algorithms_enabled()) == before
+
+
+def test_only_go_fast_false_takes_the_reference_flags(engine, monkeypatch):
+    import contextlib
+
+    from klein_engine import pipeline, reproducible
+
+    seen = []
+
+    @contextlib.contextmanager
+    def spy(device, enabled):
+        seen.append(enabled)
+        yield
+
+    monkeypatch.setattr(reproducible, "reference_flags", spy)
+    monkeypatch.setattr(pipeline, "reference_flags", spy)
+    engine.generate(request(go_fast=False), noop_step, never)
+    assert seen == [True, True]  # the whole generation, and its decode
+    seen.clear()
+    engine.generate(request(go_fast=True), noop_step, never)
+    assert seen == [False, False]

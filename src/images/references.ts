@@ -26,7 +26,7 @@ export async function loadReferenceImages(urls: string[], options: ReferenceOpti
         ? parseDataUri(url, { maxBytes: options.maxBytes, field })
         : (await safeFetch(url, { allow, maxBytes: options.maxBytes, timeoutMs: options.timeoutMs, field, lookup: options.lookup, signal: options.signal })).bytes;
       options.signal?.throwIfAborted();
-      return decodeReference(bytes, { maxPixels: options.maxPixels, field });
+      return decodeReference(bytes, { maxPixels: options.maxPixels, field, signal: options.signal });
     }),
   );
 }

@@ -79,14 +79,29 @@ def _download(repo_id: str) -> Path:
         raise LoadError(f"cannot download {repo_id}: {type(e).__name__}: {e}. Set KLEIN_MODEL to a local directory, or use KLEIN_MODEL=tiny") from None
 
 
-def _check_layout(path: Path) -> dict:
-    index_path = path / "model_index.json"
-    if not index_path.is_file():
-        raise LoadError(f"{path} has no model_index.json: it must be a diffusers-layout FLUX.2 [klein] model ({LAYOUT})")
+def _read_json(file: Path, missing: str) -> dict:
+    """A JSON object from one of the model's files; LoadError `missing` when it is not there."""
+    if not file.is_file():
+        raise LoadError(missing)
     try:
-        index = json.loads(index_path.read_text())
+        data = json.loads(file.read_text())
     except json.JSONDecodeError as e:
-        raise LoadError(f"{index_path} is not valid JSON ({e}): the download is corrupt; delete it and download again") from None
+        raise LoadError(f"{file} is not valid JSON ({e}): the download is corrupt; delete it and download again") from None
+    if not isinstance(data, dict):
+        raise LoadError(f"{file} is not a JSON object: the download is corrupt; delete it and download again")
+    return data
+
+
+def read_schedule(path: Path) -> Schedule:
+    """The model's σ schedule, from scheduler/scheduler_config.json."""
+    file = Path(path) / "scheduler" / "scheduler_config.json"
+    missing = f"scheduler/scheduler_config.json is missing from {path}: the download is partial; download the model again"
+    return Schedule(_read_json(file, missing), source=str(file))
+
+
+def _check_layout(path: Path) -> dict:
+    index = _read_json(path / "model_index.json",
+                       f"{path} has no model_index.json: it must be a diffusers-layout FLUX.2 [klein] model ({LAYOUT})")
     for name in COMPONENTS:
         d = path / name
         if not d.is_dir():
@@ -109,7 +124,7 @@ def load_components(model: str, device: str, dtype, text_device: str | None = No
     path = resolve_model(model)
     index = _check_layout(path)
     variant = "distilled" if index.get("is_distilled", False) else "base"
-    schedule = Schedule.from_model_dir(path)
+    schedule = read_schedule(path)
 
     from diffusers import AutoencoderKLFlux2, Flux2Transformer2DModel
     from transformers import AutoModelForCausalLM, AutoTokenizer

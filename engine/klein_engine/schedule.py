@@ -1,4 +1,4 @@
-"""The σ schedule of a model, read from its `scheduler/scheduler_config.json`.
+"""The σ schedule of a model, from its `scheduler/scheduler_config.json` (load.py reads it).
 
 Computed as diffusers' Flux2KleinPipeline computes it (its step "6. Prepare timesteps"):
 `sigmas = linspace(1, 1/N, N)` (none when the config sets `use_flow_sigmas`),
@@ -17,16 +17,12 @@ in the scheduler's step) and `invert_sigmas` (a schedule that rises to 1, for Mo
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
 import torch
 
 from .job import LoadError
 
 SCHEDULER_CLASS = "FlowMatchEulerDiscreteScheduler"
-CONFIG_FILE = Path("scheduler") / "scheduler_config.json"
 UNSUPPORTED = {
     "stochastic_sampling": "re-injects noise in the scheduler's step, which the engine's samplers do not",
     "invert_sigmas": "makes the schedule rise to 1 (a Mochi setting), which no klein sampler runs",
@@ -49,19 +45,6 @@ class Schedule:
             self._scheduler()
         except (ValueError, TypeError, ImportError) as e:
             raise LoadError(f"{source}: {e}") from None
-
-    @classmethod
-    def from_model_dir(cls, path: Path) -> "Schedule":
-        file = Path(path) / CONFIG_FILE
-        if not file.is_file():
-            raise LoadError(f"{CONFIG_FILE} is missing from {path}: the download is partial; download the model again")
-        try:
-            config = json.loads(file.read_text())
-        except json.JSONDecodeError as e:
-            raise LoadError(f"{file} is not valid JSON ({e}): the download is corrupt; download the model again") from None
-        if not isinstance(config, dict):
-            raise LoadError(f"{file} is not a JSON object: the download is corrupt; download the model again")
-        return cls(config, source=str(file))
 
     def _scheduler(self):
         from diffusers import FlowMatchEulerDiscreteScheduler

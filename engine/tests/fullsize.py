@@ -14,10 +14,9 @@ from typing import Iterator, Optional
 
 import torch
 
-from klein_engine.load import Components, load_components
+from klein_engine.load import Components, load_components, read_schedule
 from klein_engine.options import EngineOptions
 from klein_engine.pipeline import KleinEngine
-from klein_engine.schedule import Schedule
 from klein_engine.tiny import ensure_tiny, save_scheduler_and_index, save_tokenizer
 
 CONFIGS = {
@@ -60,7 +59,7 @@ def build_components(config: str, device: str, dtype: torch.dtype, seed: int = 0
     for m in (text, transformer, vae):
         m.requires_grad_(False)
     return Components(path=tiny, variant="distilled", model_index={"is_distilled": True}, tokenizer=tokenizer,
-                      text_encoder=text, transformer=transformer, vae=vae, schedule=Schedule.from_model_dir(tiny))
+                      text_encoder=text, transformer=transformer, vae=vae, schedule=read_schedule(tiny))
 
 
 def build_engine(config: str, device: str, options: Optional[EngineOptions] = None):

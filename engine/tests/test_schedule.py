@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from klein_engine.job import LoadError
-from klein_engine.load import load_components
+from klein_engine.load import load_components, read_schedule
 from klein_engine.schedule import Schedule
 from klein_engine.tiny import SCHEDULER_CONFIG
 
@@ -80,10 +80,10 @@ def test_the_model_directory_is_read(tmp_path, tiny_path):
     model = tmp_path / "m"
     shutil.copytree(tiny_path, model)
     config = model / "scheduler" / "scheduler_config.json"
-    assert Schedule.from_model_dir(model).sigmas(4, 4096).tolist() == Schedule(SCHEDULER_CONFIG).sigmas(4, 4096).tolist()
+    assert read_schedule(model).sigmas(4, 4096).tolist() == Schedule(SCHEDULER_CONFIG).sigmas(4, 4096).tolist()
     config.write_text(json.dumps({**json.loads(config.read_text()), "use_dynamic_shifting": False, "shift": 2.0}))
     t = base_sigmas(4)
-    check(Schedule.from_model_dir(model), 2.0 * t / (1 + t), 4)
+    check(read_schedule(model), 2.0 * t / (1 + t), 4)
 
     config.write_text("{not json")
     with pytest.raises(LoadError, match="not valid JSON"):

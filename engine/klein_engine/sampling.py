@@ -94,7 +94,9 @@ def res_2s_step(
     RES4LYF ends without another model call (beta/rk_sampler_beta.py, after the loop):
     eps = (x − x')/(σ − σ_min) and the result is ComfyUI's flow `calculate_denoised(σ_min, eps,
     x') = x' − σ_min·eps`. A step to σ = 0 (only when σ_min was not inserted) is not taken,
-    as RES4LYF's loop stops before it. Returns (x_next, the step's denoised estimate).
+    as RES4LYF's loop stops before it. RES4LYF's default "bongmath" (RK_Method_Beta.bong_iter,
+    which re-derives x0 from the stage states) is the identity here: without noise the stages
+    are exactly x0 + h·Σ a_ij·ε_j. Returns (x_next, the step's denoised estimate).
     """
     s, s_next = float(sigmas[i]), float(sigmas[i + 1])
     if s_next <= 0.0:

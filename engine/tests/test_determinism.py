@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from klein_engine.job import Cancelled
@@ -110,3 +111,32 @@ def test_only_go_fast_false_takes_the_reference_flags(engine, monkeypatch):
     seen.clear()
     engine.generate(request(go_fast=True), noop_step, never)
     assert seen == [False, False]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run on the lent GPU machine)")
+def test_reference_path_on_a_gpu_is_deterministic(tiny_path):
+    """go_fast: false on CUDA: every transformer forward runs under the deterministic flags, no
+    op falls back to a non-deterministic kernel (warn-only mode would warn), and the bytes
+    repeat even after something in the process turned cuDNN benchmarking on."""
+    import warnings
+
+    from klein_engine.options import EngineOptions
+    from klein_engine.pipeline import KleinEngine
+
+    engine = KleinEngine.load(str(tiny_path), device="cuda", options=EngineOptions(compile="off"))
+    flags = []
+    engine.components.transformer.register_forward_hook(
+        lambda m, i, o: flags.append((torch.backends.cudnn.deterministic, torch.are_deterministic_algorithms_enabled())))
+    req = request(go_fast=False, cfg=3.0, sampler="res_2s", width=256, height=192, images=())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        a = engine.generate(req, noop_step, never).rgb
+        benchmark = torch.backends.cudnn.benchmark
+        torch.backends.cudnn.benchmark = True
+        try:
+            b = engine.generate(req, noop_step, never).rgb
+        finally:
+            torch.backends.cudnn.benchmark = benchmark
+    assert a == b
+    assert flags and all(f == (True, True) for f in flags)
+    assert not [w for w in caught if "deterministic" in str(w.message).lower()], [str(w.message) for w in caught]

@@ -80,23 +80,28 @@ function clip8(ss: number): number {
   return v < 0 ? 0 : v > 255 ? 255 : v;
 }
 
-/** Taps of horizontal work between two turns of the event loop. */
+/** Taps of work between two turns of the event loop. */
 const WORK_PER_SLICE = 4_000_000;
 
-const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
+/** Called before each row of `tapsPerRow` taps: gives the event loop a turn every
+ * WORK_PER_SLICE taps, so a 40 MP reference does not stall other requests, and stops there
+ * when `signal` is aborted. */
+function pacer(tapsPerRow: number, signal?: AbortSignal): () => Promise<void> | undefined {
+  const rowsPerSlice = Math.max(1, Math.floor(WORK_PER_SLICE / tapsPerRow));
+  let row = 0;
+  return () => {
+    if (++row % rowsPerSlice !== 0) return undefined;
+    return new Promise<void>((resolve) => setImmediate(resolve)).then(() => signal?.throwIfAborted());
+  };
+}
 
-/** Pillow's horizontal pass over rows [first, first + rows) of `src` (`inWidth` wide). Gives the
- * event loop a turn every WORK_PER_SLICE taps, so a 40 MP reference does not stall other
- * requests; an aborted `signal` stops it there. */
+/** Pillow's horizontal pass over rows [first, first + rows) of `src` (`inWidth` wide). */
 async function horizontalPass(src: Uint8Array, inWidth: number, first: number, rows: number, c: Coefficients, outWidth: number, signal?: AbortSignal): Promise<Buffer> {
   const { ksize, bounds, weights } = c;
   const out = Buffer.allocUnsafe(outWidth * rows * 3);
-  const rowsPerSlice = Math.max(1, Math.floor(WORK_PER_SLICE / (outWidth * ksize)));
+  const pace = pacer(outWidth * ksize, signal);
   for (let r = 0; r < rows; r++) {
-    if (r % rowsPerSlice === rowsPerSlice - 1) {
-      await yieldToEventLoop();
-      signal?.throwIfAborted();
-    }
+    await pace();
     const inRow = (first + r) * inWidth * 3;
     const outRow = r * outWidth * 3;
     for (let xx = 0; xx < outWidth; xx++) {
@@ -123,11 +128,13 @@ async function horizontalPass(src: Uint8Array, inWidth: number, first: number, r
 
 /** Pillow's vertical pass: `outHeight` rows of `width` pixels from `src`, whose row 0 is the
  * input's row `rowOffset` (the horizontal pass kept only the rows this pass reads). */
-function verticalPass(src: Uint8Array, width: number, rowOffset: number, c: Coefficients, outHeight: number): Buffer {
+async function verticalPass(src: Uint8Array, width: number, rowOffset: number, c: Coefficients, outHeight: number, signal?: AbortSignal): Promise<Buffer> {
   const { ksize, bounds, weights } = c;
   const out = Buffer.allocUnsafe(width * outHeight * 3);
   const stride = width * 3;
+  const pace = pacer(width * ksize, signal);
   for (let yy = 0; yy < outHeight; yy++) {
+    await pace();
     const ymin = bounds[yy * 2]! - rowOffset;
     const ymax = bounds[yy * 2 + 1]!;
     const kOff = yy * ksize;
@@ -170,8 +177,8 @@ export async function resizeLanczos(
       rows = await horizontalPass(src, width, first, last - first, horiz, outWidth, signal);
       rowOffset = first;
     }
-    return vert ? verticalPass(rows, outWidth, rowOffset, vert, outHeight) : Buffer.from(rows.buffer, rows.byteOffset, rows.byteLength);
+    return vert ? verticalPass(rows, outWidth, rowOffset, vert, outHeight, signal) : Buffer.from(rows.buffer, rows.byteOffset, rows.byteLength);
   }
-  const rows = vert ? verticalPass(src, width, 0, vert, outHeight) : src;
+  const rows = vert ? await verticalPass(src, width, 0, vert, outHeight, signal) : src;
   return horiz ? horizontalPass(rows, width, 0, outHeight, horiz, outWidth, signal) : Buffer.from(rows.buffer, rows.byteOffset, rows.byteLength);
 }

@@ -43,3 +43,20 @@ it('reads link secrets (comma-separated, first signs) and refuses short ones; th
   assert.match(problems({ KLEIN_LINK_SECRET: `${a},short` })[0] ?? '', /^KLEIN_LINK_SECRET: each comma-separated secret must be at least 32 characters/);
   assert.match(problems({ KLEIN_LINK_TTL: '10' })[0] ?? '', /^KLEIN_LINK_TTL: /);
 });
+
+it('reads OpenAI model aliases (contract §8 default, alias=slug list, empty for none) and refuses bad entries, naming them', () => {
+  assert.deepEqual([...loadConfig({}).openAiModelAliases], [
+    ['gpt-image-1', 'flux-2-klein-4b'],
+    ['dall-e-3', 'flux-2-klein-4b'],
+    ['dall-e-2', 'flux-2-klein-4b'],
+  ]);
+  assert.deepEqual([...loadConfig({ KLEIN_OPENAI_MODEL_ALIASES: ' my-model = flux-2-klein-4b ,x:1=flux-2-klein-4b' }).openAiModelAliases], [
+    ['my-model', 'flux-2-klein-4b'],
+    ['x:1', 'flux-2-klein-4b'],
+  ]);
+  assert.equal(loadConfig({ KLEIN_OPENAI_MODEL_ALIASES: '' }).openAiModelAliases.size, 0);
+  assert.match(problems({ KLEIN_OPENAI_MODEL_ALIASES: 'gpt-image-1' })[0] ?? '', /^KLEIN_OPENAI_MODEL_ALIASES: each entry must be alias=slug/);
+  assert.match(problems({ KLEIN_OPENAI_MODEL_ALIASES: 'a=flux-9' })[0] ?? '', /^KLEIN_OPENAI_MODEL_ALIASES: a must map to a served model \(flux-2-klein-4b\), got "flux-9"/);
+  assert.match(problems({ KLEIN_OPENAI_MODEL_ALIASES: 'a=flux-2-klein-4b,a=flux-2-klein-4b' })[0] ?? '', /a is given more than once/);
+  assert.match(problems({ KLEIN_OPENAI_MODEL_ALIASES: 'flux-2-klein-4b=flux-2-klein-4b' })[0] ?? '', /is a served model, not an alias/);
+});

@@ -6,6 +6,10 @@ import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FAULT_POINTS } from './faults.js';
+import { MODEL_SLUG } from './contract/models.js';
+
+/** Contract §8: OpenAI model names that run the served model unchanged when no KLEIN_OPENAI_MODEL_ALIASES is set. */
+export const DEFAULT_OPENAI_MODEL_ALIASES = `gpt-image-1=${MODEL_SLUG},dall-e-3=${MODEL_SLUG},dall-e-2=${MODEL_SLUG}`;
 
 export interface Config {
   host: string;
@@ -71,6 +75,8 @@ export interface Config {
   linkTtlS: number;
   /** S3-compatible output storage; null means local disk under the data directory. */
   s3: { bucket: string; endpoint?: string; region: string; prefix: string; forcePathStyle: boolean } | null;
+  /** KLEIN_OPENAI_MODEL_ALIASES: `model` names the OpenAI routes take for a served slug (alias → slug). */
+  openAiModelAliases: ReadonlyMap<string, string>;
 }
 
 export class ConfigError extends Error {
@@ -212,6 +218,7 @@ export function loadConfig(env: Env = process.env): Config {
     linkSecrets: [],
     linkTtlS: r.int('KLEIN_LINK_TTL', 3600, 60, 7 * 86_400),
     s3: null,
+    openAiModelAliases: new Map(),
   };
   const dbUrl = r.str('DATABASE_URL', '');
   if (dbUrl && !/^postgres(ql)?:\/\/[^/]/.test(dbUrl)) r.problems.push(`DATABASE_URL: must be a postgres:// URL, got "${redact(dbUrl)}"`);
@@ -245,6 +252,29 @@ export function loadConfig(env: Env = process.env): Config {
   const pub = r.str('KLEIN_PUBLIC_URL', '');
   if (pub && !/^https?:\/\/[^/]+/.test(pub)) r.problems.push(`KLEIN_PUBLIC_URL: must be an http(s) URL, got "${pub}"`);
   cfg.publicUrl = pub.replace(/\/$/, '');
+  cfg.openAiModelAliases = modelAliases(env.KLEIN_OPENAI_MODEL_ALIASES ?? DEFAULT_OPENAI_MODEL_ALIASES, r.problems);
   if (r.problems.length > 0) throw new ConfigError(r.problems);
   return cfg;
+}
+
+/**
+ * `alias=slug,…` (contract §8; set but empty: no aliases): each alias a name of 1 to 64 letters, digits, '.', '_', ':'
+ * or '-', given once, not a served slug itself, and mapped to a served slug.
+ */
+function modelAliases(raw: string, problems: string[]): Map<string, string> {
+  const out = new Map<string, string>();
+  const name = 'KLEIN_OPENAI_MODEL_ALIASES';
+  for (const entry of raw.split(',').map((x) => x.trim()).filter(Boolean)) {
+    const m = /^([A-Za-z0-9._:-]{1,64})\s*=\s*(\S+)$/.exec(entry);
+    if (!m) {
+      problems.push(`${name}: each entry must be alias=slug (alias: 1 to 64 letters, digits, '.', '_', ':' or '-'), got "${entry.slice(0, 100)}"`);
+      continue;
+    }
+    const [, alias, slug] = m as unknown as [string, string, string];
+    if (slug !== MODEL_SLUG) problems.push(`${name}: ${alias} must map to a served model (${MODEL_SLUG}), got "${slug.slice(0, 100)}"`);
+    else if (alias === MODEL_SLUG) problems.push(`${name}: ${alias} is a served model, not an alias`);
+    else if (out.has(alias)) problems.push(`${name}: ${alias} is given more than once`);
+    else out.set(alias, slug);
+  }
+  return out;
 }

@@ -5,8 +5,9 @@
 import Type, { type Static } from 'typebox';
 import { Choice } from './string-schemas.js';
 
-/** The server's states; queue/types.ts's HealthStatus is the same list. */
+/** The states of a server, an engine and a fleet worker (the queues' readiness and /health). */
 export const HEALTH_STATUSES = ['STARTING', 'READY', 'BUSY', 'UNHEALTHY', 'DRAINING'] as const;
+export type HealthStatus = (typeof HEALTH_STATUSES)[number];
 
 const HealthStatus = Choice(HEALTH_STATUSES, { description: 'READY or BUSY take work; STARTING and DRAINING answer 503, UNHEALTHY 502 or 503' });
 const reason = Type.Optional(Type.String({ description: 'Why, when not READY or BUSY' }));

@@ -5,6 +5,7 @@
  * this interface; they never touch an engine, Redis or BullMQ directly.
  */
 import type { ResolvedParams, RgbImage } from '../contract/types.js';
+import type { HealthStatus } from '../contract/health-schema.js';
 import type { QueueDepth } from '../metrics/metrics.js';
 import type { RequestRow } from '../store/requests.js';
 import type { CancelReason, JobOutcome, ProgressEvent } from './events.js';
@@ -37,7 +38,6 @@ export type SubmitResult =
   | { ok: false; reason: 'duplicate'; existing: RequestRow };
 
 /** STARTING, READY, BUSY or UNHEALTHY (cog's states), plus DRAINING while shutting down. */
-export type HealthStatus = 'STARTING' | 'READY' | 'BUSY' | 'UNHEALTHY' | 'DRAINING';
 
 export interface Readiness {
   status: HealthStatus;

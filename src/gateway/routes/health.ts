@@ -6,16 +6,9 @@
  * exposition.
  */
 import type { AppDeps, App } from '../app.js';
-import type { HealthStatus, Readiness } from '../../queue/types.js';
-import { Health, HEALTH_STATUSES, ReadyCheck } from '../../contract/health-schema.js';
+import type { Readiness } from '../../queue/types.js';
+import { Health, ReadyCheck } from '../../contract/health-schema.js';
 import { json, ref, text } from '../route-schema.js';
-
-export type { HealthStatus } from '../../queue/types.js';
-
-/** The published list is the queue's: each type accepts exactly the other's values. */
-type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
-const healthStatusesMatch: Same<HealthStatus, (typeof HEALTH_STATUSES)[number]> = true;
-void healthStatusesMatch;
 
 export function healthOf(deps: AppDeps): Readiness {
   if (deps.draining?.()) return { status: 'DRAINING', reason: 'the server is shutting down' };

@@ -5,10 +5,12 @@
  * an id whose heartbeat expired is a lost worker (crashed, killed, or cut off); ids not
  * seen for an hour are forgotten.
  */
+import type { HealthStatus } from '../../contract/health-schema.js';
 import type { Redis } from 'ioredis';
 import type { RedisKeys } from '../../redis/connection.js';
 
-export type WorkerState = 'STARTING' | 'READY' | 'BUSY' | 'UNHEALTHY' | 'DRAINING';
+/** A fleet worker's state: the health states of the whole server. */
+export type WorkerState = HealthStatus;
 
 export interface WorkerInfo {
   id: string;

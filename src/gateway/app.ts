@@ -55,6 +55,7 @@ import { COMPONENTS, registerOpenApi, registerOpenApiRoutes } from './openapi.js
 import { routeValidatorCompiler } from './validation.js';
 import multipart from '@fastify/multipart';
 import { registerOpenAiImageRoutes } from './routes/openai-images.js';
+import { registerOpenAiModelRoutes } from './routes/openai-models.js';
 import { registerPlaygroundRoutes } from './routes/playground.js';
 
 declare module 'fastify' {
@@ -174,6 +175,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   registerSegmindV2Routes(typed, deps);
   await app.register(multipart, { limits: { fileSize: deps.config.imageMaxBytes, files: 4, fields: 32, fieldSize: 64 * 1024 } });
   registerOpenAiImageRoutes(typed, deps);
+  registerOpenAiModelRoutes(typed, deps);
   registerAdminRoutes(typed, deps);
   registerOpenApiRoutes(typed);
   registerPlaygroundRoutes(typed);

@@ -14,6 +14,10 @@
  * other answer — one image refused at admission (406, 429), failed, timed out, or the
  * client gone — cancels the others and releases every one, images that already finished
  * included. A 200 lists every image's request id.
+ *
+ * Errors are answered in OpenAI's envelope `{"error": {message, type, param, code}}` with
+ * our statuses (openai-errors.ts); `model` takes the served slug or an alias of it
+ * (openai-models.ts, which also lists them at GET /v1/models).
  */
 import { randomUUID } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
@@ -27,7 +31,6 @@ import { admissionHook } from '../admission-hook.js';
 import { outcomeError, waitForOutcome } from '../../queue/outcomes.js';
 import { chargeOnDelivery } from '../charge-on-delivery.js';
 import { baseUrl } from '../base-url.js';
-import { MODEL_SLUG } from '../../contract/models.js';
 import { urlsFor } from '../../store/record-view.js';
 import type { CompletedOutcome, JobOutcome } from '../../queue/events.js';
 import { releaseUndelivered } from '../../queue/delivery.js';
@@ -35,8 +38,8 @@ import { validateBody, validateGenerateBody, validationFailed } from '../../cont
 import { fromFormFields, OPENAI_MAX_IMAGES, OpenAiEditsForm, OpenAiImagesBody, OpenAiImagesResponse, type OpenAiImagesInput } from '../../contract/openai-schema.js';
 import { errorResponses, json, RATE_LIMITED_HEADERS, ref, SECURED } from '../route-schema.js';
 import Type from 'typebox';
-
-const MODELS = new Set([MODEL_SLUG]);
+import { openAiErrorHook } from '../openai-errors.js';
+import { modelNames, servedModel } from './openai-models.js';
 
 function bad(field: string, message: string): ApiError {
   return new ApiError('validation_failed', `${field}: ${message}`, { details: [{ field, message }] });
@@ -64,10 +67,16 @@ function segmindInput(b: OpenAiImagesInput, images: string[], i: number): Genera
   return v.value;
 }
 
-/** What the schema lets through but this server does not offer: streaming, another model. */
-function offered(b: OpenAiImagesInput): OpenAiImagesInput {
+/**
+ * What the schema lets through but this server does not offer: streaming, another model.
+ * `model` may be absent, the served slug or an alias of it (KLEIN_OPENAI_MODEL_ALIASES); the
+ * answer names no model, as OpenAI's images answer names none.
+ */
+function offered(deps: AppDeps, b: OpenAiImagesInput): OpenAiImagesInput {
   if (b.stream === true) throw bad('stream', 'streaming is not supported here; follow a request with /v2 events instead');
-  if (b.model !== undefined && !MODELS.has(b.model)) throw bad('model', `must be one of ${[...MODELS].join(', ')}, got ${JSON.stringify(b.model.slice(0, 64))}`);
+  if (servedModel(deps.config, b.model) === undefined) {
+    throw bad('model', `must be one of ${modelNames(deps.config).join(', ')} (GET /v1/models), got ${JSON.stringify(b.model?.slice(0, 64))}`);
+  }
   return b;
 }
 
@@ -212,17 +221,19 @@ export function registerOpenAiImageRoutes(app: App, deps: AppDeps): void {
   const rate = rateLimitHook(deps.limiter);
   const admission = admissionHook(deps, { route: 'v1' });
   const onRequest = [auth, rate, admission];
+  // Errors in OpenAI's envelope (contract §8), so OpenAI clients raise with the reason.
+  const onSend = openAiErrorHook;
 
-  app.post('/v1/images/generations', { schema: generationsSchema, onRequest, bodyLimit: deps.config.bodyLimitBytes }, async (req, reply) => {
-    return generateImages(deps, req, reply, offered(req.body), []);
+  app.post('/v1/images/generations', { schema: generationsSchema, onRequest, onSend, bodyLimit: deps.config.bodyLimitBytes }, async (req, reply) => {
+    return generateImages(deps, req, reply, offered(deps, req.body), []);
   });
 
-  app.post('/v1/images/edits', { schema: editsSchema, onRequest, bodyLimit: deps.config.bodyLimitBytes }, async (req, reply) => {
+  app.post('/v1/images/edits', { schema: editsSchema, onRequest, onSend, bodyLimit: deps.config.bodyLimitBytes }, async (req, reply) => {
     if (!req.isMultipart()) throw new ApiError('unsupported_media_type', 'Content-Type must be multipart/form-data');
     const { fields, images } = await readForm(req);
     const v = validateBody(fromFormFields(fields), OpenAiImagesBody);
     if (!v.ok) throw validationFailed(v.details);
-    return generateImages(deps, req, reply, offered(v.value), images);
+    return generateImages(deps, req, reply, offered(deps, v.value), images);
   });
 }
 

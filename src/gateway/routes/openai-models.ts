@@ -1,0 +1,84 @@
+/**
+ * OpenAI-compatible model list (contract §8), behind the same key as the image routes:
+ *   GET /v1/models          {object: "list", data: [{id, object: "model", created, owned_by}]}
+ *   GET /v1/models/{model}  one of them; any other name is a 404
+ * It lists the served slug and every alias of KLEIN_OPENAI_MODEL_ALIASES, which is what the
+ * image routes' `model` takes (`servedModel`). Errors are in OpenAI's envelope.
+ *
+ * `created` is when this server started (OpenAI's is when the model was published, which
+ * a self-hosted server cannot know for an alias); `owned_by` is the model's publisher.
+ */
+import Type from 'typebox';
+import type { Config } from '../../config.js';
+import { ApiError } from '../../contract/errors.js';
+import { MODEL_SLUG } from '../../contract/models.js';
+import { authHook } from '../auth.js';
+import type { App, AppDeps } from '../app.js';
+import { openAiErrorHook } from '../openai-errors.js';
+import { errorResponses, json, SECURED } from '../route-schema.js';
+
+/** FLUX.2 [klein] is published by Black Forest Labs. */
+const OWNER = 'black-forest-labs';
+
+/**
+ * The served slug a `model` names: itself, or the slug of its alias; undefined for any other
+ * name. Absent means the served model.
+ */
+export function servedModel(config: Pick<Config, 'openAiModelAliases'>, model: string | undefined): string | undefined {
+  if (model === undefined || model === MODEL_SLUG) return MODEL_SLUG;
+  return config.openAiModelAliases.get(model);
+}
+
+/** Every name `model` takes: the slug first, then the aliases in their configured order. */
+export function modelNames(config: Pick<Config, 'openAiModelAliases'>): string[] {
+  return [MODEL_SLUG, ...config.openAiModelAliases.keys()];
+}
+
+const ModelObject = Type.Object({
+  id: Type.String({ description: 'The name to pass as model: the served slug or an alias of it' }),
+  object: Type.Literal('model'),
+  created: Type.Integer({ description: 'Unix time, in seconds, when this server started' }),
+  owned_by: Type.String({ description: "The model's publisher" }),
+});
+const ModelList = Type.Object({ object: Type.Literal('list'), data: Type.Array(ModelObject) });
+const ModelNameParams = Type.Object({ model: Type.String({ description: 'A served slug or an alias', maxLength: 256 }) });
+
+const tagged = { tags: ['openai'], security: SECURED };
+
+export function registerOpenAiModelRoutes(app: App, deps: AppDeps): void {
+  const auth = authHook(deps.db, { rpm: deps.config.defaultRpm, concurrency: deps.config.defaultConcurrency });
+  const created = Math.floor(Date.now() / 1000);
+  const describe = (id: string) => ({ id, object: 'model' as const, created, owned_by: OWNER });
+
+  app.get(
+    '/v1/models',
+    {
+      schema: { ...tagged, operationId: 'listModels', summary: 'OpenAI-compatible: the models (and aliases) model takes', response: { 200: json(ModelList, '{object: "list", data: [model]}'), ...errorResponses(401, 500) } },
+      onRequest: auth,
+      onSend: openAiErrorHook,
+    },
+    async () => ({ object: 'list' as const, data: modelNames(deps.config).map(describe) }),
+  );
+
+  app.get(
+    '/v1/models/:model',
+    {
+      schema: {
+        ...tagged,
+        operationId: 'retrieveModel',
+        summary: 'OpenAI-compatible: one model or alias',
+        params: ModelNameParams,
+        response: { 200: json(ModelObject, '{id, object: "model", created, owned_by}'), ...errorResponses(401, 404, 500) },
+      },
+      onRequest: auth,
+      onSend: openAiErrorHook,
+    },
+    async (req) => {
+      const { model } = req.params;
+      if (servedModel(deps.config, model) === undefined) {
+        throw new ApiError('not_found', `The model ${JSON.stringify(model.slice(0, 64))} does not exist here; GET /v1/models lists what is served`, { details: [{ field: 'model', message: 'unknown model' }] });
+      }
+      return describe(model);
+    },
+  );
+}

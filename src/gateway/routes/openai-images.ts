@@ -17,7 +17,7 @@
  *
  * Errors are answered in OpenAI's envelope `{"error": {message, type, param, code}}` with
  * our statuses (openai-errors.ts); `model` takes the served slug or an alias of it
- * (openai-models.ts, which also lists them at GET /v1/models).
+ * (openai-model-names.ts; GET /v1/models lists them).
  */
 import { randomUUID } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
@@ -39,7 +39,7 @@ import { fromFormFields, OPENAI_MAX_IMAGES, OpenAiEditsForm, OpenAiImagesBody, O
 import { errorResponses, json, RATE_LIMITED_HEADERS, ref, SECURED } from '../route-schema.js';
 import Type from 'typebox';
 import { openAiErrorHook } from '../openai-errors.js';
-import { modelNames, servedModel } from './openai-models.js';
+import { modelNames, servedModel } from '../openai-model-names.js';
 
 function bad(field: string, message: string): ApiError {
   return new ApiError('validation_failed', `${field}: ${message}`, { details: [{ field, message }] });

@@ -3,36 +3,21 @@
  *   GET /v1/models          {object: "list", data: [{id, object: "model", created, owned_by}]}
  *   GET /v1/models/{model}  one of them; any other name is a 404
  * It lists the served slug and every alias of KLEIN_OPENAI_MODEL_ALIASES, which is what the
- * image routes' `model` takes (`servedModel`). Errors are in OpenAI's envelope.
+ * image routes' `model` takes (openai-model-names.ts). Errors are in OpenAI's envelope.
  *
  * `created` is when this server started (OpenAI's is when the model was published, which
  * a self-hosted server cannot know for an alias); `owned_by` is the model's publisher.
  */
 import Type from 'typebox';
-import type { Config } from '../../config.js';
 import { ApiError } from '../../contract/errors.js';
-import { MODEL_SLUG } from '../../contract/models.js';
 import { authHook } from '../auth.js';
 import type { App, AppDeps } from '../app.js';
 import { openAiErrorHook } from '../openai-errors.js';
+import { modelNames, servedModel } from '../openai-model-names.js';
 import { errorResponses, json, SECURED } from '../route-schema.js';
 
 /** FLUX.2 [klein] is published by Black Forest Labs. */
 const OWNER = 'black-forest-labs';
-
-/**
- * The served slug a `model` names: itself, or the slug of its alias; undefined for any other
- * name. Absent means the served model.
- */
-export function servedModel(config: Pick<Config, 'openAiModelAliases'>, model: string | undefined): string | undefined {
-  if (model === undefined || model === MODEL_SLUG) return MODEL_SLUG;
-  return config.openAiModelAliases.get(model);
-}
-
-/** Every name `model` takes: the slug first, then the aliases in their configured order. */
-export function modelNames(config: Pick<Config, 'openAiModelAliases'>): string[] {
-  return [MODEL_SLUG, ...config.openAiModelAliases.keys()];
-}
 
 const ModelObject = Type.Object({
   id: Type.String({ description: 'The name to pass as model: the served slug or an alias of it' }),

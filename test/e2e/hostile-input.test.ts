@@ -34,6 +34,18 @@ function assertEnvelope(a: RawAnswer, status: number, code: string): { error: st
   return j;
 }
 
+/** An error of an OpenAI route, in OpenAI's envelope (contract §8), with the request id in its header. */
+async function openAiErrorOf(r: Response, status: number, code: string) {
+  const text = await r.text();
+  assert.equal(r.status, status, text);
+  const j = JSON.parse(text) as { error: { message: string; type: string; param: string | null; code: string } };
+  assert.deepEqual(Object.keys(j), ['error'], text);
+  assert.equal(j.error.code, code, text);
+  assert.equal(j.error.type, 'invalid_request_error', text);
+  assert.match(r.headers.get('x-request-id') ?? '', /^[0-9a-f-]{36}$/);
+  return j.error;
+}
+
 async function envelopeOf(r: Response, status: number, code: string) {
   const text = await r.text();
   assert.equal(r.status, status, text);
@@ -143,10 +155,10 @@ describe('bad input is a 4xx in the envelope', () => {
     ];
     for (const [what, init, code] of cases) {
       const r = await fetch(`${s.url}/v1/images/edits`, init);
-      const j = await envelopeOf(r, 400, code).catch((err: unknown) => {
+      const j = await openAiErrorOf(r, 400, code).catch((err: unknown) => {
         throw new Error(`${what}: ${String(err)}`);
       });
-      assert.ok(j.error.length > 0, what);
+      assert.ok(j.message.length > 0, what);
     }
   });
 
@@ -163,7 +175,7 @@ describe('bad input is a 4xx in the envelope', () => {
       headers: { authorization: `Bearer ${key.key}`, 'content-type': 'application/json' },
       body: '{"prompt":"\\udc00 lone low"}',
     });
-    assert.equal((await envelopeOf(oa, 400, 'validation_failed')).details?.[0]?.field, 'prompt');
+    assert.equal((await openAiErrorOf(oa, 400, 'validation_failed')).param, 'prompt');
   });
 
   it('the OpenAI routes refuse objects, arrays, booleans and numeric strings where numbers or strings belong', async () => {
@@ -189,8 +201,8 @@ describe('bad input is a 4xx in the envelope', () => {
         headers: { authorization: `Bearer ${key.key}`, 'content-type': 'application/json' },
         body: JSON.stringify(body),
       });
-      const j = await envelopeOf(r, 400, 'validation_failed');
-      assert.equal(j.details?.[0]?.field, field, JSON.stringify(body));
+      const j = await openAiErrorOf(r, 400, 'validation_failed');
+      assert.equal(j.param, field, JSON.stringify(body));
     }
     // Multipart fields are strings: plain decimals are numbers, anything else is refused by name.
     const png = await (await import('sharp')).default({ create: { width: 64, height: 64, channels: 3, background: '#345' } }).png().toBuffer();
@@ -201,8 +213,8 @@ describe('bad input is a 4xx in the envelope', () => {
       return fetch(`${s.url}/v1/images/edits`, { method: 'POST', headers: { authorization: `Bearer ${key.key}` }, body: fd });
     };
     for (const [k, v] of [['n', '0x2'], ['steps', '1e1'], ['seed', ' 5'], ['go_fast', 'yes'], ['cfg', '1,5']] as const) {
-      const j = await envelopeOf(await edit({ prompt: 'x', size: '64x64', [k]: v }), 400, 'validation_failed');
-      assert.equal(j.details?.[0]?.field, k);
+      const j = await openAiErrorOf(await edit({ prompt: 'x', size: '64x64', [k]: v }), 400, 'validation_failed');
+      assert.equal(j.param, k);
     }
     const ok = await edit({ prompt: 'x', size: '64x64', steps: '2', cfg: '1', seed: '7', go_fast: 'false' });
     assert.equal(ok.status, 200, await ok.clone().text());

@@ -4,10 +4,14 @@ on the machine's core count or on which kernels a GPU library happens to pick.
 CPU: PyTorch splits elementwise work into one chunk per thread, and each chunk's tail is
 computed by scalar code instead of the vector code (exp, SiLU, … differ in the last bit);
 for 1×1 convolutions it picks oneDNN with several threads and its own kernel with one
-(aten/src/ATen/native/Convolution.cpp, `use_mkldnn`). So 1, 2 and 3 threads give latents or
-pixels that differ by one unit here and there (the tiny model at 256² and 512×384: up to
-1/255 in 7 and 27 pixels, through the VAE). With one intra-op thread the order of every
-operation is fixed by the shapes alone: the same bytes on any number of cores.
+(aten/src/ATen/native/Convolution.cpp, `use_mkldnn`). MKL's matrix products also change with the
+thread count for some shapes (tiny's 4608×8 by 8×24: 2 and 3 threads differ), and MKL may
+use fewer threads than asked where there are fewer cores (MKL_DYNAMIC), so a fixed count
+above one would not hold either. So 1, 2 and 3 threads gave pixels that differ by one unit
+here and there (the tiny model at 256² and 512×384: up to 1/255 in 7 and 27 pixels). With
+one intra-op thread the order of every operation is fixed by the shapes alone: the same
+bytes on any number of cores. The price is CPU speed (tiny at the API defaults needs about
+3.6 s of one core), which only tests and demos pay: a GPU does the model's work.
 
 GPU (`go_fast: false`, the exact reference path): PyTorch's reproducibility recipe
 (docs/source/notes/randomness.rst): cuDNN without benchmarking and with deterministic

@@ -6,7 +6,7 @@ computed by scalar code instead of the vector code (exp, SiLU, … differ in the
 for 1×1 convolutions it picks oneDNN with several threads and its own kernel with one
 (aten/src/ATen/native/Convolution.cpp, `use_mkldnn`). MKL's matrix products also change with the
 thread count for some shapes (tiny's 4608×8 by 8×24: 2 and 3 threads differ), and MKL may
-use fewer threads than asked where there are fewer cores (MKL_DYNAMIC), so a fixed count
+choose to use fewer threads than asked (MKL_DYNAMIC, on by default), so a fixed count
 above one would not hold either. So 1, 2 and 3 threads gave pixels that differ by one unit
 here and there (the tiny model at 256² and 512×384: up to 1/255 in 7 and 27 pixels). With
 one intra-op thread the order of every operation is fixed by the shapes alone: the same

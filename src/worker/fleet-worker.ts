@@ -142,6 +142,8 @@ export class FleetWorker {
     this.options.engine.onStateChange((s) => {
       void this.member.beat();
       if (this.draining) return;
+      // Idle time counts only while the engine can work: a slow start is not idleness.
+      if (s !== 'READY') this.lastActive = Date.now();
       if (s === 'READY' && !this.worker) this.worker = this.newWorker();
       else if ((s === 'UNHEALTHY' || s === 'STARTING' || s === 'STOPPED') && this.worker) {
         const w = this.worker;
@@ -155,7 +157,9 @@ export class FleetWorker {
     this.options.engine.start();
     if (this.options.idleExitMs > 0) {
       this.idleTimer = setInterval(() => {
-        if (!this.draining && this.running.size === 0 && Date.now() - this.lastActive >= this.options.idleExitMs) {
+        const ready = this.options.engine.state === 'READY';
+        if (!ready) this.lastActive = Date.now();
+        if (!this.draining && ready && this.running.size === 0 && Date.now() - this.lastActive >= this.options.idleExitMs) {
           this.options.logger.info({ idle_s: Math.round((Date.now() - this.lastActive) / 1000) }, 'idle: leaving the fleet');
           this.options.onIdleExit?.();
         }

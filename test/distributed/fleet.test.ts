@@ -176,9 +176,10 @@ describe('fleet: drain, scale to zero, metrics', () => {
     await s.waitWorkers(1);
     // The worker's own monitor: the stages only it measures, and its state.
     await waitStatus(url, key, await submit(url, key, { prompt: 'warm', width: 64, height: 64, steps: 2, cfg: 1 }), ['COMPLETED']);
-    // (The row turns COMPLETED a moment before the worker counts it.)
+    // (The row turns COMPLETED a moment before the worker counts it: wait for the count, up
+    // to a minute on a busy machine.)
     let metrics = '';
-    for (let i = 0; i < 50 && !/^klein_jobs_finished_total/m.test(metrics); i++) {
+    for (let i = 0; i < 1200 && !/^klein_jobs_finished_total/m.test(metrics); i++) {
       if (i > 0) await sleep(50);
       metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
     }

@@ -142,8 +142,9 @@ export class FleetWorker {
     this.options.engine.onStateChange((s) => {
       void this.member.beat();
       if (this.draining) return;
-      // Idle time counts only while the engine can work: a slow start is not idleness.
-      if (s !== 'READY') this.lastActive = Date.now();
+      // Idle time counts only while the engine can work, from the moment it can: a slow
+      // start is not idleness.
+      this.lastActive = Date.now();
       if (s === 'READY' && !this.worker) this.worker = this.newWorker();
       else if ((s === 'UNHEALTHY' || s === 'STARTING' || s === 'STOPPED') && this.worker) {
         const w = this.worker;

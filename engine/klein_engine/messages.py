@@ -148,12 +148,21 @@ class ImageSize(TypedDict):
     height: int
 
 
-class GenerateMessage(TypedDict):
+class BatchMember(TypedDict):
+    id: str  # the batch's id, chosen by the worker
+    size: int  # how many generate frames, sent back to back, make the batch
+
+
+class _GenerateMessage(TypedDict):
     v: Literal[1]
     type: Literal["generate"]
     id: str
     params: GenerateParams
     images: List[ImageSize]  # the reference images in the payload, in order
+
+
+class GenerateMessage(_GenerateMessage, total=False):
+    batch: BatchMember  # the job is one of a batch the worker formed (server.py gathers it)
 
 
 class CancelMessage(TypedDict):

@@ -1,9 +1,16 @@
 """`python -m klein_engine serve`: one long-lived engine process driven over stdin/stdout.
 
 The main thread owns the model and runs one typed job at a time (the GPU loop); a reader
-thread turns frames into jobs and cancellations. With KLEIN_MAX_BATCH > 1 the GPU loop
-takes, with the job at the head of the queue, the compatible go_fast jobs already waiting
-(batch.py) and runs them as one batch; a cancel drops its job from the batch between steps.
+thread turns frames into jobs and cancellations. With KLEIN_MAX_BATCH > 1 jobs run in
+batches (batch.py), formed two ways:
+- the worker's: `generate` frames that name one `batch: {id, size}` are gathered by the
+  reader until all `size` have arrived (or a frame of another batch, a shutdown or the end of
+  input comes first), then handed to the GPU loop together, so which jobs share a forward
+  does not depend on how fast frames are read (protocol/PROTOCOL.md, Batching);
+- the engine's own: when the GPU loop takes a job without a batch, the compatible go_fast
+  jobs without one already waiting join it.
+Either way batch.py's rules decide what may share a forward (a batch of the worker's that
+breaks them is split), and a cancel drops its job from the batch between steps.
 Every frame the server sends is built by messages.py.
 
 stdout carries frames only: the real stdout is kept private and fd 1 is pointed at stderr,
@@ -24,14 +31,14 @@ import threading
 import time
 import traceback
 from collections import deque
+from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from . import __version__, messages
 from .batch import BatchJob, batch_key, take_batch
 from .job import Cancelled, Engine, EngineError, GenerateRequest, GenerateResult, InvalidInput, LoadError, Preview
-from .load import DEFAULT_MODEL
 from .options import EngineOptions
-from .protocol import BadMessage, FrameWriter, ProtocolError, parse_generate, read_frame
+from .protocol import BadMessage, Frame, FrameWriter, ProtocolError, parse_generate, read_frame
 
 log = logging.getLogger("klein_engine")
 _SHUTDOWN = object()
@@ -47,13 +54,14 @@ def _private_stdout():
 
 
 def load_engine(model: str, options: EngineOptions | None = None) -> Engine:
+    options = options or EngineOptions.from_env()
     if model.startswith("simulated"):
         from .simulated import SimulatedEngine
 
-        return SimulatedEngine.load(model)
+        return SimulatedEngine.load(model, max_batch=options.max_batch)
     from .pipeline import KleinEngine
 
-    return KleinEngine.load(model, options=options or EngineOptions.from_env())
+    return KleinEngine.load(model, options=options)
 
 
 def load_and_warm_up(model: str, options: EngineOptions, log: logging.Logger) -> Engine:
@@ -68,6 +76,35 @@ def load_and_warm_up(model: str, options: EngineOptions, log: logging.Logger) ->
     return engine
 
 
+@dataclass
+class Group:
+    """The jobs of one batch the worker formed, handed to the GPU loop together."""
+
+    members: list = field(default_factory=list)  # (job_id, GenerateRequest), in arrival order
+
+
+@dataclass
+class _Forming:
+    """A worker's batch whose frames are still arriving (reader thread only)."""
+
+    batch_id: str
+    size: int
+    arrived: int = 0
+    group: Group = field(default_factory=Group)
+
+
+def batch_of(header: dict, job_id: Optional[str]) -> Optional[tuple[str, int]]:
+    """A generate header's `batch: {id, size}` as (id, size); None when it has none.
+    BadMessage when it is malformed."""
+    batch = header.get("batch")
+    if batch is None:
+        return None
+    if (not isinstance(batch, dict) or not isinstance(batch.get("id"), str) or not batch["id"]
+            or not isinstance(batch.get("size"), int) or isinstance(batch.get("size"), bool) or batch["size"] < 1):
+        raise BadMessage("batch must be {id: non-empty string, size: integer >= 1}", job_id)
+    return batch["id"], batch["size"]
+
+
 class Server:
     def __init__(self, engine: Engine, writer: FrameWriter, stdin):
         self.engine = engine
@@ -80,6 +117,7 @@ class Server:
         # The jobs the GPU loop runs now (one, or a batch), each with its cancel flag.
         self.running: dict[str, threading.Event] = {}
         self.max_batch = engine.max_batch
+        self.forming: Optional[_Forming] = None
 
     # ------------------------------------------------------------ reader side
     def read_loop(self) -> None:
@@ -87,21 +125,16 @@ class Server:
             while True:
                 frame = read_frame(self.stdin)
                 if frame is None:
+                    self.flush_batch()
                     self.jobs.put(_SHUTDOWN)
                     return
                 kind = frame.header["type"]
                 if kind == "generate":
-                    try:
-                        job_id, req = parse_generate(frame)
-                    except BadMessage as e:
-                        self.error(e.job_id, "invalid_input", str(e))
-                        continue
-                    with self.lock:
-                        self.pending.add(job_id)
-                    self.jobs.put((job_id, req))
+                    self.on_generate(frame)
                 elif kind == "cancel":
                     self.cancel(frame.header.get("id"))
                 elif kind == "shutdown":
+                    self.flush_batch()
                     self.jobs.put(_SHUTDOWN)
                     return
                 # Unknown types are ignored (forward compatibility).
@@ -111,6 +144,44 @@ class Server:
         except Exception:  # pragma: no cover - a bug in the reader
             log.error("reader failed:\n%s", traceback.format_exc())
             self.jobs.put(_BROKEN)
+
+    def on_generate(self, frame: Frame) -> None:
+        """A generate frame: queued at once, or gathered into its batch (see the header). A
+        frame that is refused (invalid_input) still counts as one of its batch's arrivals."""
+        raw_id = frame.header.get("id")
+        try:
+            batch = batch_of(frame.header, raw_id if isinstance(raw_id, str) and raw_id else None)
+        except BadMessage as e:
+            self.error(e.job_id, "invalid_input", str(e))
+            return
+        job = None
+        try:
+            job_id, req = parse_generate(frame)
+        except BadMessage as e:
+            self.error(e.job_id, "invalid_input", str(e))
+        else:
+            with self.lock:
+                self.pending.add(job_id)
+            job = (job_id, req)
+        if self.forming is not None and (batch is None or batch[0] != self.forming.batch_id):
+            self.flush_batch()  # the worker sends a batch's frames back to back: this one has ended
+        if batch is None or batch[1] <= 1:
+            if job is not None:
+                self.jobs.put(job)
+            return
+        if self.forming is None:
+            self.forming = _Forming(batch[0], batch[1])
+        self.forming.arrived += 1
+        if job is not None:
+            self.forming.group.members.append(job)
+        if self.forming.arrived >= self.forming.size:
+            self.flush_batch()
+
+    def flush_batch(self) -> None:
+        """Hands the batch being gathered to the GPU loop, as far as it has arrived."""
+        forming, self.forming = self.forming, None
+        if forming is not None and forming.group.members:
+            self.jobs.put(forming.group)
 
     def cancel(self, job_id) -> None:
         if not isinstance(job_id, str):
@@ -144,24 +215,36 @@ class Server:
                 return 0
             if head is _BROKEN:
                 return 3
-            batch = take_batch(backlog, self.max_batch, self._key, lambda item: item is _SHUTDOWN or item is _BROKEN)
+            if isinstance(head, Group):
+                # The worker's batch, split only where batch.py's rules (or max_batch) say so.
+                backlog.popleft()
+                members = deque(head.members)
+                while members:
+                    self.run_items(take_batch(members, self.max_batch, self._key, lambda item: False))
+                continue
+            # A worker's batch is a barrier too: what waits behind it does not jump ahead.
+            self.run_items(take_batch(backlog, self.max_batch, self._key,
+                                      lambda item: item is _SHUTDOWN or item is _BROKEN or isinstance(item, Group)))
+
+    def run_items(self, batch: list) -> None:
+        """Runs (job_id, request) items taken together, less those cancelled while waiting."""
+        with self.lock:
+            live = []
+            for job_id, req in batch:
+                if job_id in self.dropped:
+                    self.dropped.discard(job_id)
+                    continue
+                self.pending.discard(job_id)
+                self.running[job_id] = threading.Event()
+                live.append((job_id, req))
+        try:
+            if len(live) == 1:
+                self.run(*live[0])
+            elif live:
+                self.run_batch(live)
+        finally:
             with self.lock:
-                live = []
-                for job_id, req in batch:
-                    if job_id in self.dropped:
-                        self.dropped.discard(job_id)
-                        continue
-                    self.pending.discard(job_id)
-                    self.running[job_id] = threading.Event()
-                    live.append((job_id, req))
-            try:
-                if len(live) == 1:
-                    self.run(*live[0])
-                elif live:
-                    self.run_batch(live)
-            finally:
-                with self.lock:
-                    self.running.clear()
+                self.running.clear()
 
     def _key(self, item):
         if not isinstance(item, tuple):
@@ -256,8 +339,14 @@ def main(argv: list[str] | None = None, wrap: Optional[Callable[[Engine], Engine
     """Serves until shutdown. `wrap`, when given, wraps the loaded engine before `ready`
     (testing/faults.py does, for tests)."""
     parser = argparse.ArgumentParser(prog="python -m klein_engine serve")
-    parser.add_argument("--model", default=os.environ.get("KLEIN_MODEL", DEFAULT_MODEL))
+    parser.add_argument("--model", default=os.environ.get("KLEIN_MODEL"))
     args = parser.parse_args(argv)
+    if not args.model:
+        # Imported here: loading a real model imports torch (seconds); the simulated engine must
+        # start without it (a fleet worker leaving when idle counts its engine's start-up).
+        from .load import DEFAULT_MODEL
+
+        args.model = DEFAULT_MODEL
     logging.basicConfig(level=os.environ.get("KLEIN_ENGINE_LOG_LEVEL", "INFO"), stream=sys.stderr,
                         format="engine %(process)d %(levelname)s %(message)s")
     writer = FrameWriter(_private_stdout())

@@ -146,6 +146,12 @@ export const GenerateHeader = Type.Object(
     images: Type.Array(size('A reference image, already resized by the worker'), {
       description: "The reference images in the payload, their RGB concatenated in this order",
     }),
+    batch: Type.Optional(
+      Type.Object(
+        { id: Type.String({ minLength: 1, description: "The batch's id, chosen by the worker" }), size: positive('Generate frames in the batch') },
+        { ...closed, description: 'The job is one of a batch the worker formed: its `size` generate frames are sent back to back and run together' },
+      ),
+    ),
   },
   { ...closed, description: 'Worker → engine: one job. Payload: the reference images.' },
 );

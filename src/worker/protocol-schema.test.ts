@@ -61,6 +61,7 @@ describe(`${MESSAGES_SCHEMA_FILE}: the protocol's messages, defined once`, () =>
     const sent = [
       encodeGenerate({ id: 'a', params: PARAMS, images: [], preview: false }),
       encodeGenerate({ id: 'b', params: { ...PARAMS, sampler: 'res_2s', cfg: 4.5, seed: Number.MAX_SAFE_INTEGER }, images: [image, image], preview: true }),
+      encodeGenerate({ id: 'c', params: PARAMS, images: [], preview: false, batch: { id: 'b1', size: 3 } }),
       encodeCancel('a'),
       encodeShutdown(),
     ];

@@ -394,6 +394,11 @@ export interface GenerateRequest {
   images: RgbImage[];
   /** Ask for preview frames with progress. */
   preview: boolean;
+  /**
+   * The job is one of a batch: the `size` frames naming this batch id are written back to
+   * back and the engine runs them together (PROTOCOL.md, Batching). Absent: a job alone.
+   */
+  batch?: { id: string; size: number };
 }
 
 /**
@@ -426,6 +431,7 @@ export function encodeGenerate(req: GenerateRequest): Buffer {
       preview: req.preview,
     },
     images: req.images.map((img) => ({ width: img.width, height: img.height })),
+    ...(req.batch ? { batch: { id: req.batch.id, size: req.batch.size } } : {}),
   };
   return encodeFrame(header, Buffer.concat(req.images.map((img) => img.data)));
 }

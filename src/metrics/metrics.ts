@@ -26,6 +26,8 @@ export interface Metrics {
   stageSeconds: Histogram<'stage'>;
   engineRestarts: Counter;
   jobsFinished: Counter<'status'>;
+  /** Requests sent to an engine together, one observation per batch (1: a job alone). */
+  batchSize: Histogram;
   /** Where the queue gauges are read from at scrape time (set once the queue exists). */
   queueSource: (() => Promise<QueueDepth>) | null;
 }
@@ -100,6 +102,12 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics 
       name: 'klein_jobs_finished_total',
       help: 'Jobs that reached a terminal state, by state',
       labelNames: ['status'],
+      registers: [registry],
+    }),
+    batchSize: new Histogram({
+      name: 'klein_batch_size',
+      help: 'Requests an engine ran as one batch (KLEIN_MAX_BATCH), one observation per batch sent',
+      buckets: [1, 2, 3, 4, 6, 8, 12, 16],
       registers: [registry],
     }),
     queueSource: null,

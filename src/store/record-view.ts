@@ -31,6 +31,8 @@ export function metricsOf(row: RequestRow, remainingMicro?: number): Record<stri
     inference_time: typeof timings.generation_s === 'number' ? timings.generation_s : null,
     total_time: done !== null ? (done - created) / 1000 : null,
     cost: row.status === 'COMPLETED' && row.cost_micro !== null ? Number(microToCredits(Number(row.cost_micro))) : 0,
+    // How many requests the engine ran together with this one (itself included); null until it completes.
+    batch_size: typeof timings.batch_size === 'number' ? timings.batch_size : null,
     ...(remainingMicro !== undefined ? { remaining_credits: Number(microToCredits(remainingMicro)) } : {}),
   };
 }

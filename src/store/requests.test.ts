@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { createAccount } from '../accounts/accounts.js';
 import {
   IdempotencyKeyTaken,
+  claimBatch,
   claimNext,
   countByStatus,
   createRequest,
@@ -10,9 +11,11 @@ import {
   findByIdempotencyKey,
   getRequest,
   getRequestForAccount,
+  oldestQueued,
   queuePosition,
   recoverOnStartup,
   transition,
+  unclaim,
   type NewRequest,
 } from './requests.js';
 import { runContenders } from '../../test/support/spawn.js';
@@ -132,6 +135,44 @@ describe(`request rows (${dialect})`, () => {
     const byWorker = new Map(rows.map((r) => [r.id, r.worker_id]));
     for (const id of mine) assert.equal(byWorker.get(id), 'parent');
     for (const [i, a] of answers.entries()) for (const id of a.claimed) assert.equal(byWorker.get(id), i === 0 ? 'child-a' : 'child-b');
+  });
+
+  test('claimBatch takes the still-QUEUED rows of a pick, once each, in queue order; unclaim gives one back', async () => {
+    for (const [i, id] of ['a', 'b', 'c', 'd', 'e'].entries()) await createRequest(t.db, req(id), 1000 + i);
+    assert.deepEqual((await oldestQueued(t.db, 3)).map((r) => r.id), ['a', 'b', 'c']);
+    assert.ok(await transition(t.db, 'c', ['QUEUED'], 'CANCELLED'));
+    assert.equal((await claimNext(t.db, 'other', 1000))?.id, 'a');
+    // a was taken and c cancelled meanwhile: only b and d are claimed.
+    const got = await claimBatch(t.db, ['d', 'c', 'b', 'a'], 'w1', 30_000, 9000);
+    assert.deepEqual(got.map((r) => [r.id, r.status, r.worker_id, r.attempts, r.started_at, r.lease_until]), [
+      ['b', 'PROCESSING', 'w1', 1, 9000, 39_000],
+      ['d', 'PROCESSING', 'w1', 1, 9000, 39_000],
+    ]);
+    assert.deepEqual(await claimBatch(t.db, ['b', 'd'], 'w2', 1000), []);
+    assert.deepEqual(await claimBatch(t.db, [], 'w2', 1000), []);
+    assert.deepEqual((await oldestQueued(t.db, 10)).map((r) => r.id), ['e']);
+    // Given back by its claim only: another worker's name or a later attempt leaves it alone.
+    assert.equal(await unclaim(t.db, 'd', { workerId: 'w2', attempts: 1 }), false);
+    assert.equal(await unclaim(t.db, 'd', { workerId: 'w1', attempts: 2 }), false);
+    assert.equal(await unclaim(t.db, 'd', { workerId: 'w1', attempts: 1 }), true);
+    const d = await getRequest(t.db, 'd');
+    assert.deepEqual([d?.status, d?.attempts, d?.worker_id, d?.lease_until, d?.started_at], ['QUEUED', 0, null, null, null]);
+    assert.equal(await unclaim(t.db, 'd', { workerId: 'w1', attempts: 1 }), false);
+  });
+
+  test('claimBatch never gives one job to two claimers (concurrent picks of the same rows)', async () => {
+    for (let i = 0; i < 30; i++) await createRequest(t.db, req(`r${String(i).padStart(2, '0')}`), 1000 + i);
+    const claimer = async (w: string) => {
+      const got: string[] = [];
+      for (;;) {
+        const pick = (await oldestQueued(t.db, 4)).map((r) => r.id);
+        if (pick.length === 0) return got;
+        got.push(...(await claimBatch(t.db, pick, w, 1000)).map((r) => r.id));
+      }
+    };
+    const all = (await Promise.all(['w1', 'w2', 'w3'].map(claimer))).flat();
+    assert.equal(all.length, 30);
+    assert.equal(new Set(all).size, 30);
   });
 
   test('queuePosition counts down as jobs ahead are claimed or cancelled; 0 when not queued', async () => {

@@ -142,6 +142,45 @@ export async function claimNext(db: Db, workerId: string, leaseMs: number, now =
   return null;
 }
 
+/**
+ * The oldest QUEUED rows in queue order, at most `limit`: the candidates a batch is picked
+ * from (queue/batching.ts). A read only; claimBatch takes the rows picked.
+ */
+export async function oldestQueued(db: Db, limit: number): Promise<RequestRow[]> {
+  return db.selectFrom('requests').selectAll().where('status', '=', 'QUEUED').orderBy('created_at').orderBy('id').limit(limit).execute();
+}
+
+/**
+ * Takes, of the rows `ids`, those still QUEUED for `workerId`, as claimNext takes one:
+ * PROCESSING, attempts + 1, started_at and a lease until now + leaseMs. One UPDATE … WHERE
+ * id IN ids AND status = 'QUEUED' … RETURNING, so each row is handed to at most one claimer
+ * (the same argument as claimNext's); a row taken, cancelled or ended meanwhile is left out.
+ * Returns the rows taken, in queue order.
+ */
+export async function claimBatch(db: Db, ids: readonly string[], workerId: string, leaseMs: number, now = Date.now()): Promise<RequestRow[]> {
+  if (ids.length === 0) return [];
+  const rows = await statusUpdate(db, ['QUEUED'], 'PROCESSING', { worker_id: workerId, lease_until: now + leaseMs }, now)
+    .where('id', 'in', [...ids])
+    .returningAll()
+    .execute();
+  return rows.sort((a, b) => Number(a.created_at) - Number(b.created_at) || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+}
+
+/**
+ * Gives back a claim that never ran (a fleet worker that found another worker holding the
+ * row's job, see worker/fleet-worker.ts): PROCESSING → QUEUED with the attempt it counted
+ * taken back, guarded by that claim (worker and attempt number), so a row claimed since by
+ * anyone else is left alone. Returns whether it moved.
+ */
+export async function unclaim(db: Db, id: string, claim: { workerId: string; attempts: number }, now = Date.now()): Promise<boolean> {
+  const res = await statusUpdate(db, ['PROCESSING'], 'QUEUED', { attempts: claim.attempts - 1, started_at: null }, now)
+    .where('id', '=', id)
+    .where('worker_id', '=', claim.workerId)
+    .where('attempts', '=', claim.attempts)
+    .executeTakeFirst();
+  return Number(res.numUpdatedRows) === 1;
+}
+
 export type ClaimById =
   | { claimed: true; row: RequestRow }
   /** It already ended, or is gone: nothing to do. */

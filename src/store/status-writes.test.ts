@@ -52,7 +52,7 @@ test('in it, statuses are set by statusUpdate alone, and rows are created QUEUED
   }
   assert.match(fns.get('statusUpdate')!, /canTransition\(/, 'statusUpdate checks the state table');
   // Every other function that changes a status builds its UPDATE with statusUpdate.
-  for (const name of ['claimNext', 'claimById', 'transition', 'recoverOnStartup', 'requeueClaim']) {
+  for (const name of ['claimNext', 'claimById', 'claimBatch', 'unclaim', 'transition', 'recoverOnStartup', 'requeueClaim']) {
     assert.match(fns.get(name) ?? '', /statusUpdate\(/, `${name} goes through statusUpdate`);
   }
 });

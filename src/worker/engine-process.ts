@@ -1,8 +1,10 @@
 /**
  * Supervises one engine process (one GPU): spawns `python -m klein_engine serve`, waits for
- * `ready`, runs one job at a time over the frame protocol, and restarts the engine with
- * exponential backoff when it crashes, hangs at start or breaks the stream. The job in
- * flight when an engine dies fails with engine_failed (502); the caller releases it.
+ * `ready`, runs jobs over the frame protocol, and restarts the engine with exponential
+ * backoff when it crashes, hangs at start or breaks the stream. Up to the engine's
+ * `max_batch` jobs are in flight at once, sent as one batch (`generateBatch`); each has its
+ * own frames — progress, cancel, result or error — matched by its id. Every job in flight
+ * when an engine dies fails with engine_failed (502); its caller releases or requeues it.
  *
  *   STOPPED ─start─▶ STARTING ─ready─▶ READY ⇄ BUSY
  *                       │  ▲                │ exit / broken stream
@@ -73,7 +75,13 @@ export class EngineCrashed extends ApiError {
   }
 }
 
-interface Current {
+/** What the caller of a job hears: its steps, and its cancel. */
+export interface GenerateOptions {
+  onProgress?: (step: number, total: number, preview?: RgbImage) => void;
+  signal?: AbortSignal;
+}
+
+interface InFlight {
   id: string;
   resolve: (output: EngineOutput) => void;
   reject: (e: Error) => void;
@@ -90,7 +98,9 @@ export class EngineProcess {
   restarts = 0;
 
   private child: ChildProcessWithoutNullStreams | null = null;
-  private current: Current | null = null;
+  /** The jobs sent and not yet answered, by id. */
+  private readonly inFlight = new Map<string, InFlight>();
+  private batches = 0;
   private stopping = false;
   private backoffMs: number;
   private restartTimer: NodeJS.Timeout | null = null;
@@ -137,45 +147,81 @@ export class EngineProcess {
     clearTimeout(killer);
   }
 
-  generate(
-    job: EngineJob,
-    opts: { onProgress?: (step: number, total: number, preview?: RgbImage) => void; signal?: AbortSignal } = {},
-  ): Promise<EngineOutput> {
-    if (this.current) return Promise.reject(new Error('EngineProcess.generate: a job is already running on this engine'));
-    if (this.state !== 'READY' || !this.child) {
-      return Promise.reject(new ApiError('engine_unavailable', `No engine can take work (${this.lastError ?? this.state.toLowerCase()})`));
+  /** Jobs the engine runs together (`max_batch` of its `ready`; 1 before it is ready). */
+  get maxBatch(): number {
+    return this.facts?.capabilities.max_batch ?? 1;
+  }
+
+  /** One job: a batch of one. */
+  generate(job: EngineJob, opts: GenerateOptions = {}): Promise<EngineOutput> {
+    return this.generateBatch([{ job, opts }])[0]!;
+  }
+
+  /**
+   * Sends `jobs` as one batch (the engine runs them together where batch.py allows) and
+   * returns each one's outcome. The frames are written back to back in one turn of the event
+   * loop, so nothing — a cancel included — comes between them. At most `maxBatch` jobs may be
+   * in flight at once.
+   */
+  generateBatch(jobs: Array<{ job: EngineJob; opts?: GenerateOptions }>): Array<Promise<EngineOutput>> {
+    const refuse = (e: Error) => jobs.map(() => Promise.reject(e));
+    if (this.inFlight.size + jobs.length > this.maxBatch) {
+      return refuse(new Error(`EngineProcess.generateBatch: ${this.inFlight.size} + ${jobs.length} jobs would exceed the engine's max_batch ${this.maxBatch}`));
     }
-    if (opts.signal?.aborted) return Promise.reject(new Cancelled(String(opts.signal.reason ?? 'cancelled')));
+    if (this.state !== 'READY' || !this.child) {
+      return refuse(new ApiError('engine_unavailable', `No engine can take work (${this.lastError ?? this.state.toLowerCase()})`));
+    }
     const child = this.child;
-    return new Promise<EngineOutput>((resolve, reject) => {
-      const cur: Current = { id: job.id, resolve, reject, onProgress: opts.onProgress, cancelled: false };
-      this.current = cur;
-      this.setState('BUSY');
-      const onAbort = () => {
-        if (this.current !== cur || cur.cancelled) return;
-        cur.cancelled = true;
-        try {
-          child.stdin.write(encodeCancel(job.id));
-        } catch {
-          /* the exit handler fails the job */
-        }
-        cur.graceTimer = setTimeout(() => {
-          this.options.logger.warn({ engine_pid: child.pid, request_id: job.id }, 'engine did not answer a cancel; killing it');
-          child.kill('SIGKILL');
-        }, this.options.cancelGraceMs ?? 10_000);
-      };
-      opts.signal?.addEventListener('abort', onAbort, { once: true });
-      const cleanup = () => opts.signal?.removeEventListener('abort', onAbort);
-      cur.resolve = (output) => {
-        cleanup();
-        resolve(output);
-      };
-      cur.reject = (e) => {
-        cleanup();
-        reject(e);
-      };
-      child.stdin.write(encodeGenerate({ id: job.id, params: job.params, images: job.images, preview: job.preview }));
+    const live = jobs.filter(({ opts }) => !opts?.signal?.aborted);
+    const batch = live.length > 1 ? { id: `b${++this.batches}`, size: live.length } : undefined;
+    const outcomes = jobs.map(({ job, opts = {} }) => {
+      if (opts.signal?.aborted) return Promise.reject(new Cancelled(String(opts.signal.reason ?? 'cancelled')));
+      return new Promise<EngineOutput>((resolve, reject) => {
+        const entry: InFlight = { id: job.id, resolve, reject, onProgress: opts.onProgress, cancelled: false };
+        const onAbort = () => this.cancel(entry, child);
+        opts.signal?.addEventListener('abort', onAbort, { once: true });
+        const cleanup = () => opts.signal?.removeEventListener('abort', onAbort);
+        entry.resolve = (output) => {
+          cleanup();
+          resolve(output);
+        };
+        entry.reject = (e) => {
+          cleanup();
+          reject(e);
+        };
+        this.inFlight.set(job.id, entry);
+      });
     });
+    if (live.length > 0) this.setState('BUSY');
+    for (const { job } of live) {
+      child.stdin.write(encodeGenerate({ id: job.id, params: job.params, images: job.images, preview: job.preview, batch }));
+    }
+    return outcomes;
+  }
+
+  /** Asks the engine to drop one job (between two steps); kills it if no answer comes. */
+  private cancel(entry: InFlight, child: ChildProcessWithoutNullStreams): void {
+    if (this.inFlight.get(entry.id) !== entry || entry.cancelled) return;
+    entry.cancelled = true;
+    try {
+      child.stdin.write(encodeCancel(entry.id));
+    } catch {
+      /* the exit handler fails the job */
+    }
+    entry.graceTimer = setTimeout(() => {
+      this.options.logger.warn({ engine_pid: child.pid, request_id: entry.id }, 'engine did not answer a cancel; killing it');
+      child.kill('SIGKILL');
+    }, this.options.cancelGraceMs ?? 10_000);
+  }
+
+  /** Removes a job that got its answer; READY again once none is left. */
+  private settle(id: string): InFlight | null {
+    const entry = this.inFlight.get(id);
+    if (!entry) return null;
+    if (entry.graceTimer) clearTimeout(entry.graceTimer);
+    this.inFlight.delete(id);
+    if (this.inFlight.size === 0 && this.state === 'BUSY') this.setState('READY');
+    return entry;
   }
 
   // -------------------------------------------------------------- internals
@@ -231,12 +277,12 @@ export class EngineProcess {
       if (this.healthyTimer) clearTimeout(this.healthyTimer);
       this.child = null;
       const how = signal ? `killed by ${signal}` : `exit status ${code}`;
-      const cur = this.current;
-      this.current = null;
-      if (cur) {
-        if (cur.graceTimer) clearTimeout(cur.graceTimer);
-        if (cur.cancelled) cur.reject(new Cancelled('cancelled'));
-        else cur.reject(new EngineCrashed(`The engine stopped while generating (${how}); the request was not charged`));
+      const lost = [...this.inFlight.values()];
+      this.inFlight.clear();
+      for (const entry of lost) {
+        if (entry.graceTimer) clearTimeout(entry.graceTimer);
+        if (entry.cancelled) entry.reject(new Cancelled('cancelled'));
+        else entry.reject(new EngineCrashed(`The engine stopped while generating (${how}); the request was not charged`));
       }
       resolveExit();
       if (this.stopping) {
@@ -273,16 +319,13 @@ export class EngineProcess {
         this.setState('READY');
         return;
       case 'progress':
-        if (this.current?.id === m.id) this.current.onProgress?.(m.step, m.total, m.preview);
+        this.inFlight.get(m.id)?.onProgress?.(m.step, m.total, m.preview);
         return;
       case 'result': {
-        const cur = this.current;
-        if (!cur || cur.id !== m.id) return;
-        if (cur.graceTimer) clearTimeout(cur.graceTimer);
-        this.current = null;
-        this.setState('READY');
-        if (cur.cancelled) cur.reject(new Cancelled('cancelled'));
-        else cur.resolve({ image: m.image, seed: m.seed, timings: m.timings });
+        const entry = this.settle(m.id);
+        if (!entry) return;
+        if (entry.cancelled) entry.reject(new Cancelled('cancelled'));
+        else entry.resolve({ image: m.image, seed: m.seed, timings: m.timings });
         return;
       }
       case 'error': {
@@ -291,12 +334,7 @@ export class EngineProcess {
           this.options.logger.error({ engine_pid: child.pid, reason: m.message }, 'engine could not load the model');
           return;
         }
-        const cur = this.current;
-        if (!cur || cur.id !== m.id) return;
-        if (cur.graceTimer) clearTimeout(cur.graceTimer);
-        this.current = null;
-        this.setState('READY');
-        cur.reject(mapEngineError(m.code, m.message));
+        this.settle(m.id)?.reject(mapEngineError(m.code, m.message));
         return;
       }
       default:

@@ -1,11 +1,21 @@
 /**
- * A worker of the fleet: one engine (one GPU) taking jobs from the BullMQ queue, one at a
- * time. Jobs carry only the request id; the row (PostgreSQL) and the stored reference
+ * A worker of the fleet: one engine (one GPU) taking jobs from the BullMQ queue, one batch
+ * at a time. Jobs carry only the request id; the row (PostgreSQL) and the stored reference
  * pixels (S3 or a shared disk) hold the rest.
  *
  *   BullMQ job {id} ─▶ claimById (QUEUED or a dead worker's PROCESSING → ours)
- *                   ─▶ load inputs ─▶ runJob (engine, encode, store, end: lifecycle.ts)
- *                   ─▶ 'retry' (async request, engine crashed): throw, BullMQ retries it
+ *                   ─▶ load inputs ─▶ batch mates (below)
+ *                   ─▶ runBatch (engine, encode, store, end: lifecycle.ts)
+ *                   ─▶ 'retry' (async request, engine crashed): throw, BullMQ retries it;
+ *                      a mate goes back to QUEUED and its job is added again
+ *
+ * Batch mates (the engine's max_batch > 1, KLEIN_MAX_BATCH): with the job BullMQ handed
+ * over, the worker claims from the database up to max_batch − 1 later queued requests it
+ * may share a batch with (queue/batching.ts), then removes each mate's BullMQ job, so no
+ * other worker takes it. BullMQ refuses to remove a job another worker holds (it fetched
+ * it and is about to claim the row): that mate is given back (`unclaim`) and left to it.
+ * A mate has no BullMQ job while it runs: if this worker dies, the gateways' reconciler
+ * finds its PROCESSING row without a job and without a live owner and queues it again.
  *
  * BullMQ holds the job under a lock that this process renews; if the process dies, the
  * lock expires, BullMQ's stall check (run by every live worker) puts the job back, the
@@ -34,15 +44,17 @@ import { countEngineRestarts, type Metrics } from '../metrics/metrics.js';
 import { Lifecycle, lostInputs } from '../queue/lifecycle.js';
 import type { ConnOptions, RedisKeys } from '../redis/connection.js';
 import { QUEUE_NAME, type JobData } from '../queue/redis/bull-job.js';
+import { jobOptions } from '../queue/redis/distributed-queue.js';
 import { RedisNotifier } from '../queue/redis/events.js';
 import { FleetMember, type WorkerState } from '../queue/redis/fleet.js';
 import { returnTakenBack } from '../queue/redis/reconciler.js';
-import { claimById } from '../store/requests.js';
+import { claimBatch, claimById, oldestQueued, unclaim, type RequestRow } from '../store/requests.js';
 import type { Database } from '../store/schema.js';
 import type { OutputStorage } from '../storage/types.js';
 import type { EngineProcess } from './engine-process.js';
-import { loadJobInputs } from '../queue/job-inputs.js';
-import { JobControl, runJob } from './run-job.js';
+import { loadJobInputs, type JobInputs } from '../queue/job-inputs.js';
+import { pickBatch, pickWindow } from '../queue/batching.js';
+import { JobControl, runBatch, type JobToRun } from './run-job.js';
 import type { CancelReason } from '../queue/events.js';
 
 /**
@@ -230,6 +242,7 @@ export class FleetWorker {
     this.running.set(id, control);
     this.lastActive = Date.now();
     void this.member.beat();
+    const jobs: JobToRun[] = [];
     try {
       const claim = await claimById(this.options.db, id, this.options.id, { leaseMs: this.options.lockMs, maxAttempts: this.options.maxAttempts });
       if (!claim.claimed) {
@@ -244,6 +257,7 @@ export class FleetWorker {
         await this.lifecycle.failed(id, lostInputs(), ['PROCESSING'], this.options.id);
         return;
       }
+      jobs.push({ row: claim.row, job: inputs, control }, ...(await this.mates(claim.row, inputs)));
       const ctx = {
         lifecycle: this.lifecycle,
         engine: this.options.engine,
@@ -253,13 +267,65 @@ export class FleetWorker {
         imageMetadata: this.options.imageMetadata,
         maxAttempts: this.options.maxAttempts,
       };
-      const r = await runJob(ctx, claim.row, inputs, this.options.id, control);
-      if (r === 'retry') throw new Error('the engine died while running this request; it is retried');
-      this.jobsDone += 1;
+      const ends = await runBatch(ctx, jobs, this.options.id);
+      this.jobsDone += ends.filter((e) => e === 'done').length;
+      // A mate requeued after an engine crash has no BullMQ job: it gets one again (if Redis
+      // is away, the reconciler adds it later: its row is QUEUED without a job).
+      for (const [i, mate] of jobs.entries()) {
+        if (i === 0 || ends[i] !== 'retry') continue;
+        await this.queue?.add(QUEUE_NAME, { id: mate.row.id, route: mate.row.route }, jobOptions(mate.row.id, this.options.maxAttempts)).catch((err: unknown) =>
+          this.options.logger.warn({ err, request_id: mate.row.id }, 'could not queue a requeued batch mate again; the reconciler will'),
+        );
+      }
+      if (ends[0] === 'retry') throw new Error('the engine died while running this request; it is retried');
     } finally {
       this.running.delete(id);
+      for (const mate of jobs.slice(1)) this.running.delete(mate.row.id);
       this.lastActive = Date.now();
       void this.member.beat();
     }
+  }
+
+  /**
+   * Claims the queued requests that may run in one batch with `head` (see the header), each
+   * registered for cancels at once. None when the engine runs one job at a time.
+   */
+  private async mates(head: RequestRow, headInputs: JobInputs): Promise<JobToRun[]> {
+    const maxBatch = this.options.engine.maxBatch;
+    if (maxBatch <= 1 || !this.queue) return [];
+    const { db, storage } = this.options;
+    const rows = await oldestQueued(db, pickWindow(maxBatch));
+    const picked = (await pickBatch({ row: head, inputs: headInputs }, rows, maxBatch, (r) => loadJobInputs(r, storage))).slice(1);
+    if (picked.length === 0) return [];
+    // Registered before the claim, as the head's control is, so no cancel is lost.
+    const controls = new Map(picked.map((c) => [c.row.id, new JobControl()]));
+    for (const [mateId, control] of controls) this.running.set(mateId, control);
+    const inputs = new Map(picked.map((c) => [c.row.id, c.inputs]));
+    const taken = await claimBatch(db, [...controls.keys()], this.options.id, this.options.lockMs).catch((err: unknown) => {
+      for (const mateId of controls.keys()) this.running.delete(mateId);
+      throw err;
+    });
+    const mates: JobToRun[] = [];
+    try {
+      for (const row of taken) {
+        // 1: removed (or it had none); 0: another worker holds it and will claim the row.
+        if ((await this.queue.remove(row.id).catch(() => 0)) === 1) {
+          mates.push({ row, job: inputs.get(row.id)!, control: controls.get(row.id)! });
+          controls.delete(row.id);
+        } else {
+          await unclaim(db, row.id, { workerId: this.options.id, attempts: row.attempts });
+        }
+      }
+    } catch (err) {
+      // The database failed: give back every claim that has not run (best effort; a mate
+      // left QUEUED without its job is queued again by the reconciler).
+      for (const row of taken) await unclaim(db, row.id, { workerId: this.options.id, attempts: row.attempts }).catch(() => false);
+      for (const row of taken) this.running.delete(row.id);
+      throw err;
+    } finally {
+      for (const mateId of controls.keys()) this.running.delete(mateId);
+    }
+    if (mates.length > 0) this.options.logger.info({ request_id: head.id, mates: mates.map((m) => m.row.id) }, 'running queued requests as one batch');
+    return mates;
   }
 }

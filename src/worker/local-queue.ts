@@ -3,6 +3,11 @@
  * taken in order by the one engine this process supervises. Submission is submit.ts, the
  * run is worker/run-job.ts, every end is lifecycle.ts (shared with the fleet's workers).
  *
+ * When the engine is idle the queue takes the oldest queued request and, up to the engine's
+ * max_batch (KLEIN_MAX_BATCH), the later queued ones it may share a batch with
+ * (queue/batching.ts), and sends them to the engine together; requests that arrive while a
+ * batch runs wait for the next one.
+ *
  *   submit ─▶ reserve ─▶ row QUEUED ─▶ claim (PROCESSING) ─▶ engine ─▶ encode ─▶ store output
  *               │ 406         │ cancel                        │ crash (async: retried)
  *               ▼             ▼                               ▼
@@ -19,12 +24,13 @@ import type { RgbImage } from '../contract/types.js';
 import { ApiError } from '../contract/errors.js';
 import type { Limiter } from '../limits/limits.js';
 import type { Metrics } from '../metrics/metrics.js';
-import { claimNext, queuePosition, type RequestRow } from '../store/requests.js';
+import { claimBatch, claimNext, oldestQueued, queuePosition, type RequestRow } from '../store/requests.js';
 import type { Database } from '../store/schema.js';
 import type { OutputStorage } from '../storage/types.js';
 import type { EngineProcess } from './engine-process.js';
 import { inputsFromRow, loadJobInputs, type JobInputs } from '../queue/job-inputs.js';
-import { JobControl, runJob } from './run-job.js';
+import { JobControl, runBatch, type JobToRun } from './run-job.js';
+import { pickBatch, pickWindow, type Candidate } from '../queue/batching.js';
 import type { CancelReason, JobBus, JobOutcome, ProgressEvent } from '../queue/events.js';
 import { Lifecycle, lostInputs, slotKey } from '../queue/lifecycle.js';
 import { queueDepth } from '../queue/depth.js';
@@ -163,15 +169,36 @@ export class LocalQueue implements JobQueue {
 
   private async pump(): Promise<void> {
     while (!this.stopped && this.options.engine.state === 'READY' && this.running.size === 0) {
-      const row = await claimNext(this.options.db, this.options.workerId, 10 * 60_000);
-      if (!row) return;
-      const inputs = await this.inputsOf(row);
-      if (!inputs) {
-        await this.lifecycle.failed(row.id, lostInputs(), ['PROCESSING']);
-        continue;
+      const claimed = await this.claim();
+      if (!claimed) return;
+      const jobs: JobToRun[] = [];
+      for (const { row, inputs } of claimed) {
+        if (inputs) jobs.push({ row, job: inputs, control: new JobControl() });
+        else await this.lifecycle.failed(row.id, lostInputs(), ['PROCESSING']);
       }
-      await this.run(row, inputs);
+      if (jobs.length > 0) await this.run(jobs);
     }
+  }
+
+  /**
+   * Claims the next batch: the oldest queued request and the later ones it may run with
+   * (none when the engine runs one job at a time). Null when nothing is queued; an empty
+   * list when the rows picked were taken meanwhile (then the pump looks again).
+   */
+  private async claim(): Promise<Candidate[] | null> {
+    const { db, workerId } = this.options;
+    const maxBatch = this.options.engine.maxBatch;
+    if (maxBatch <= 1) {
+      const row = await claimNext(db, workerId, LEASE_MS);
+      return row ? [{ row, inputs: await this.inputsOf(row) }] : null;
+    }
+    const rows = await oldestQueued(db, pickWindow(maxBatch));
+    const head = rows[0];
+    if (!head) return null;
+    const picked = await pickBatch({ row: head, inputs: await this.inputsOf(head) }, rows.slice(1), maxBatch, (r) => this.inputsOf(r));
+    const inputs = new Map(picked.map((c) => [c.row.id, c.inputs]));
+    const taken = await claimBatch(db, [...inputs.keys()], workerId, LEASE_MS);
+    return taken.map((row) => ({ row, inputs: inputs.get(row.id) ?? null }));
   }
 
   /** In memory for jobs submitted here; from storage for async jobs of a previous run. */
@@ -181,21 +208,22 @@ export class LocalQueue implements JobQueue {
     return row.route === 'v2' ? loadJobInputs(row, this.options.storage) : null;
   }
 
-  private async run(row: RequestRow, inputs: JobInputs): Promise<void> {
-    const control = new JobControl();
-    this.running.set(row.id, control);
+  private async run(jobs: JobToRun[]): Promise<void> {
+    for (const j of jobs) this.running.set(j.row.id, j.control);
     try {
-      const r = await runJob(
+      const ends = await runBatch(
         { lifecycle: this.lifecycle, engine: this.options.engine, storage: this.options.storage, metrics: this.options.metrics, logger: this.options.logger, imageMetadata: this.options.imageMetadata, maxAttempts: this.options.maxAttempts },
-        row,
-        inputs,
+        jobs,
         this.options.workerId,
-        control,
       );
-      if (r === 'done') this.images.delete(row.id);
+      jobs.forEach((j, i) => {
+        if (ends[i] === 'done') this.images.delete(j.row.id);
+      });
     } finally {
-      this.running.delete(row.id);
+      for (const j of jobs) this.running.delete(j.row.id);
     }
   }
 }
 
+/** How long a claim of the embedded queue is leased (its rows are recovered at start-up). */
+const LEASE_MS = 10 * 60_000;

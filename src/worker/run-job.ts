@@ -1,14 +1,18 @@
 /**
- * Runs one claimed request on an engine, the same way for the embedded queue and for a
- * worker of the fleet:
+ * Runs claimed requests on an engine, the same way for the embedded queue and for a worker
+ * of the fleet. A batch (compatible requests claimed together, queue/batching.ts) is sent to
+ * the engine at once; from there each request goes its own way:
  *
- *   engine.generate (progress → notifier) → encode (sharp) → store output
+ *   engine.generateBatch (progress → notifier, per request) → encode (sharp) → store output
  *     → Lifecycle.completed (owner-guarded: settle)      → COMPLETED
  *   cancel (user, timeout, client gone, shutdown)         → Lifecycle.cancelled (release)
  *   engine crashed, attempts left (async requests)        → back to QUEUED: 'retry'
  *   any other failure                                     → Lifecycle.failed (release)
  *
- * The row must already be PROCESSING and owned by `owner` (see claimNext / claimById).
+ * So a request's charge, progress, cancel and failure stay its own: one cancelled request
+ * leaves the batch between two steps and the others go on; an engine that dies fails (sync)
+ * or requeues (async) each request of the batch. The rows must already be PROCESSING and
+ * owned by `owner` (see claimNext / claimById / claimBatch).
  */
 import type { Logger } from 'pino';
 import type { ResolvedParams, RgbImage } from '../contract/types.js';
@@ -21,14 +25,12 @@ import type { Lifecycle } from '../queue/lifecycle.js';
 import { CONTENT_TYPES, outputKey } from '../queue/storage-keys.js';
 import type { RequestRow } from '../store/requests.js';
 import type { OutputStorage } from '../storage/types.js';
-import { Cancelled, EngineCrashed, type EngineJob, type EngineOutput } from './engine-process.js';
+import { Cancelled, EngineCrashed, type EngineJob, type EngineOutput, type GenerateOptions } from './engine-process.js';
 
 /** What a job needs of an engine (EngineProcess is one). */
 export interface Engine {
-  generate(
-    job: EngineJob,
-    opts: { onProgress?: (step: number, total: number, preview?: RgbImage) => void; signal?: AbortSignal },
-  ): Promise<EngineOutput>;
+  /** Sends the jobs as one batch; each one's output, or why it has none. */
+  generateBatch(jobs: Array<{ job: EngineJob; opts?: GenerateOptions }>): Array<Promise<EngineOutput>>;
 }
 
 export interface RunJobContext {
@@ -53,32 +55,63 @@ export class JobControl {
   }
 }
 
+/** What a claimed request runs with. */
+export interface JobToRun {
+  row: RequestRow;
+  job: { params: ResolvedParams; images: RgbImage[]; priceMicro: number; enqueuedAt: number };
+  control: JobControl;
+}
+
 /** Whether a request whose engine died is tried again: asynchronous ones, while attempts remain. */
 export function retriesOnCrash(row: RequestRow, maxAttempts: number): boolean {
   return row.route === 'v2' && row.attempts < maxAttempts;
 }
 
-/**
- * Runs the job to its end. Returns 'done' when the request reached a terminal state (or
- * was no longer ours), 'retry' when it went back to QUEUED after an engine crash.
- */
+/** Runs one job to its end (a batch of one). */
 export async function runJob(
   ctx: RunJobContext,
   row: RequestRow,
-  job: { params: ResolvedParams; images: RgbImage[]; priceMicro: number; enqueuedAt: number },
+  job: JobToRun['job'],
   owner: string,
   control: JobControl,
 ): Promise<'done' | 'retry'> {
+  return (await runBatch(ctx, [{ row, job, control }], owner))[0]!;
+}
+
+/**
+ * Runs the jobs as one batch, each to its end. Returns per job 'done' when its request
+ * reached a terminal state (or was no longer ours), 'retry' when it went back to QUEUED
+ * after an engine crash. Each completed request's timings record the batch it ran in
+ * (`batch_size`: the requests sent to the engine together), and klein_batch_size counts
+ * each batch sent.
+ */
+export async function runBatch(ctx: RunJobContext, jobs: JobToRun[], owner: string): Promise<Array<'done' | 'retry'>> {
+  const startedAt = Date.now();
+  for (const { job } of jobs) ctx.metrics.stageSeconds.observe({ stage: 'queue' }, Math.max(0, startedAt - job.enqueuedAt) / 1000);
+  const size = jobs.filter(({ control }) => !control.reason).length;
+  if (size > 0) ctx.metrics.batchSize.observe(size);
+  const outputs = ctx.engine.generateBatch(
+    jobs.map(({ row, job, control }) => ({
+      job: { id: row.id, params: job.params, images: job.images, preview: row.route === 'v2' },
+      opts: { onProgress: (step, total, preview) => ctx.lifecycle.progress(row.id, { step, total, preview }), signal: control.abort.signal },
+    })),
+  );
+  return Promise.all(jobs.map((j, i) => finish(ctx, j, outputs[i]!, owner, { startedAt, batchSize: size })));
+}
+
+/** One job of a batch, from its engine output to its end. */
+async function finish(
+  ctx: RunJobContext,
+  { row, job, control }: JobToRun,
+  engineOutput: Promise<EngineOutput>,
+  owner: string,
+  batch: { startedAt: number; batchSize: number },
+): Promise<'done' | 'retry'> {
   const { id } = row;
   const { params } = job;
-  const startedAt = Date.now();
-  ctx.metrics.stageSeconds.observe({ stage: 'queue' }, Math.max(0, startedAt - job.enqueuedAt) / 1000);
   try {
     if (control.reason) throw new Cancelled(control.reason);
-    const out = await ctx.engine.generate(
-      { id, params, images: job.images, preview: row.route === 'v2' },
-      { onProgress: (step, total, preview) => ctx.lifecycle.progress(id, { step, total, preview }), signal: control.abort.signal },
-    );
+    const out = await engineOutput;
     const t0 = Date.now();
     const bytes = await encodeImage(out.image, {
       format: params.image_format,
@@ -88,8 +121,8 @@ export async function runJob(
     const encodeMs = Date.now() - t0;
     const key = outputKey(id, params.image_format);
     await ctx.storage.put(key, bytes, CONTENT_TYPES[params.image_format]);
-    const timings = { ...out.timings, encode_ms: encodeMs };
-    const generationTimeS = (Date.now() - startedAt) / 1000;
+    const timings = { ...out.timings, encode_ms: encodeMs, batch_size: batch.batchSize };
+    const generationTimeS = (Date.now() - batch.startedAt) / 1000;
     for (const stage of ['text', 'denoise', 'decode'] as const) {
       const ms = out.timings[`${stage}_ms`];
       if (typeof ms === 'number') ctx.metrics.stageSeconds.observe({ stage }, ms / 1000);
@@ -103,6 +136,9 @@ export async function runJob(
     if (!done) ctx.logger.warn({ request_id: id }, 'the request was no longer this worker\'s when it finished; its result was dropped');
     return 'done';
   } catch (err) {
+    // The engine's answer is awaited even when the job ended before it (a cancel seen
+    // first), so its rejection is never left unhandled.
+    engineOutput.catch(() => undefined);
     if (err instanceof Cancelled || control.reason) {
       await ctx.lifecycle.cancelled(id, control.reason ?? 'user', ['PROCESSING'], owner);
       return 'done';

@@ -14,7 +14,7 @@
  *
  * `type`, after OpenAI's error-codes guide (platform.openai.com/docs/guides/error-codes) and
  * API reference: invalid_request_error for a request the caller must change (400, 404, 408,
- * 409, 413, 415, 422, 431); authentication_error for 401; permission_error for 403;
+ * 409, 413, 422, 431); authentication_error for 401; permission_error for 403;
  * insufficient_quota for too few credits; rate_limit_error for 429; server_error for 500,
  * 502 and 504; service_unavailable_error for 503. OpenAI answers a spent balance with 429
  * and type insufficient_quota; we keep contract §2's 406 with that type, because the

@@ -69,11 +69,17 @@ describe('GET /openapi.json', () => {
       for (const [status, response] of Object.entries(op.responses as Record<string, Json>)) {
         // /health/ready's 503 is its state (not ready), not an error.
         if (Number(status) < 400 || (path === '/health/ready' && status === '503')) continue;
-        assert.deepEqual(response.content?.['application/json']?.schema, { $ref: '#/components/schemas/Error' }, `${method} ${path} ${status}`);
+        // The OpenAI-compatible routes answer in OpenAI's envelope (contract §8), every other in ours.
+        const envelope = (op.tags as string[]).includes('openai') ? 'OpenAiError' : 'Error';
+        assert.deepEqual(response.content?.['application/json']?.schema, { $ref: `#/components/schemas/${envelope}` }, `${method} ${path} ${status}`);
         const codes = String(response.description).split(', ');
         for (const code of codes) assert.equal(ERRORS[code as keyof typeof ERRORS]?.status, Number(status), `${method} ${path}: ${code} is not a ${status}`);
       }
     }
+    const openAi = doc.components.schemas.OpenAiError;
+    assert.deepEqual(openAi.required, ['error']);
+    assert.deepEqual(openAi.properties.error.required, ['message', 'type', 'param', 'code']);
+    assert.ok(doc.paths['/v1/images/generations'].post.responses['400'].content['application/json'].schema.$ref.endsWith('/OpenAiError'));
     const envelope = doc.components.schemas.Error;
     assert.deepEqual(envelope.required, ['error', 'code', 'request_id']);
     assert.deepEqual(envelope.properties.code.enum, Object.keys(ERRORS));

@@ -14,6 +14,7 @@ import Type, { type Static } from 'typebox';
 import { IMAGE_FORMATS } from './types.js';
 import { GENERATE_PROPERTIES, MAX_SEED } from './request-schema.js';
 import { Choice, Text } from './string-schemas.js';
+import { ERRORS, type ErrorCode } from './errors.js';
 
 export const OPENAI_MAX_IMAGES = 4;
 /** `WIDTHxHEIGHT` or `auto`; the sides' own rules (multiples of 16, 64 to 2048) apply after. */
@@ -114,3 +115,28 @@ export function fromFormFields(fields: Record<string, string>): Record<string, u
   }
   return out;
 }
+
+/** OpenAI's error types, as the OpenAI routes answer them (gateway/openai-errors.ts maps our codes). */
+export const OPENAI_ERROR_TYPES = [
+  'invalid_request_error',
+  'authentication_error',
+  'permission_error',
+  'insufficient_quota',
+  'rate_limit_error',
+  'server_error',
+  'service_unavailable_error',
+] as const;
+
+/** The error envelope of the OpenAI routes (contract §8), OpenAI's own shape. */
+export const OpenAiError = Type.Object(
+  {
+    error: Type.Object({
+      message: Type.String({ description: 'What went wrong' }),
+      type: Choice(OPENAI_ERROR_TYPES, { description: "OpenAI's error type" }),
+      param: Type.Union([Type.String(), Type.Null()], { description: 'The field at fault, or null' }),
+      code: Type.Unsafe<ErrorCode>({ type: 'string', enum: Object.keys(ERRORS), description: 'The error code (a row of the error table)' }),
+    }),
+  },
+  { $id: 'OpenAiError', description: "The error envelope of the OpenAI-compatible routes: OpenAI's, so its clients raise with the reason" },
+);
+export type OpenAiError = Static<typeof OpenAiError>;

@@ -4,9 +4,10 @@
  * reason (`str(e)` and `e.message` carry the message, `e.param` and `e.code` are set) rather
  * than a bare "Error code: 400". Every other route keeps the contract's envelope (§2).
  *
- * The routes throw ApiError as every route does, and the app's error handler writes the
- * contract's body; this route-level onSend hook rewrites that body into OpenAI's shape, so
- * there is one error path (logging, headers, statuses) for both. The status stays ours
+ * The routes throw ApiError as every route does, and the app's error handler sends the
+ * contract's body; this route-level preSerialization hook turns that body into OpenAI's
+ * shape before the route's response schema (OpenAiError) serializes it, so there is one
+ * error path (logging, headers, statuses) for both. The status stays ours
  * (contract §2) and `x-request-id` stays set: the openai clients raise by status (any 4xx or
  * 5xx raises; 400 BadRequestError, 401 AuthenticationError, 403 PermissionDeniedError,
  * 404 NotFoundError, 429 RateLimitError, others APIStatusError) and read the request id from
@@ -24,19 +25,10 @@
  */
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { ERRORS, type ErrorBody, type ErrorCode } from '../contract/errors.js';
+import type { OPENAI_ERROR_TYPES, OpenAiError } from '../contract/openai-schema.js';
 
-export type OpenAiErrorType =
-  | 'invalid_request_error'
-  | 'authentication_error'
-  | 'permission_error'
-  | 'insufficient_quota'
-  | 'rate_limit_error'
-  | 'server_error'
-  | 'service_unavailable_error';
-
-export interface OpenAiErrorBody {
-  error: { message: string; type: OpenAiErrorType; param: string | null; code: ErrorCode };
-}
+export type OpenAiErrorType = (typeof OPENAI_ERROR_TYPES)[number];
+export type OpenAiErrorBody = OpenAiError;
 
 /** OpenAI's `type` for one of our codes (see the file comment for the source). */
 export function openAiErrorType(code: ErrorCode): OpenAiErrorType {
@@ -61,18 +53,11 @@ function isErrorBody(x: unknown): x is ErrorBody {
 }
 
 /**
- * onSend hook of an OpenAI route: an error answer written in the contract's envelope is
+ * preSerialization hook of an OpenAI route: an error answer in the contract's envelope is
  * sent in OpenAI's. Anything else (a 200, a body that is not that envelope) passes as is.
  */
 export async function openAiErrorHook(_req: FastifyRequest, reply: FastifyReply, payload: unknown): Promise<unknown> {
-  if (reply.statusCode < 400 || typeof payload !== 'string') return payload;
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(payload);
-  } catch {
-    return payload;
-  }
-  if (!isErrorBody(parsed)) return payload;
-  return JSON.stringify(toOpenAiError(parsed));
+  if (reply.statusCode < 400 || !isErrorBody(payload)) return payload;
+  return toOpenAiError(payload);
 }
 

@@ -11,7 +11,7 @@ import swagger from '@fastify/swagger';
 import type { FastifyInstance } from 'fastify';
 import Type, { type TSchema } from 'typebox';
 import { AsyncBody, GenerateBody } from '../contract/request-schema.js';
-import { OpenAiEditsForm, OpenAiImagesBody, OpenAiImagesResponse } from '../contract/openai-schema.js';
+import { OpenAiEditsForm, OpenAiError, OpenAiImagesBody, OpenAiImagesResponse } from '../contract/openai-schema.js';
 import { Cancellation, Credits, ErrorEnvelope, GeneratedImage, ProgressEvent, QueuedEvent, RequestRecord, StatusView, Submitted, TerminalEvent } from '../contract/responses.js';
 import { AccountList, CreditBalance, CreditGrant, Usage } from '../contract/admin-schema.js';
 import { Health, ReadyCheck } from '../contract/health-schema.js';
@@ -36,6 +36,7 @@ export const COMPONENTS: ReadonlyMap<string, TSchema> = new Map(
     TerminalEvent,
     Credits,
     OpenAiImagesResponse,
+    OpenAiError,
     AccountList,
     CreditGrant,
     CreditBalance,

@@ -10,6 +10,7 @@
 import Type, { type Static, type TSchema, type TUnsafe } from 'typebox';
 import { ERRORS, type ErrorCode } from '../contract/errors.js';
 import { ErrorEnvelope } from '../contract/responses.js';
+import { OpenAiError } from '../contract/openai-schema.js';
 import { MODEL_SLUG } from '../contract/models.js';
 
 /** Either header carries the key (contract §1: x-api-key; OpenAI clients: a Bearer token). */
@@ -52,14 +53,26 @@ export const IMAGE_HEADERS = {
 };
 
 /** The error responses of a route: each status with the codes that answer it, in the envelope. */
-export function errorResponses(...statuses: number[]): Record<number, { description: string; headers: Record<string, TSchema>; content: { 'application/json': { schema: TUnsafe<ErrorEnvelope> } } }> {
+export function errorResponses(...statuses: number[]) {
+  return errorResponsesIn(ErrorEnvelope, statuses);
+}
+
+/** The same in OpenAI's envelope, for the OpenAI-compatible routes (gateway/openai-errors.ts). */
+export function openAiErrorResponses(...statuses: number[]) {
+  return errorResponsesIn(OpenAiError, statuses);
+}
+
+function errorResponsesIn<T extends TSchema>(
+  envelope: T,
+  statuses: number[],
+): Record<number, { description: string; headers: Record<string, TSchema>; content: { 'application/json': { schema: TUnsafe<Static<T>> } } }> {
   const codes = (status: number) => (Object.keys(ERRORS) as ErrorCode[]).filter((c) => ERRORS[c].status === status);
   const headersOf = (status: number) => ({ ...REQUEST_ID, ...(status === 429 ? { ...RETRY_AFTER, ...RATE_LIMIT } : status === 503 ? RETRY_AFTER : {}) });
   return Object.fromEntries(
     statuses.map((status) => {
       const listed = codes(status);
       if (listed.length === 0) throw new Error(`route-schema: no error code answers ${status}`);
-      return [status, { description: listed.join(', '), headers: headersOf(status), content: { 'application/json': { schema: ref(ErrorEnvelope) } } }];
+      return [status, { description: listed.join(', '), headers: headersOf(status), content: { 'application/json': { schema: ref(envelope) } } }];
     }),
   );
 }

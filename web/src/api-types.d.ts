@@ -390,6 +390,19 @@ export interface Schemas {
       seeds: number[];
     };
   };
+  /** The error envelope of the OpenAI-compatible routes: OpenAI's, so its clients raise with the reason */
+  OpenAiError: {
+    error: {
+      /** What went wrong */
+      message: string;
+      /** OpenAI's error type */
+      type: "invalid_request_error" | "authentication_error" | "permission_error" | "insufficient_quota" | "rate_limit_error" | "server_error" | "service_unavailable_error";
+      /** The field at fault, or null */
+      param: string | null;
+      /** The error code (a row of the error table) */
+      code: "invalid_json" | "unsupported_media_type" | "validation_failed" | "image_fetch_failed" | "image_invalid" | "image_too_large" | "image_too_small" | "image_bad_ratio" | "url_blocked" | "invalid_multipart" | "bad_url" | "bad_request" | "unauthorized" | "forbidden" | "not_found" | "insufficient_credits" | "request_timeout" | "request_cancelled" | "idempotency_conflict" | "payload_too_large" | "rate_limited" | "headers_too_large" | "concurrency_limited" | "client_closed" | "internal" | "engine_unavailable" | "engine_failed" | "out_of_memory" | "not_ready" | "draining" | "queue_unavailable" | "timeout";
+    };
+  };
   /** Every account, oldest first */
   AccountList: {
     accounts: Array<{

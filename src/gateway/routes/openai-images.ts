@@ -36,7 +36,7 @@ import type { CompletedOutcome, JobOutcome } from '../../queue/events.js';
 import { releaseUndelivered } from '../../queue/delivery.js';
 import { validateBody, validateGenerateBody, validationFailed } from '../../contract/validate.js';
 import { fromFormFields, OPENAI_MAX_IMAGES, OpenAiEditsForm, OpenAiImagesBody, OpenAiImagesResponse, type OpenAiImagesInput } from '../../contract/openai-schema.js';
-import { errorResponses, json, RATE_LIMITED_HEADERS, ref, SECURED } from '../route-schema.js';
+import { openAiErrorResponses, json, RATE_LIMITED_HEADERS, ref, SECURED } from '../route-schema.js';
 import Type from 'typebox';
 import { openAiErrorHook } from '../openai-errors.js';
 import { modelNames, servedModel } from '../openai-model-names.js';
@@ -195,7 +195,7 @@ const imageHeaders = {
 };
 const responses = {
   200: json(ref(OpenAiImagesResponse), '{created, data: [{b64_json} | {url}]}', imageHeaders),
-  ...errorResponses(400, 401, 406, 408, 409, 413, 429, 500, 502, 503, 504),
+  ...openAiErrorResponses(400, 401, 406, 408, 409, 413, 429, 500, 502, 503, 504),
 };
 const tagged = { tags: ['openai'], security: SECURED };
 
@@ -222,13 +222,13 @@ export function registerOpenAiImageRoutes(app: App, deps: AppDeps): void {
   const admission = admissionHook(deps, { route: 'v1' });
   const onRequest = [auth, rate, admission];
   // Errors in OpenAI's envelope (contract §8), so OpenAI clients raise with the reason.
-  const onSend = openAiErrorHook;
+  const preSerialization = openAiErrorHook;
 
-  app.post('/v1/images/generations', { schema: generationsSchema, onRequest, onSend, bodyLimit: deps.config.bodyLimitBytes }, async (req, reply) => {
+  app.post('/v1/images/generations', { schema: generationsSchema, onRequest, preSerialization, bodyLimit: deps.config.bodyLimitBytes }, async (req, reply) => {
     return generateImages(deps, req, reply, offered(deps, req.body), []);
   });
 
-  app.post('/v1/images/edits', { schema: editsSchema, onRequest, onSend, bodyLimit: deps.config.bodyLimitBytes }, async (req, reply) => {
+  app.post('/v1/images/edits', { schema: editsSchema, onRequest, preSerialization, bodyLimit: deps.config.bodyLimitBytes }, async (req, reply) => {
     if (!req.isMultipart()) throw new ApiError('unsupported_media_type', 'Content-Type must be multipart/form-data');
     const { fields, images } = await readForm(req);
     const v = validateBody(fromFormFields(fields), OpenAiImagesBody);

@@ -14,7 +14,7 @@ import { authHook } from '../auth.js';
 import type { App, AppDeps } from '../app.js';
 import { openAiErrorHook } from '../openai-errors.js';
 import { modelNames, servedModel } from '../openai-model-names.js';
-import { errorResponses, json, SECURED } from '../route-schema.js';
+import { openAiErrorResponses, json, SECURED } from '../route-schema.js';
 
 /** FLUX.2 [klein] is published by Black Forest Labs. */
 const OWNER = 'black-forest-labs';
@@ -38,9 +38,9 @@ export function registerOpenAiModelRoutes(app: App, deps: AppDeps): void {
   app.get(
     '/v1/models',
     {
-      schema: { ...tagged, operationId: 'listModels', summary: 'OpenAI-compatible: the models (and aliases) model takes', response: { 200: json(ModelList, '{object: "list", data: [model]}'), ...errorResponses(401, 500) } },
+      schema: { ...tagged, operationId: 'listModels', summary: 'OpenAI-compatible: the models (and aliases) model takes', response: { 200: json(ModelList, '{object: "list", data: [model]}'), ...openAiErrorResponses(401, 500) } },
       onRequest: auth,
-      onSend: openAiErrorHook,
+      preSerialization: openAiErrorHook,
     },
     async () => ({ object: 'list' as const, data: modelNames(deps.config).map(describe) }),
   );
@@ -53,10 +53,10 @@ export function registerOpenAiModelRoutes(app: App, deps: AppDeps): void {
         operationId: 'retrieveModel',
         summary: 'OpenAI-compatible: one model or alias',
         params: ModelNameParams,
-        response: { 200: json(ModelObject, '{id, object: "model", created, owned_by}'), ...errorResponses(401, 404, 500) },
+        response: { 200: json(ModelObject, '{id, object: "model", created, owned_by}'), ...openAiErrorResponses(401, 404, 500) },
       },
       onRequest: auth,
-      onSend: openAiErrorHook,
+      preSerialization: openAiErrorHook,
     },
     async (req) => {
       const { model } = req.params;

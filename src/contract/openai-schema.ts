@@ -12,11 +12,11 @@
  */
 import Type, { type Static } from 'typebox';
 import { IMAGE_FORMATS } from './types.js';
-import { GENERATE_PROPERTIES, MAX_SEED } from './request-schema.js';
+import { GENERATE_PROPERTIES, MAX_IMAGES, MAX_SEED } from './request-schema.js';
 import { Choice, Text } from './string-schemas.js';
 import { ERRORS, type ErrorCode } from './errors.js';
 
-export const OPENAI_MAX_IMAGES = 4;
+export const OPENAI_MAX_IMAGES = MAX_IMAGES;
 /** `WIDTHxHEIGHT` or `auto`; the sides' own rules (multiples of 16, 64 to 2048) apply after. */
 export const OPENAI_SIZE_PATTERN = '^(auto|[0-9]{2,4}x[0-9]{2,4})$';
 export const OPENAI_RESPONSE_FORMATS = ['b64_json', 'url'] as const;

@@ -23,6 +23,7 @@
  * An answer given before the whole body arrived closes the connection, so a client cannot
  * hold it open by dripping a body nobody will read.
  */
+import { OPENAI_MAX_IMAGES } from '../contract/openai-schema.js';
 import { randomUUID } from 'node:crypto';
 import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
@@ -173,7 +174,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   registerAccountRoutes(typed, deps);
   registerSegmindV1Routes(typed, deps);
   registerSegmindV2Routes(typed, deps);
-  await app.register(multipart, { limits: { fileSize: deps.config.imageMaxBytes, files: 4, fields: 32, fieldSize: 64 * 1024 } });
+  await app.register(multipart, { limits: { fileSize: deps.config.imageMaxBytes, files: OPENAI_MAX_IMAGES, fields: 32, fieldSize: 64 * 1024 } });
   registerOpenAiImageRoutes(typed, deps);
   registerOpenAiModelRoutes(typed, deps);
   registerAdminRoutes(typed, deps);
@@ -222,7 +223,7 @@ function toApiError(err: FastifyError | ApiError): ApiError {
     case 'FST_FILES_LIMIT':
     case 'FST_FIELDS_LIMIT':
     case 'FST_PARTS_LIMIT':
-      return new ApiError('validation_failed', 'Too many parts in the form (at most 4 images)');
+      return new ApiError('validation_failed', `Too many parts in the form (at most ${OPENAI_MAX_IMAGES} images)`);
     case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
       return new ApiError('invalid_json', 'Content-Length does not match the body');
     default:

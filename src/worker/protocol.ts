@@ -307,16 +307,16 @@ function fields<T extends object>(frame: RawFrame): Fields<T> {
  */
 class Fields<T extends object> {
   constructor(
-    private readonly o: JsonObject,
+    private readonly object: JsonObject,
     private readonly where: string,
   ) {}
 
   has(name: keyof T & string): boolean {
-    return Object.prototype.hasOwnProperty.call(this.o, name);
+    return Object.prototype.hasOwnProperty.call(this.object, name);
   }
 
   raw(name: keyof T & string): unknown {
-    return this.has(name) ? this.o[name] : undefined;
+    return this.has(name) ? this.object[name] : undefined;
   }
 
   private bad(name: keyof T & string, want: string): ProtocolError {

@@ -153,7 +153,7 @@ async function generateImages(deps: AppDeps, req: FastifyRequest, reply: Fastify
   }
 }
 
-/** Reads a multipart form: 1 to 4 images and the fields; a malformed form is a 400. */
+/** Reads a multipart form: 1 to OPENAI_MAX_IMAGES images and the fields; a malformed form is a 400. */
 async function readForm(req: FastifyRequest): Promise<{ fields: Record<string, string>; images: string[] }> {
   const fields: Record<string, string> = {};
   const images: string[] = [];
@@ -183,7 +183,7 @@ async function readForm(req: FastifyRequest): Promise<{ fields: Record<string, s
 function multipartError(err: unknown): ApiError {
   const code = (err as { code?: string }).code;
   if (code === 'FST_REQ_FILE_TOO_LARGE') return new ApiError('image_too_large', 'An uploaded image is larger than this server accepts');
-  if (code === 'FST_FILES_LIMIT' || code === 'FST_PARTS_LIMIT' || code === 'FST_FIELDS_LIMIT') return new ApiError('validation_failed', 'Too many parts in the form (at most 4 images)');
+  if (code === 'FST_FILES_LIMIT' || code === 'FST_PARTS_LIMIT' || code === 'FST_FIELDS_LIMIT') return new ApiError('validation_failed', `Too many parts in the form (at most ${OPENAI_MAX_IMAGES} images)`);
   const why = err instanceof Error ? err.message : String(err);
   return new ApiError('invalid_multipart', `The multipart/form-data body is malformed: ${why}`, { cause: err });
 }
@@ -202,7 +202,7 @@ const tagged = { tags: ['openai'], security: SECURED };
 const generationsSchema = {
   ...tagged,
   operationId: 'createImage',
-  summary: 'OpenAI-compatible: generate n (1–4) images',
+  summary: `OpenAI-compatible: generate n (1–${OPENAI_MAX_IMAGES}) images`,
   body: ref(OpenAiImagesBody),
   response: responses,
 };
@@ -210,7 +210,7 @@ const generationsSchema = {
 const editsSchema = {
   ...tagged,
   operationId: 'createImageEdit',
-  summary: 'OpenAI-compatible: edit with 1–4 reference images (multipart: image or image[])',
+  summary: `OpenAI-compatible: edit with 1–${OPENAI_MAX_IMAGES} reference images (multipart: image or image[])`,
   // The form is read by the handler (readForm), which validates its fields with OpenAiImagesBody.
   body: { content: { 'multipart/form-data': { schema: ref(OpenAiEditsForm) } } },
   response: responses,

@@ -9,12 +9,15 @@ Random weights cost exactly the FLOPs of the real ones, so no download is needed
     engine/.venv/bin/python bench/engine.py --go-fast-only --scenarios S2 --out … --merge   # the 12 GiB bound
     engine/.venv/bin/python bench/engine.py --startup --scenarios none --out … --merge
     engine/.venv/bin/python bench/engine.py --config tiny --scenarios S5 --repeats 1        # CPU smoke run
+    engine/.venv/bin/python bench/engine.py --scenarios S6 --batch 1,2,4 --out … --merge    # throughput by batch size
+
+bench/gpu.sh runs all of it on a lent GPU machine in two prepared runs (see its header).
 
 Scenarios (1024² unless noted): S1 Segmind defaults (20 steps, cfg 5, euler); S2 native
 (4 steps, cfg 1); S3 res_2s, 4 steps; S4 editing with one 1024² reference, 4 steps; S5 512²,
-4 steps; S6 throughput of S2 with --batch requests queued (go_fast: one generate_batch;
-reference path: one after another, since it never batches). Each runs with go_fast off and
-on (only on with --go-fast-only). The go_fast warm-up of each scenario runs inside the
+4 steps; S6 throughput of S2 with --batch requests queued (go_fast: one generate_batch,
+once per batch size of the list; reference path: one request at a time, once, since it never
+batches). Each runs with go_fast off and on (only on with --go-fast-only). The go_fast warm-up of each scenario runs inside the
 engine's compile window, so its shapes are compiled, as KLEIN_WARMUP_SIZES does for a server.
 
 Per scenario: ms per image (median), ms per transformer evaluation (denoising time over
@@ -35,6 +38,9 @@ relative error of the final latents and PSNR of the decoded images, at 1024² an
 --startup: saves the random model once in diffusers layout (--model-dir), then times a fresh
 `python -m klein_engine generate` from process start to its first image, with an empty
 compile cache (cold) and again with the cache it filled (warm).
+
+--out is written after every scenario and section, so a run stopped by a time limit keeps
+what it measured. --scale shrinks every size (rehearsals on a CPU: bench/gpu.sh's test).
 """
 
 from __future__ import annotations
@@ -179,10 +185,10 @@ def run(engine: KleinEngine, name: str, scenario: dict, go_fast: bool, repeats: 
 
 
 @torch.inference_mode()  # as the engine's own calls, so the compiled graphs' guards hold
-def fidelity(engine: KleinEngine, seeds) -> dict:
+def fidelity(engine: KleinEngine, seeds, scale: float = 1.0) -> dict:
     """go_fast against the reference path: final latents and decoded images, fixed seeds."""
     rows = []
-    for size in (1024, 512):
+    for size in (scaled(1024, scale), scaled(512, scale)):
         scenario = dict(SCENARIOS["S2"], width=size, height=size)
         for seed in seeds:
             req = request(scenario, seed, True, None, prompt="a lighthouse at dusk, oil painting")
@@ -206,7 +212,16 @@ _LOADED = re.compile(r"loaded .* in ([0-9.]+) s")
 _WARMED = re.compile(r"warmed up .* in ([0-9.]+) s")
 
 
-def startup(config: str, model_dir: Path, device: str, env_extra: dict) -> dict:
+def scaled(side: int, scale: float) -> int:
+    """A side times `scale`, a multiple of 16 and at least 64 (the engine's rules)."""
+    return max(64, int(round(side * scale / 16)) * 16)
+
+
+def scaled_scenario(scenario: dict, scale: float) -> dict:
+    return dict(scenario, width=scaled(scenario["width"], scale), height=scaled(scenario["height"], scale))
+
+
+def startup(config: str, model_dir: Path, device: str, env_extra: dict, size: int = 1024) -> dict:
     """Process start to first image from a local diffusers-layout directory, cold and warm cache."""
     t = time.perf_counter()
     model_dir = ensure_tiny() if config == "tiny" else save_model(config, model_dir, device)
@@ -214,15 +229,15 @@ def startup(config: str, model_dir: Path, device: str, env_extra: dict) -> dict:
     if torch.cuda.is_available():
         torch.cuda.empty_cache()  # leave the GPU to the process being timed
     cache = Path(tempfile.mkdtemp(prefix="klein-compile-"))
-    out = {"model_dir": str(model_dir), "save_s": round(save_s, 1), "size": "1024x1024", "steps": 4, "cfg": 1}
+    out = {"model_dir": str(model_dir), "save_s": round(save_s, 1), "size": f"{size}x{size}", "steps": 4, "cfg": 1}
     try:
         for label in ("cold", "warm"):
             path = os.pathsep.join(x for x in (str(ROOT / "engine"), os.environ.get("PYTHONPATH", "")) if x)
             env = dict(os.environ, PYTHONPATH=path, KLEIN_COMPILE_CACHE_DIR=str(cache),
-                       KLEIN_WARMUP_SIZES="1024x1024", PYTHONUNBUFFERED="1", **env_extra)
+                       KLEIN_WARMUP_SIZES=f"{size}x{size}", PYTHONUNBUFFERED="1", **env_extra)
             png = cache / "first.png"
             cmd = [sys.executable, "-m", "klein_engine", "generate", "--model", str(model_dir), "--prompt", "a lighthouse",
-                   "--steps", "4", "--cfg", "1", "--width", "1024", "--height", "1024", "--out", str(png)]
+                   "--steps", "4", "--cfg", "1", "--width", str(size), "--height", str(size), "--out", str(png)]
             t0 = time.perf_counter()
             proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
             first = proc.stdout.readline()
@@ -239,12 +254,17 @@ def startup(config: str, model_dir: Path, device: str, env_extra: dict) -> dict:
     return out
 
 
+def scenario_key(s: dict) -> tuple:
+    """What a --merge replaces: the same scenario, path, memory mode and batch size."""
+    return (s["name"], s["go_fast"], s.get("mode"), s.get("batch", 1))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="klein-4b", choices=["klein-4b", "tiny"])
     parser.add_argument("--scenarios", default="S1,S2,S3,S4,S5,S6", help="comma-separated, or 'none'")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--batch", type=int, default=4, help="S6: requests queued together")
+    parser.add_argument("--batch", default="4", help="S6: requests queued together; a comma-separated list runs each")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--fp8", default="auto", choices=["auto", "off", "emulate"])
     parser.add_argument("--act-scale", default="tensor", choices=["tensor", "row"])
@@ -256,35 +276,74 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=len(FIDELITY_SEEDS))
     parser.add_argument("--startup", action="store_true")
     parser.add_argument("--model-dir", default="/tmp/klein-random-4b")
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply every image side (rehearsals on a CPU)")
     parser.add_argument("--out")
-    parser.add_argument("--merge", action="store_true", help="merge into --out (same device): scenarios replaced by (name, go_fast, mode)")
+    parser.add_argument("--merge", action="store_true",
+                        help="merge into --out (same device): scenarios replaced by (name, go_fast, mode, batch)")
     args = parser.parse_args(argv)
     torch.set_grad_enabled(False)
     names = [] if args.scenarios.strip().lower() == "none" else [n.strip() for n in args.scenarios.split(",")]
     for n in names:
         if n not in SCENARIOS:
             parser.error(f"unknown scenario {n}; one of {', '.join(SCENARIOS)}")
+    try:
+        batches = [int(b) for b in args.batch.split(",")]
+    except ValueError:
+        parser.error(f"--batch must be integers, got {args.batch}")
     options = EngineOptions(fp8=args.fp8, fp8_act_scale=args.act_scale, compile=args.compile, compile_mode=args.compile_mode,
-                            compile_cache_dir=Path(args.cache_dir), go_fast_only=args.go_fast_only, max_batch=max(1, args.batch),
+                            compile_cache_dir=Path(args.cache_dir), go_fast_only=args.go_fast_only, max_batch=max(1, *batches),
                             warmup_sizes=())
     mode = "go_fast_only" if args.go_fast_only else "both_resident"
-    result: dict = {}
+    # A GPU machine's copy of the tree may have no git: bench/gpu.sh passes the commit.
+    commit = os.environ.get("KLEIN_BENCH_COMMIT", "")
+    if not commit:
+        try:
+            commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+        except OSError:
+            commit = ""
+    device = torch.cuda.get_device_name(0) if args.device.startswith("cuda") else f"cpu ({os.cpu_count()} threads)"
+    command = "engine/.venv/bin/python bench/engine.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    head = {"device": device, "torch": torch.__version__, "commit": commit, "date": dt.date.today().isoformat(), "config": args.config}
+    if args.scale != 1.0:
+        head["scale"] = args.scale
+    if args.out and args.merge and Path(args.out).exists():
+        out = json.loads(Path(args.out).read_text())
+        if out.get("device") != device:
+            parser.error(f"--merge: {args.out} was measured on {out.get('device')}, this is {device}")
+        out["commands"] = out.get("commands", [out.get("command")]) + [command]
+        out.update(head, command=command)
+    else:
+        out = {**head, "command": command, "scenarios": []}
+
+    def save() -> None:
+        if args.out:
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
+
+    def add(row: dict) -> None:
+        out["scenarios"] = [s for s in out.get("scenarios", []) if scenario_key(s) != scenario_key(row)] + [row]
+        save()
+
     if names or args.fidelity:
         t = time.perf_counter()
         engine = build_engine(args.config, args.device, options)
-        result["engine"] = {"build_s": round(time.perf_counter() - t, 1), "facts": engine.facts()}
-        print(json.dumps(result["engine"]), file=sys.stderr, flush=True)
-        scenarios = []
+        out[f"engine_{mode}"] = {"build_s": round(time.perf_counter() - t, 1), "facts": engine.facts()}
+        print(json.dumps(out[f"engine_{mode}"]), file=sys.stderr, flush=True)
+        save()
         for name in names:
+            scenario = scaled_scenario(SCENARIOS[name], args.scale)
             for go_fast in ((True,) if args.go_fast_only else (False, True)):
-                r = run(engine, name, SCENARIOS[name], go_fast, args.repeats, args.batch)
-                r["mode"] = mode
-                r["compile_mode"] = engine.fast.compile_mode
-                print(json.dumps(r), file=sys.stderr, flush=True)
-                scenarios.append(r)
-        result["scenarios"] = scenarios
+                # The reference path never batches: its S6 is measured once, one request at a time.
+                for batch in (batches if go_fast or not scenario.get("throughput") else [1]):
+                    r = run(engine, name, scenario, go_fast, args.repeats, batch)
+                    r["mode"] = mode
+                    r["compile_mode"] = engine.fast.compile_mode
+                    print(json.dumps(r), file=sys.stderr, flush=True)
+                    add(r)
         if args.fidelity:
-            result["fidelity"] = fidelity(engine, FIDELITY_SEEDS[: args.seeds] if args.seeds <= len(FIDELITY_SEEDS) else range(args.seeds))
+            seeds = FIDELITY_SEEDS[: args.seeds] if args.seeds <= len(FIDELITY_SEEDS) else range(args.seeds)
+            out["fidelity"] = fidelity(engine, seeds, args.scale)
+            save()
         del engine
         if args.device.startswith("cuda"):
             torch.cuda.empty_cache()
@@ -292,39 +351,10 @@ def main(argv: list[str] | None = None) -> int:
         env_extra = {"KLEIN_FP8": args.fp8, "KLEIN_COMPILE": args.compile, "KLEIN_COMPILE_MODE": args.compile_mode}
         if args.device == "cpu":
             env_extra["CUDA_VISIBLE_DEVICES"] = ""
-        result["startup"] = startup(args.config, Path(args.model_dir), args.device, env_extra)
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    except OSError:
-        commit = ""
-    device = torch.cuda.get_device_name(0) if args.device.startswith("cuda") else f"cpu ({os.cpu_count()} threads)"
-    command = "engine/.venv/bin/python bench/engine.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    head = {"device": device, "torch": torch.__version__, "commit": commit, "date": dt.date.today().isoformat(), "config": args.config}
-    if args.out and args.merge and Path(args.out).exists():
-        merged = json.loads(Path(args.out).read_text())
-        if merged.get("device") != device:
-            parser.error(f"--merge: {args.out} was measured on {merged.get('device')}, this is {device}")
-        new_keys = {(s["name"], s["go_fast"], s.get("mode")) for s in result.get("scenarios", [])}
-        merged["scenarios"] = [s for s in merged.get("scenarios", []) if (s["name"], s["go_fast"], s.get("mode")) not in new_keys]
-        merged["scenarios"] += result.get("scenarios", [])
-        merged["commands"] = merged.get("commands", [merged.get("command")]) + [command]
-        for k in ("fidelity", "startup", "engine"):
-            if k in result:
-                merged[k if k != "engine" else f"engine_{mode}"] = result[k]
-        merged.update(head, command=command)
-        out = merged
-    else:
-        out = {**head, "command": command, "scenarios": result.get("scenarios", [])}
-        for k in ("fidelity", "startup"):
-            if k in result:
-                out[k] = result[k]
-        if "engine" in result:
-            out[f"engine_{mode}"] = result["engine"]
-    text = json.dumps(out, indent=2)
-    print(text)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text + "\n")
+        out["startup"] = startup(args.config, Path(args.model_dir), args.device, env_extra, scaled(1024, args.scale))
+        save()
+    save()
+    print(json.dumps(out, indent=2))
     return 0
 
 

@@ -10,6 +10,17 @@ import numpy as np
 from .test_server import Engine, gen
 
 
+def closed_log(e: Engine) -> str:
+    """Ends the engine (end of input) and returns what it logged, where the batches are named."""
+    if e.p.poll() is None:
+        e.p.stdin.close()
+        e.p.wait(timeout=60)
+    log = e.p.stderr.read().decode()
+    e.p.stderr.close()
+    e.p.stdout.close()
+    return log
+
+
 def test_queued_compatible_jobs_run_as_one_batch_and_a_cancel_leaves_the_rest(tiny_path):
     e = Engine(extra_env={"KLEIN_MAX_BATCH": "3"})
     try:
@@ -41,12 +52,7 @@ def test_queued_compatible_jobs_run_as_one_batch_and_a_cancel_leaves_the_rest(ti
         a = np.frombuffer(terminal["b1"].payload, np.uint8).astype(int)
         assert np.abs(a - np.frombuffer(alone.payload, np.uint8).astype(int)).max() <= 1
     finally:
-        if e.p.poll() is None:
-            e.p.stdin.close()
-            e.p.wait(timeout=60)
-        log = e.p.stderr.read().decode()
-        e.p.stderr.close()
-        e.p.stdout.close()
+        log = closed_log(e)
     assert "batch of 3: b1, b2, b3" in log, log[-3000:]
     assert not re.search(r"batch of \d+: [^\n]*\b(n1|busy|b1-alone)\b", log), log[-3000:]
 
@@ -77,11 +83,7 @@ def test_a_batch_the_worker_formed_runs_together_however_its_frames_are_read():
                 ends[f.header["id"]] = f.header["type"]
         assert ends == {**{k: "result" for k in ("a1", "a2", "a3", "solo", "c1", "c2", "c3", "k2")}, "bad": "error"}
     finally:
-        e.p.stdin.close()
-        e.p.wait(timeout=60)
-        log = e.p.stderr.read().decode()
-        e.p.stderr.close()
-        e.p.stdout.close()
+        log = closed_log(e)
     assert "batch of 3: a1, a2, a3" in log, log[-3000:]
     # c1, c2 (go_fast false) and c3 (another size) cannot share a forward: each runs alone.
     assert not re.search(r"batch of \d+: [^\n]*\b(solo|c1|c2|c3|k2)\b", log), log[-3000:]

@@ -77,6 +77,18 @@ describe('batching (tiny engine, KLEIN_MAX_BATCH=4)', () => {
 
   const credits = async () => Number((await api('GET', '/v1/get-user-credits')).credits);
 
+  /** Waits for each request to complete in a batch of `size`; returns what they cost. */
+  async function completedIn(size: number, ids: string[]): Promise<number> {
+    let charged = 0;
+    for (const id of ids) {
+      const r = await settled(id);
+      assert.equal(r.status, 'COMPLETED');
+      assert.equal(r.metrics.batch_size, size, `${r.input.prompt} ran in a batch of ${r.metrics.batch_size}`);
+      charged += r.metrics.cost;
+    }
+    return charged;
+  }
+
   it('runs compatible queued requests as one batch, with the images they give alone; incompatible ones alone', async () => {
     const blocker = await block();
     const batchesBefore = { count: await metric('klein_batch_size_count'), sum: await metric('klein_batch_size_sum') };
@@ -99,16 +111,8 @@ describe('batching (tiny engine, KLEIN_MAX_BATCH=4)', () => {
     const syncId = syncAnswer.headers.get('x-request-id')!;
     const syncPng = Buffer.from(await syncAnswer.arrayBuffer());
 
-    for (const id of [...batched, syncId]) {
-      const r = await settled(id);
-      assert.equal(r.status, 'COMPLETED');
-      assert.equal(r.metrics.batch_size, 3, `${id} ran in a batch of ${r.metrics.batch_size}`);
-    }
-    for (const id of alone) {
-      const r = await settled(id);
-      assert.equal(r.status, 'COMPLETED');
-      assert.equal(r.metrics.batch_size, 1, `${r.input.prompt} ran in a batch of ${r.metrics.batch_size}`);
-    }
+    await completedIn(3, [...batched, syncId]);
+    await completedIn(1, alone);
     // One batch of three and four of one since the blocker's.
     assert.equal((await metric('klein_batch_size_count')) - batchesBefore.count, 5);
     assert.equal((await metric('klein_batch_size_sum')) - batchesBefore.sum, 7);
@@ -119,8 +123,7 @@ describe('batching (tiny engine, KLEIN_MAX_BATCH=4)', () => {
     const outputs = [...(await Promise.all(batched.map(pixels))), await sharp(syncPng).raw().toBuffer()];
     for (const [i, body] of rerun.entries()) {
       const id = await submit(body);
-      const r = await settled(id);
-      assert.equal(r.metrics.batch_size, 1);
+      await completedIn(1, [id]);
       const one = await pixels(id);
       const many = outputs[i]!;
       assert.equal(one.length, many.length);
@@ -147,13 +150,7 @@ describe('batching (tiny engine, KLEIN_MAX_BATCH=4)', () => {
     }
     await api('POST', `/v2/requests/${slow}/cancel`);
     assert.equal((await settled(slow)).status, 'CANCELLED');
-    let charged = 0;
-    for (const id of others) {
-      const r = await settled(id);
-      assert.equal(r.status, 'COMPLETED');
-      assert.equal(r.metrics.batch_size, 3);
-      charged += r.metrics.cost;
-    }
+    const charged = await completedIn(3, others);
     assert.ok(Math.abs(before - (await credits()) - charged) < 1e-9, 'only the completed requests were charged');
   });
 
@@ -171,14 +168,8 @@ describe('batching (tiny engine, KLEIN_MAX_BATCH=4)', () => {
       assert.equal(((await r.json()) as Json).code, 'engine_failed');
     }
     await waitReady(s.url, 120_000, true);
-    let charged = 0;
-    for (const id of asyncIds) {
-      const r = await settled(id);
-      assert.equal(r.status, 'COMPLETED');
-      // Requeued together, they ran again together once the engine was back.
-      assert.equal(r.metrics.batch_size, 2);
-      charged += r.metrics.cost;
-    }
+    // Requeued together, they ran again together once the engine was back.
+    const charged = await completedIn(2, asyncIds);
     assert.ok(Math.abs(before - (await credits()) - charged) < 1e-9, 'the failed synchronous requests were released');
   });
 });

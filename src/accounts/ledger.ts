@@ -19,6 +19,7 @@
  * can neither charge twice nor lose a refund, and `balance_micro >= 0` (a CHECK) means no
  * sequence of reserves can overdraw an account. Invariant, tested: balance = sum(ledger).
  */
+import type { Usage } from '../contract/admin-schema.js';
 import { randomUUID } from 'node:crypto';
 import type { Kysely, Transaction } from 'kysely';
 import type { Database, LedgerKind } from '../store/schema.js';
@@ -240,22 +241,6 @@ export async function release(db: Kysely<Database>, requestId: string, now = Dat
   return db.transaction().execute((trx) => releaseIn(trx, requestId, now));
 }
 
-export interface Usage {
-  account_id: string;
-  /** Epoch ms the summary starts at (0: everything kept). */
-  since: number;
-  balance_micro: number;
-  /** Reservations not yet settled or released (requests in flight), any age. */
-  held_micro: number;
-  granted_micro: number;
-  /** What settled requests cost: reserved minus what settle gave back. */
-  charged_micro: number;
-  /** What failed and cancelled requests got back. */
-  refunded_micro: number;
-  /** Request rows by status (rows older than the retention are gone; the ledger is not). */
-  requests: Record<string, number>;
-  settled_requests: number;
-}
 
 /** A summary of an account's requests and money since `since` (epoch ms). Null for an unknown account. */
 export async function usage(db: Db, accountId: string, options: { since?: number } = {}): Promise<Usage | null> {

@@ -2,7 +2,8 @@
 import type { Command } from 'commander';
 import type { Kysely } from 'kysely';
 import { listAccounts } from '../accounts/accounts.js';
-import { type Usage, usage } from '../accounts/ledger.js';
+import { usage } from '../accounts/ledger.js';
+import type { Usage } from '../contract/admin-schema.js';
 import { microToCredits } from '../billing/pricing.js';
 import type { Database } from '../store/schema.js';
 import { type CliContext, withDb } from './db-cli.js';

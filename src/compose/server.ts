@@ -8,6 +8,7 @@
  *
  * Both share the webhook dispatcher, the retention sweeper, metrics and the HTTP app.
  */
+import { LinkSigner, linkSecrets } from '../storage/signed-links.js';
 import type { FastifyInstance } from 'fastify';
 import type { Kysely } from 'kysely';
 import { pino } from 'pino';
@@ -62,6 +63,7 @@ export async function buildServer(config: Config = loadConfig(), env: NodeJS.Pro
   const db = await openStore(config);
   const metrics = createMetrics();
   const storage = makeStorage(config);
+  const links = new LinkSigner(linkSecrets(config.linkSecrets, config.dataDir));
   const webhooks = new Webhooks({
     db,
     logger: logger.child({ component: 'webhooks' }),
@@ -78,7 +80,7 @@ export async function buildServer(config: Config = loadConfig(), env: NodeJS.Pro
   metrics.queueSource = () => parts.queue.depth();
 
   let draining = false;
-  const app = await buildApp({ config, db, queue: parts.queue, limiter: parts.limiter, metrics, logger, pricing, storage, draining: () => draining });
+  const app = await buildApp({ config, db, queue: parts.queue, limiter: parts.limiter, metrics, logger, pricing, storage, links, draining: () => draining });
   return {
     app,
     engine: parts.engine,

@@ -49,6 +49,8 @@ import type { Metrics } from '../metrics/metrics.js';
 import { registerHealthRoutes } from './routes/health.js';
 import { registerSegmindV1Routes } from './routes/segmind-v1.js';
 import { registerSegmindV2Routes } from './routes/segmind-v2.js';
+import { registerRequestEventRoutes } from './routes/request-events.js';
+import type { LinkSigner } from '../storage/signed-links.js';
 import type { OutputStorage } from '../storage/types.js';
 import { registerAccountRoutes } from './routes/account.js';
 import { registerAdminRoutes } from './routes/admin.js';
@@ -75,6 +77,8 @@ export interface AppDeps {
   logger: Logger;
   pricing: PricingConfig;
   storage: OutputStorage;
+  /** Signs and checks links that work without the API key (contract §9). */
+  links: LinkSigner;
   /** Set while the server drains on shutdown: new work gets 503. */
   draining?: () => boolean;
 }
@@ -174,6 +178,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   registerAccountRoutes(typed, deps);
   registerSegmindV1Routes(typed, deps);
   registerSegmindV2Routes(typed, deps);
+  registerRequestEventRoutes(typed, deps);
   await app.register(multipart, { limits: { fileSize: deps.config.imageMaxBytes, files: OPENAI_MAX_IMAGES, fields: 32, fieldSize: 64 * 1024 } });
   registerOpenAiImageRoutes(typed, deps);
   registerOpenAiModelRoutes(typed, deps);

@@ -8,7 +8,7 @@ import type { ResolvedParams, RgbImage } from '../contract/types.js';
 import type { HealthStatus } from '../contract/health-schema.js';
 import type { QueueDepth } from '../metrics/metrics.js';
 import type { RequestRow } from '../store/requests.js';
-import type { CancelReason, JobOutcome, ProgressEvent } from './events.js';
+import type { CancelReason, JobOutcome, LoggedStep, ProgressEvent } from './events.js';
 
 export interface SubmitSpec {
   id: string;
@@ -57,6 +57,8 @@ export interface JobQueue {
   lastProgress(id: string): Promise<ProgressEvent | null>;
   /** Resolves with the request's outcome once it ends (at once if it already has). */
   waitFor(id: string): Promise<JobOutcome>;
+  /** The steps logged for the request, oldest first, for an event stream that resumes (events.ts). */
+  progressLog(id: string): Promise<LoggedStep[]>;
   /** Calls `fn` for each step of the running job; returns the unsubscribe function. */
   onProgress(id: string, fn: (ev: ProgressEvent) => void): () => void;
   /** Can work be taken now? Synchronous: the gateway asks on every request. */

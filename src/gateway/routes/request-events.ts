@@ -1,13 +1,28 @@
 /**
  * The request's Server-Sent Events stream (contract §4, §9): queued, progress, then one
- * terminal event.
+ * terminal event — a stream a client can leave and resume where it left off.
+ *
+ *   auth: the API key, or the signed `expires` + `sig` of events_url (403 invalid_link /
+ *         link_expired) ─▶ the row (404) ─▶ 200 text/event-stream:
+ *     subscribe to live steps ─▶ replay the logged steps after Last-Event-ID ─▶ live steps
+ *     and queue positions, each sent once, in id order ─▶ the terminal event ─▶ end
+ *
+ * Every event's `id:` is its place in the request's order (queue/events.ts `eventIds`):
+ * the same on every gateway of a fleet and across a requeue, so a client that reconnects
+ * with `Last-Event-ID: n` (the header; EventSource sends it on its own reconnects) gets the
+ * logged steps after n, then the live ones — no gap, no repeat — and always the terminal
+ * event, even if it saw it before. The `last_event_id` query parameter does the same for a
+ * client that cannot set the header: a page that opens a new EventSource (after a reload, or
+ * on a fresh events_url once the old link expired) — the header wins when both are sent,
+ * since EventSource's own reconnects keep the URL and send the header.
  */
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import Type from 'typebox';
 import sharp from 'sharp';
-import { getRequestForAccount, type RequestRow } from '../../store/requests.js';
+import { getRequest, type RequestRow } from '../../store/requests.js';
 import { TERMINAL } from '../../contract/request-states.js';
-import type { JobOutcome, ProgressEvent } from '../../queue/events.js';
+import { ApiError } from '../../contract/errors.js';
+import { eventIds, type ProgressEvent } from '../../queue/events.js';
 import { authHook } from '../auth.js';
 import type { App, AppDeps } from '../app.js';
 import { recordView } from '../../store/record-view.js';
@@ -15,39 +30,91 @@ import { baseUrl } from '../base-url.js';
 import { ownRow } from '../own-row.js';
 import { errorResponses, RequestIdParams, SECURED } from '../route-schema.js';
 
-const tagged = { tags: ['requests'], security: SECURED };
-
 const eventsSchema = {
-  ...tagged,
+  tags: ['requests'],
+  // The key, or none at all with `expires` and `sig` (an OpenAPI `{}`: anonymous allowed).
+  security: [...SECURED, {}],
   operationId: 'streamRequestEvents',
   summary: 'Server-Sent Events: queued, progress (optional preview), then completed, failed or cancelled',
+  description:
+    'With the API key, or without one through the signed `events_url` of the submit answer and the record (`expires` and `sig`, valid for a ' +
+    "short time, so that a browser's EventSource, which cannot send headers, can follow it; a stream that started keeps going past the expiry). " +
+    'A tampered or moved link is a 403 invalid_link, an expired one a 403 link_expired (GET /v2/requests/{id} hands out a fresh one).\n\n' +
+    "Each event's `id:` is its place in the request's order, the same on every server and across a retry after a crash: run n (1 for the " +
+    'first) owns the ids n·1000000 to n·1000000+999999 — `queued` at position p is n·1000000+900000−p (a snapshot: the same position has the ' +
+    'same id), step s is n·1000000+900000+s — and the terminal event is (attempts+2)·1000000, above every other. The numbers are an order, not a count.\n\n' +
+    'Resuming: send `Last-Event-ID: <the last id received>` (EventSource does on its own reconnects), or `last_event_id` in the query when a ' +
+    'header cannot be set (the header wins). The stream then replays the steps after it (without previews: steps are logged, pictures are not), ' +
+    'then goes on live, each event once, and always ends with the terminal event, even one the client saw (`Last-Event-ID: 0` replays every ' +
+    'logged step). A stream without either starts now: the queue position, then live steps (a finished request: its terminal event alone). ' +
+    'The log keeps the newest 500 steps of a request for 15 minutes after its last one.',
   params: RequestIdParams,
-  querystring: Type.Object({ preview: Type.Optional(Type.Boolean({ description: 'progress events carry a low-resolution PNG preview' })) }),
+  querystring: Type.Object({
+    preview: Type.Optional(Type.Boolean({ description: 'live progress events carry a low-resolution PNG preview (replayed ones do not)' })),
+    last_event_id: Type.Optional(Type.String({ pattern: '^[0-9]{1,15}$', description: 'Resume after this event id, for a client that cannot send the Last-Event-ID header' })),
+    expires: Type.Optional(Type.String({ description: 'Signed link (events_url): when it expires (Unix seconds); with sig, replaces the API key' })),
+    sig: Type.Optional(Type.String({ description: "Signed link (events_url): HMAC-SHA256 of the path and expires under the server's link secret (base64url)" })),
+  }),
+  headers: Type.Object({
+    'last-event-id': Type.Optional(Type.String({ description: 'Resume after this event id (the SSE reconnection header); an id that is not a number is ignored' })),
+  }),
   response: {
     200: {
       description:
-        'text/event-stream: each event has an id: (its sequence number), an event: name and JSON data: — queued (QueuedEvent), progress (ProgressEvent), then exactly one of completed, failed or cancelled (TerminalEvent); then the stream ends',
+        'text/event-stream: each event has an id: (its place in the request, see above), an event: name and JSON data: — queued (QueuedEvent), progress (ProgressEvent), then exactly one of completed, failed or cancelled (TerminalEvent); then the stream ends',
       content: { 'text/event-stream': { schema: Type.String() } },
     },
-    ...errorResponses(400, 401, 404, 500),
+    ...errorResponses(400, 401, 403, 404, 500),
   },
 };
 
+/** The path events_url signs (the query is not signed: `preview`, `last_event_id` may be added). */
+const eventsPath = (id: string): string => `/v2/requests/${id}/events`;
+
+/** Whether the query presents a signed link (either half: a half link is checked and refused, not ignored). */
+function presentsLink(query: unknown): query is { expires?: unknown; sig?: unknown } {
+  const q = (query ?? {}) as Record<string, unknown>;
+  return q.expires !== undefined || q.sig !== undefined;
+}
+
 export function registerRequestEventRoutes(app: App, deps: AppDeps): void {
   const auth = authHook(deps.db, { rpm: deps.config.defaultRpm, concurrency: deps.config.defaultConcurrency });
+  // A link is checked before anything else is read, as the key is (an onRequest hook).
+  async function keyOrLink(req: FastifyRequest, reply: FastifyReply): Promise<void> {
+    if (!presentsLink(req.query)) return auth(req, reply);
+    const verdict = deps.links.check(eventsPath((req.params as { id: string }).id), req.query.expires, req.query.sig);
+    if (verdict === 'expired') throw new ApiError('link_expired');
+    if (verdict === 'invalid') throw new ApiError('invalid_link');
+  }
 
-  app.get('/v2/requests/:id/events', { schema: eventsSchema, onRequest: auth }, async (req, reply) => {
-    const row = await ownRow(deps, req, req.params.id);
-    await streamEvents(deps, req, reply, row, req.query.preview === true);
+  app.get('/v2/requests/:id/events', { schema: eventsSchema, onRequest: keyOrLink }, async (req, reply) => {
+    const row = presentsLink(req.query) ? await linkedRow(deps, req.params.id) : await ownRow(deps, req, req.params.id);
+    const after = lastEventId(req.headers['last-event-id']) ?? lastEventId(req.query.last_event_id);
+    await streamEvents(deps, req, reply, row, { withPreview: req.query.preview === true, after });
   });
 }
 
+/** The request a valid link names (the link stands for its owner's key), or a 404 once expired. */
+async function linkedRow(deps: AppDeps, id: string): Promise<RequestRow> {
+  const row = await getRequest(deps.db, id);
+  if (!row || Number(row.expires_at) <= Date.now()) throw new ApiError('not_found', `No request ${id}`);
+  return row;
+}
+
+/** An event id as sent back; anything else (a browser's stale value, garbage) resumes nothing. */
+function lastEventId(v: unknown): number | null {
+  return typeof v === 'string' && /^\d{1,15}$/.test(v.trim()) ? Number(v.trim()) : null;
+}
+
 /**
- * SSE: `queued` (position, again whenever it changes), one `progress` per step (with a
- * base64 PNG preview when asked), then exactly one terminal event — `completed`, `failed`
- * or `cancelled` — carrying the request record; then the stream ends.
+ * SSE: `queued` (position, again whenever it moves up), one `progress` per step (with a
+ * base64 PNG preview when asked, live steps only), then exactly one terminal event —
+ * `completed`, `failed` or `cancelled` — carrying the request record; then the stream ends.
+ * Resumed (`after`: the last id the client has), the logged steps after it are replayed
+ * first; nothing at or below it is sent, but the terminal event always is. A fresh stream
+ * (no `after`) starts now: the position, then live steps, as a new follower wants.
  */
-async function streamEvents(deps: AppDeps, req: FastifyRequest, reply: FastifyReply, row: RequestRow, withPreview: boolean): Promise<void> {
+async function streamEvents(deps: AppDeps, req: FastifyRequest, reply: FastifyReply, row: RequestRow, opts: { withPreview: boolean; after: number | null }): Promise<void> {
   reply.hijack();
   const res = reply.raw;
   res.writeHead(200, {
@@ -58,41 +125,56 @@ async function streamEvents(deps: AppDeps, req: FastifyRequest, reply: FastifyRe
     'x-accel-buffering': 'no',
   });
   let closed = false;
-  let seq = 0;
-  const send = (event: string, data: unknown) => {
-    if (!closed) res.write(`id: ${++seq}\nevent: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+  // The highest id the client has: what it said it saw, then each one sent. Ids only go up
+  // on the wire, so a step both replayed and heard live, or a stale position, is sent once.
+  let sent = opts.after ?? 0;
+  const send = (id: number, event: string, data: unknown, always = false) => {
+    if (closed || (!always && id <= sent)) return;
+    sent = Math.max(sent, id);
+    res.write(`id: ${id}\nevent: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+  };
+  // The run a queued event waits for: the row's next (a running row queued again has been
+  // requeued), or the one after the last step seen.
+  let queuedRun = row.attempts + 1;
+  const step = async (ev: ProgressEvent, live: boolean) => {
+    const run = ev.attempt ?? row.attempts;
+    queuedRun = Math.max(queuedRun, run + 1);
+    const id = eventIds.progress(run, ev.step);
+    if (id <= sent) return;
+    const pv = live && opts.withPreview ? ev.preview : undefined;
+    if (!pv) return send(id, 'progress', { step: ev.step, total: ev.total });
+    const png = await sharp(pv.data, { raw: { width: pv.width, height: pv.height, channels: 3 } }).png({ compressionLevel: 1 }).toBuffer();
+    send(id, 'progress', { step: ev.step, total: ev.total, preview: { width: pv.width, height: pv.height, png_base64: png.toString('base64') } });
   };
   const base = baseUrl(deps, req);
-  const terminal = async (outcome: JobOutcome | null) => {
-    const fresh = (await getRequestForAccount(deps.db, row.id, row.account_id)) ?? row;
+  const terminal = async (reason: string | null) => {
+    const fresh = (await getRequest(deps.db, row.id)) ?? row;
     const name = fresh.status === 'COMPLETED' ? 'completed' : fresh.status === 'FAILED' ? 'failed' : 'cancelled';
-    send(name, { ...recordView(fresh, base), ...(outcome?.status === 'CANCELLED' ? { reason: outcome.reason } : {}) });
+    send(eventIds.terminal(fresh.attempts), name, { ...recordView(fresh, base), ...(reason ? { reason } : {}) }, true);
     closed = true;
     res.end();
   };
 
-  // Subscribe first, then look at the state, so no event falls between the two. Events go
-  // out through one promise chain, so a preview being encoded never reorders the steps.
+  // Subscribe first, then read the log, then look at the state, so no step falls between
+  // them. Everything goes out through one promise chain, in order: the replay, then live
+  // steps (a preview being encoded never reorders them) and queue positions.
   let chain: Promise<void> = Promise.resolve();
-  const unsubscribe = deps.queue.onProgress(row.id, (ev: ProgressEvent) => {
-    chain = chain.then(async () => {
-      const pv = withPreview ? ev.preview : undefined;
-      if (!pv) return send('progress', { step: ev.step, total: ev.total });
-      const png = await sharp(pv.data, { raw: { width: pv.width, height: pv.height, channels: 3 } }).png({ compressionLevel: 1 }).toBuffer();
-      send('progress', { step: ev.step, total: ev.total, preview: { width: pv.width, height: pv.height, png_base64: png.toString('base64') } });
+  const enqueue = (fn: () => Promise<void> | void) => {
+    chain = chain.then(fn).catch((err: unknown) => req.log.warn({ err, request_id: row.id }, 'an event was not sent'));
+  };
+  const unsubscribe = deps.queue.onProgress(row.id, (ev: ProgressEvent) => enqueue(() => step(ev, true)));
+  if (opts.after !== null) {
+    enqueue(async () => {
+      for (const s of await deps.queue.progressLog(row.id)) await step({ step: s.step, total: s.total, attempt: s.attempt }, false);
     });
-  });
+  }
   const done = deps.queue.waitFor(row.id);
   const keepAlive = setInterval(() => !closed && res.write(': keep-alive\n\n'), 15_000);
-  let lastPos = -1;
-  const positions = setInterval(() => void reportPosition(), 500);
   const reportPosition = async () => {
     const pos = await deps.queue.position(row.id).catch(() => 0);
-    if (pos > 0 && pos !== lastPos) {
-      lastPos = pos;
-      send('queued', { request_id: row.id, position: pos });
-    }
+    if (pos > 0) enqueue(() => send(eventIds.queued(queuedRun, pos), 'queued', { request_id: row.id, position: pos }));
   };
+  const positions = setInterval(() => void reportPosition(), 500);
   const cleanup = () => {
     closed = true;
     unsubscribe();
@@ -101,17 +183,17 @@ async function streamEvents(deps: AppDeps, req: FastifyRequest, reply: FastifyRe
   };
   res.on('close', cleanup);
   try {
-    const now = await getRequestForAccount(deps.db, row.id, row.account_id);
+    const now = await getRequest(deps.db, row.id);
     if (!now || TERMINAL.has(now.status)) {
+      await chain;
       await terminal(null);
       return;
     }
     await reportPosition();
     const outcome = await done;
     await chain;
-    await terminal(outcome);
+    await terminal(outcome.status === 'CANCELLED' ? outcome.reason : null);
   } finally {
     cleanup();
   }
 }
-

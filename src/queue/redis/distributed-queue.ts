@@ -26,14 +26,14 @@ import { getRequest, queuePosition } from '../../store/requests.js';
 import type { Database } from '../../store/schema.js';
 import type { OutputStorage } from '../../storage/types.js';
 import { queueDepth } from '../depth.js';
-import type { CancelReason, JobBus, JobOutcome, ProgressEvent } from '../events.js';
+import type { CancelReason, JobBus, JobOutcome, LoggedStep, ProgressEvent } from '../events.js';
 import { Lifecycle } from '../lifecycle.js';
 import { submitRequest } from '../submit.js';
 import type { QueueDepth } from '../../metrics/metrics.js';
 import type { JobQueue, Readiness, SubmitResult, SubmitSpec } from '../types.js';
 import type { ConnOptions, RedisKeys } from '../../redis/connection.js';
 import { QUEUE_NAME, type JobData } from './bull-job.js';
-import { readProgress, RedisNotifier, subscribeEvents } from './events.js';
+import { readProgress, readProgressLog, RedisNotifier, subscribeEvents } from './events.js';
 import { readFleet } from './fleet.js';
 
 export interface DistributedQueueOptions {
@@ -154,6 +154,11 @@ export class DistributedQueue implements JobQueue {
       void look();
     });
     return Promise.race([this.options.bus.waitFor(id, stop.signal), fromRow]).finally(() => stop.abort());
+  }
+
+  /** The workers' log in Redis; this gateway's own copy (what it relayed) when Redis is away. */
+  async progressLog(id: string): Promise<LoggedStep[]> {
+    return readProgressLog(this.options.redis, this.options.keys, id).catch(() => this.options.bus.history(id));
   }
 
   onProgress(id: string, fn: (ev: ProgressEvent) => void): () => void {

@@ -3,6 +3,8 @@
  *
  *   worker ── PUBLISH <prefix>:events {t: progress | done, id, …} ──▶ every gateway's JobBus
  *   worker ── SET <prefix>:progress:<id> {step, total} (10 min) ──▶ status polls on any gateway
+ *   worker ── RPUSH <prefix>:progress:<id>:log {a, step, total} (newest EVENT_LOG_MAX,
+ *             EVENT_LOG_TTL_MS) ──▶ an event stream resumed on any gateway replays it
  *   gateway ── PUBLISH <prefix>:cancel {id, reason} ──▶ every worker (the one running it stops)
  *
  * Pub/sub is fire-and-forget: a message sent while a gateway is disconnected is lost. So
@@ -14,14 +16,14 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { RgbImage } from '../../contract/types.js';
-import type { CancelReason, JobBus, JobOutcome, ProgressEvent } from '../events.js';
+import { EVENT_LOG_MAX, EVENT_LOG_TTL_MS, type CancelReason, type JobBus, type JobOutcome, type LoggedStep, type ProgressEvent } from '../events.js';
 import type { Notifier } from '../lifecycle.js';
 import type { RedisKeys } from '../../redis/connection.js';
 
 const PROGRESS_TTL_MS = 10 * 60_000;
 
 type EventMessage =
-  | { t: 'progress'; id: string; step: number; total: number; preview?: { w: number; h: number; rgb: string } }
+  | { t: 'progress'; id: string; step: number; total: number; a?: number; preview?: { w: number; h: number; rgb: string } }
   | { t: 'done'; id: string; status: JobOutcome['status'] };
 
 interface CancelMessage {
@@ -38,12 +40,19 @@ export class RedisNotifier implements Notifier {
   ) {}
 
   progress(id: string, ev: ProgressEvent): void {
-    const msg: EventMessage = { t: 'progress', id, step: ev.step, total: ev.total };
+    const msg: EventMessage = { t: 'progress', id, step: ev.step, total: ev.total, ...(ev.attempt !== undefined ? { a: ev.attempt } : {}) };
     if (ev.preview) msg.preview = { w: ev.preview.width, h: ev.preview.height, rgb: ev.preview.data.toString('base64') };
-    this.redis
-      .multi()
-      .set(this.keys.progress(id), JSON.stringify({ step: ev.step, total: ev.total }), 'PX', PROGRESS_TTL_MS)
-      .publish(this.keys.events, JSON.stringify(msg))
+    const tx = this.redis.multi().set(this.keys.progress(id), JSON.stringify({ step: ev.step, total: ev.total }), 'PX', PROGRESS_TTL_MS);
+    // The log is written in the same MULTI as the PUBLISH, before it: a stream that
+    // subscribed and then reads the log finds every step in one or the other (or both;
+    // it drops repeats by id).
+    if (ev.attempt !== undefined) {
+      const log = logKey(this.keys, id);
+      tx.rpush(log, JSON.stringify({ a: ev.attempt, step: ev.step, total: ev.total }))
+        .ltrim(log, -EVENT_LOG_MAX, -1)
+        .pexpire(log, EVENT_LOG_TTL_MS);
+    }
+    tx.publish(this.keys.events, JSON.stringify(msg))
       .exec()
       .catch((err: unknown) => this.logger.warn({ err, request_id: id }, 'progress not published'));
   }
@@ -72,6 +81,24 @@ export async function readProgress(redis: Redis, keys: RedisKeys, id: string): P
   return { step: p.step, total: p.total };
 }
 
+/** Where a request's steps are logged (next to its last progress). */
+const logKey = (keys: RedisKeys, id: string): string => `${keys.progress(id)}:log`;
+
+/** The steps the workers logged for a request, oldest first (see RedisNotifier.progress). */
+export async function readProgressLog(redis: Redis, keys: RedisKeys, id: string): Promise<LoggedStep[]> {
+  const raw = await redis.lrange(logKey(keys, id), 0, -1);
+  const out: LoggedStep[] = [];
+  for (const r of raw) {
+    try {
+      const e = JSON.parse(r) as { a: number; step: number; total: number };
+      out.push({ attempt: e.a, step: e.step, total: e.total });
+    } catch {
+      /* not ours */
+    }
+  }
+  return out;
+}
+
 /**
  * A gateway's subscription: feeds its JobBus with the fleet's events. `resolve` turns a
  * `done` wake-up into the outcome (from the row and storage).
@@ -94,7 +121,7 @@ export async function subscribeEvents(
     if (!bus.isWatched(msg.id)) return;
     if (msg.t === 'progress') {
       const preview: RgbImage | undefined = msg.preview ? { width: msg.preview.w, height: msg.preview.h, data: Buffer.from(msg.preview.rgb, 'base64') } : undefined;
-      bus.progress(msg.id, { step: msg.step, total: msg.total, ...(preview ? { preview } : {}) });
+      bus.progress(msg.id, { step: msg.step, total: msg.total, ...(msg.a !== undefined ? { attempt: msg.a } : {}), ...(preview ? { preview } : {}) });
       return;
     }
     void resolve(msg.id)

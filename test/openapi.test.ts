@@ -12,7 +12,8 @@ import { after, before, describe, it } from 'node:test';
 import { Validator } from '@seriousme/openapi-schema-validator';
 import { loadConfig } from '../src/config.js';
 import { buildServer, type BuiltServer } from '../src/compose/server.js';
-import { openApiPath } from '../src/gateway/openapi.js';
+import { DOCS_PREFIX, openApiPath, withEnums } from '../src/gateway/openapi.js';
+import { RequestRecord } from '../src/contract/responses.js';
 import { ERRORS } from '../src/contract/errors.js';
 import { REQUEST_STATUSES } from '../src/contract/request-states.js';
 import { AsyncBody, GenerateBody } from '../src/contract/request-schema.js';
@@ -43,13 +44,52 @@ describe('GET /openapi.json', () => {
     const v = await new Validator().validate(doc);
     assert.ok(v.valid, String(JSON.stringify(v.errors ?? null)).slice(0, 2000));
     assert.equal(doc.openapi, '3.1.0');
-    const served = new Set(s.app.registeredRoutes.map((r) => `${r.method} ${openApiPath(r.url)}`));
+    // The reference page's own files (Swagger UI's scripts, styles and its copy of this
+    // document) are under /docs/ and are not API operations; /docs itself is.
+    const uiFiles = (r: string) => r.startsWith(`GET ${DOCS_PREFIX}/`);
+    const served = new Set(s.app.registeredRoutes.map((r) => `${r.method} ${openApiPath(r.url)}`).filter((r) => !uiFiles(r)));
     const documented = new Set(operations().map(({ path, method }) => `${method.toUpperCase()} ${path}`));
     assert.deepEqual([...served].filter((r) => !documented.has(r)), [], 'routes missing from the document');
     assert.deepEqual([...documented].filter((r) => !served.has(r)), [], 'documented routes the server lacks');
-    const docs = await s.app.inject({ method: 'GET', url: '/docs' });
-    assert.equal(docs.statusCode, 200);
-    assert.match(docs.body, /\/v2\/requests\/\{id\}\/events/);
+    assert.deepEqual([...documented].filter(uiFiles), [], "the page's files are not operations");
+  });
+
+  it('serves the reference page (Swagger UI) from its package, reading this document', async () => {
+    const page = await s.app.inject({ method: 'GET', url: '/docs' });
+    assert.equal(page.statusCode, 200);
+    assert.match(String(page.headers['content-type']), /^text\/html/);
+    assert.match(page.body, /<script src="\/docs\/static\/swagger-ui-bundle\.js"/);
+    const csp = String(page.headers['content-security-policy']);
+    for (const directive of ["default-src 'self'", "script-src 'self'", "connect-src 'self'"]) assert.ok(csp.includes(directive), csp);
+    const bundle = await s.app.inject({ method: 'GET', url: '/docs/static/swagger-ui-bundle.js' });
+    assert.equal(bundle.statusCode, 200);
+    assert.ok(bundle.body.length > 100_000, 'the bundle is the package file');
+    const init = await s.app.inject({ method: 'GET', url: '/docs/static/swagger-initializer.js' });
+    assert.match(init.body, /"persistAuthorization":true/);
+    const copy = await s.app.inject({ method: 'GET', url: '/docs/json' });
+    assert.deepEqual(copy.json(), doc, 'the page reads the same document');
+  });
+
+  it('writes every union of constants also as an enum, and leaves single constants alone', () => {
+    const record = doc.components.schemas.RequestRecord.properties.status;
+    assert.deepEqual(record.enum, [...REQUEST_STATUSES]);
+    assert.equal(record.type, 'string');
+    assert.deepEqual(doc.components.schemas.GeneratedImage.properties.format.enum, ['png', 'jpeg', 'webp']);
+    const model = (doc.paths['/v1/{model}'].post.parameters as Json[]).find((p) => p.name === 'model');
+    assert.deepEqual([model?.schema.const, model?.schema.enum], ['flux-2-klein-4b', undefined]);
+    const walk = (node: unknown): void => {
+      if (Array.isArray(node)) return node.forEach(walk);
+      if (typeof node !== 'object' || node === null) return;
+      const n = node as Json;
+      if (Array.isArray(n.anyOf) && n.anyOf.length > 1 && n.anyOf.every((m: Json) => 'const' in m)) {
+        assert.deepEqual(n.enum, n.anyOf.map((m: Json) => m.const), JSON.stringify(n).slice(0, 200));
+      }
+      Object.values(n).forEach(walk);
+    };
+    walk(doc);
+    // The validator's own schemas are untouched (the document is a copy).
+    assert.equal((RequestRecord.properties.status as Json).enum, undefined);
+    assert.deepEqual(withEnums({ anyOf: [{ const: 1 }, { type: 'string' }] }), { anyOf: [{ const: 1 }, { type: 'string' }] });
   });
 
   it('gives every operation a unique operationId, tags and a summary', () => {
@@ -122,8 +162,13 @@ describe('GET /openapi.json', () => {
     const headers = Object.keys(sync.responses['200'].headers);
     for (const h of ['x-request-id', 'x-seed-value', 'x-generation-time', 'x-cost', 'x-remaining-credits', 'x-rate-limit-remaining', 'x-rate-limit-reset-at-utc']) assert.ok(headers.includes(h), h);
     const query = (path: string) => (doc.paths[path].get.parameters as Json[]).filter((p) => p.in === 'query').map((p) => [p.name, p.schema.type]);
-    assert.deepEqual(query('/v2/requests/{id}'), [['base64', 'boolean']]);
-    assert.deepEqual(query('/v2/requests/{id}/events'), [['preview', 'boolean']]);
+    // Named here: the ones clients rely on; other query parameters (signed links' expires
+    // and sig) may join them, all optional.
+    assert.deepEqual(query('/v2/requests/{id}')[0], ['base64', 'boolean']);
+    assert.ok(query('/v2/requests/{id}/events').some(([name, type]) => name === 'preview' && type === 'boolean'));
+    for (const path of ['/v2/requests/{id}', '/v2/requests/{id}/events', '/v2/requests/{id}/output']) {
+      for (const p of doc.paths[path].get.parameters as Json[]) if (p.in === 'query') assert.notEqual(p.required, true, `${path} ?${p.name} is optional`);
+    }
     assert.equal(doc.paths['/health'].get.security, undefined, 'health needs no key');
   });
 });

@@ -72,7 +72,7 @@ export const OpenAiEditsForm = Type.Object(
       maxItems: OPENAI_MAX_IMAGES,
     }),
   },
-  { additionalProperties: false, $id: 'OpenAiEditsForm', description: 'Form of POST /v1/images/edits (multipart/form-data); numbers and booleans as their plain decimal or true/false spelling' },
+  { additionalProperties: false, $id: 'OpenAiEditsForm', description: "Form of POST /v1/images/edits (multipart/form-data); numbers and booleans as their plain decimal or true/false spelling (Python's True/False too)" },
 );
 
 /** The answer of both routes: every image of the call, in order. */
@@ -99,10 +99,20 @@ function kindOf(name: string): string | undefined {
   return (OpenAiImagesBody.properties as Record<string, { type?: string }>)[name]?.type;
 }
 
+/** A form's boolean spellings (fromFormFields). */
+const FORM_BOOLEANS = new Map([
+  ['true', true],
+  ['false', false],
+  ['True', true],
+  ['False', false],
+]);
+
 /**
  * Multipart fields are strings: a field whose schema wants a number or a boolean is read
  * back from its plain decimal or `true`/`false` spelling only (no hex, no exponents, no
- * spaces), so `0x10` or `1e3` stay strings and the validator refuses them by name.
+ * spaces), so `0x10` or `1e3` stay strings and the validator refuses them by name. Python's
+ * `True`/`False` is read too: a client generated from the document by openapi-python-client
+ * writes a form's booleans with str() (test/e2e/generated-client.test.ts).
  */
 export function fromFormFields(fields: Record<string, string>): Record<string, unknown> {
   const out: Record<string, unknown> = {};
@@ -110,7 +120,7 @@ export function fromFormFields(fields: Record<string, string>): Record<string, u
     const kind = kindOf(k);
     if (kind === 'integer' && /^-?(0|[1-9][0-9]{0,15})$/.test(v)) out[k] = Number(v);
     else if (kind === 'number' && /^-?(0|[1-9][0-9]{0,15})(\.[0-9]{1,16})?$/.test(v)) out[k] = Number(v);
-    else if (kind === 'boolean' && (v === 'true' || v === 'false')) out[k] = v === 'true';
+    else if (kind === 'boolean' && FORM_BOOLEANS.has(v)) out[k] = FORM_BOOLEANS.get(v);
     else out[k] = v;
   }
   return out;

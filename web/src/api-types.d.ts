@@ -112,7 +112,7 @@ export interface Schemas {
     /** Only false: streaming is not offered here; follow a request with /v2 events instead */
     stream?: boolean;
   };
-  /** Form of POST /v1/images/edits (multipart/form-data); numbers and booleans as their plain decimal or true/false spelling */
+  /** Form of POST /v1/images/edits (multipart/form-data); numbers and booleans as their plain decimal or true/false spelling (Python's True/False too) */
   OpenAiEditsForm: {
     /** Prompt describing the image to generate. Must contain a non-space character; at most 10000 characters of well-formed Unicode. */
     prompt: string;

@@ -17,7 +17,6 @@
  */
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Config } from '../config.js';
-import { findBalance } from '../accounts/ledger.js';
 import { microToCredits, priceMicro, type PricingConfig } from '../billing/pricing.js';
 import { MIN_SIDE } from '../contract/aspect-ratios.js';
 import { MIN_CFG, MIN_STEPS } from '../contract/request-schema.js';
@@ -83,8 +82,7 @@ export function admissionHook(deps: AppDeps, o: { route: 'v1' | 'v2' }) {
     const idem = req.headers['idempotency-key'];
     if (typeof idem === 'string' && idem !== '' && (await findByIdempotencyKey(deps.db, caller.accountId, idem))) return;
 
-    const balance = (await findBalance(deps.db, caller.accountId)) ?? 0;
-    if (balance < floor) throw insufficientCredits(floor, balance, 'the cheapest request costs');
+    if (caller.balanceMicro < floor) throw insufficientCredits(floor, caller.balanceMicro, 'the cheapest request costs');
 
     const key = slotKey(caller.keyId);
     const taken = await deps.limiter.acquire(key, caller.concurrency, req.id, slotTtlMs(deps.config, o.route)).catch((err: unknown) => {

@@ -15,6 +15,12 @@ export interface Caller {
   isAdmin: boolean;
   rpm: number;
   concurrency: number;
+  /**
+   * The account's balance when the key was checked, read with it: the early refusals (the
+   * credit floor, the price without references) use it; the reservation checks the
+   * balance again, atomically, so a balance that changed since only moves a 406 later.
+   */
+  balanceMicro: number;
 }
 
 declare module 'fastify' {
@@ -47,6 +53,7 @@ export function authHook(db: Kysely<Database>, defaults: { rpm: number; concurre
       isAdmin: Boolean(found.key.is_admin),
       rpm: found.account.rpm ?? defaults.rpm,
       concurrency: found.account.concurrency ?? defaults.concurrency,
+      balanceMicro: Number(found.account.balance_micro),
     };
   };
 }

@@ -10,7 +10,6 @@
  */
 import { createHash } from 'node:crypto';
 import type { FastifyRequest } from 'fastify';
-import { findBalance } from '../accounts/ledger.js';
 import { MIN_SIDE } from '../contract/aspect-ratios.js';
 import { needsReferenceSize, resolveParams } from '../contract/resolve.js';
 import { priceMicro } from '../billing/pricing.js';
@@ -132,8 +131,7 @@ export async function admit(deps: AppDeps, req: FastifyRequest, caller: Caller, 
 
   // 3. Can the caller pay for it even without its references? (406 before any fetch)
   const floor = priceWithoutReferences(deps, input);
-  const balance = (await findBalance(deps.db, caller.accountId)) ?? 0;
-  if (balance < floor) throw insufficientCredits(floor, balance);
+  if (caller.balanceMicro < floor) throw insufficientCredits(floor, caller.balanceMicro);
 
   // 4. The webhook URL must pass the SSRF guard now, not only when it is called.
   if (input.webhook_url) {

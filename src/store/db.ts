@@ -22,7 +22,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import SQLite from 'better-sqlite3';
-import { CompiledQuery, type DatabaseConnection, Kysely, SqliteDialect, type SqliteDialectConfig, SqliteDriver } from 'kysely';
+import { CompiledQuery, type DatabaseConnection, Kysely, SqliteDialect, type SqliteDatabase, type SqliteDialectConfig, SqliteDriver } from 'kysely';
 import type { Database } from './schema.js';
 import { openPostgres } from './postgres.js';
 
@@ -64,5 +64,34 @@ export function openDatabase(opts: OpenOptions): Kysely<Database> {
   // NORMAL is durable across application crashes in WAL mode; only an OS crash or power
   // loss can lose the last commits (https://sqlite.org/pragma.html#pragma_synchronous).
   sqlite.pragma('synchronous = NORMAL');
-  return new Kysely<Database>({ dialect: new ImmediateSqliteDialect({ database: sqlite }) });
+  return new Kysely<Database>({ dialect: new ImmediateSqliteDialect({ database: cachedStatements(sqlite) }) });
+}
+
+/** How many prepared statements a connection keeps: every query text the server runs, with room to spare. */
+const STATEMENT_CACHE = 256;
+
+/**
+ * Kysely's SQLite driver prepares every query it runs, and compiling the SQL is most of the
+ * cost of a small query: a synchronous request runs about twenty. The server runs a few
+ * dozen distinct texts, so each is compiled once and reused (better-sqlite3 statements are
+ * reusable, and recompile themselves when the schema changes). Least recently used first
+ * out, so texts that vary (IN lists of different lengths) cannot grow it without bound.
+ * Safe to share: the driver runs one query at a time on its one connection.
+ */
+function cachedStatements(sqlite: SQLite.Database): SqliteDatabase {
+  const cache = new Map<string, SQLite.Statement>();
+  return {
+    close: () => sqlite.close(),
+    prepare(sql: string) {
+      let stmt = cache.get(sql);
+      if (stmt) {
+        cache.delete(sql);
+      } else {
+        stmt = sqlite.prepare(sql);
+        if (cache.size >= STATEMENT_CACHE) cache.delete(cache.keys().next().value!);
+      }
+      cache.set(sql, stmt);
+      return stmt;
+    },
+  };
 }

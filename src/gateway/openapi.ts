@@ -139,13 +139,14 @@ const DOCS_PAGE_SCHEMA = {
 /**
  * The page's Content-Security-Policy: the UI's scripts, styles and the document come from
  * this server and Try it out talks only to it; images are this server's or data: URLs (the
- * UI's icons and logo). The validator badge, which would call validator.swagger.io, is off
- * (the plugin's validatorUrl is null).
+ * UI's icons and logo). Inline styles are allowed because Swagger UI writes style
+ * attributes (styles run no code; scripts stay 'self' only). The validator badge, which
+ * would call validator.swagger.io, is off (the plugin's validatorUrl is null).
  */
 const DOCS_CSP = [
   "default-src 'self'",
   "script-src 'self'",
-  "style-src 'self'",
+  "style-src 'self' 'unsafe-inline'",
   "img-src 'self' data:",
   "font-src 'self' data:",
   "connect-src 'self'",

@@ -34,7 +34,7 @@ it('arms only known crash points', () => {
   assert.match(problems({ KLEIN_FAULTS: 'end.COMPLETE.after_ledger' })[0] ?? '', /^KLEIN_FAULTS: unknown crash point end\.COMPLETE\.after_ledger/);
 });
 
-it('reads link secrets (comma-separated, first signs) and refuses short ones; the link lifetime is bounded', () => {
+it('reads link secrets (comma-separated, first signs) and refuses short ones; the link lifetimes are bounded', () => {
   const a = 'a'.repeat(32);
   const b = 'b'.repeat(44);
   assert.deepEqual(loadConfig({ KLEIN_LINK_SECRET: ` ${b}, ${a} ` }).linkSecrets, [b, a]);
@@ -42,6 +42,10 @@ it('reads link secrets (comma-separated, first signs) and refuses short ones; th
   assert.equal(loadConfig({}).linkTtlS, 3600);
   assert.match(problems({ KLEIN_LINK_SECRET: `${a},short` })[0] ?? '', /^KLEIN_LINK_SECRET: each comma-separated secret must be at least 32 characters/);
   assert.match(problems({ KLEIN_LINK_TTL: '10' })[0] ?? '', /^KLEIN_LINK_TTL: /);
+  assert.equal(loadConfig({}).eventsLinkTtlS, 900);
+  assert.equal(loadConfig({ KLEIN_EVENTS_LINK_TTL: '120' }).eventsLinkTtlS, 120);
+  assert.match(problems({ KLEIN_EVENTS_LINK_TTL: '59' })[0] ?? '', /^KLEIN_EVENTS_LINK_TTL: /);
+  assert.match(problems({ KLEIN_EVENTS_LINK_TTL: '86401' })[0] ?? '', /^KLEIN_EVENTS_LINK_TTL: /);
 });
 
 it('reads OpenAI model aliases (contract §8 default, alias=slug list, empty for none) and refuses bad entries, naming them', () => {

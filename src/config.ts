@@ -73,6 +73,8 @@ export interface Config {
   linkSecrets: string[];
   /** KLEIN_LINK_TTL: how long a key-less output link works (seconds). */
   linkTtlS: number;
+  /** KLEIN_EVENTS_LINK_TTL: how long the token in an `events_url` lets a key-less client (a browser's EventSource) connect (seconds). */
+  eventsLinkTtlS: number;
   /** S3-compatible output storage; null means local disk under the data directory. */
   s3: { bucket: string; endpoint?: string; region: string; prefix: string; forcePathStyle: boolean } | null;
   /** KLEIN_OPENAI_MODEL_ALIASES: `model` names the OpenAI routes take for a served slug (alias → slug). */
@@ -217,6 +219,8 @@ export function loadConfig(env: Env = process.env): Config {
     faults: [],
     linkSecrets: [],
     linkTtlS: r.int('KLEIN_LINK_TTL', 3600, 60, 7 * 86_400),
+    // Short-lived (contract §9): an events_url is for following the request now, not for sharing.
+    eventsLinkTtlS: r.int('KLEIN_EVENTS_LINK_TTL', 900, 60, 86_400),
     s3: null,
     openAiModelAliases: new Map(),
   };

@@ -9,6 +9,7 @@
  * Both share the webhook dispatcher, the retention sweeper, metrics and the HTTP app.
  */
 import { LinkSigner, linkSecrets } from '../storage/signed-links.js';
+import { RequestLinks } from '../storage/request-links.js';
 import type { FastifyInstance } from 'fastify';
 import type { Kysely } from 'kysely';
 import { pino } from 'pino';
@@ -68,6 +69,7 @@ export async function buildServer(config: Config = loadConfig(), env: NodeJS.Pro
     db,
     logger: logger.child({ component: 'webhooks' }),
     publicUrl: () => config.publicUrl,
+    links: new RequestLinks(links, storage, config),
     allowNetworks: config.allowNetworks,
     maxAttempts: config.webhookAttempts,
     backoffMs: config.webhookBackoffMs,

@@ -18,6 +18,10 @@ export const ERRORS = {
   bad_request: { status: 400, message: 'The request is not valid HTTP' },
   unauthorized: { status: 401, message: 'Missing or invalid API key' },
   forbidden: { status: 403, message: 'This key may not do this' },
+  // Key-less links (contract §9). Two codes, as S3 tells "SignatureDoesNotMatch" from "Request has expired":
+  // a client may fetch a fresh link on the second, never on the first.
+  invalid_link: { status: 403, message: 'The link is not valid: its signature does not match this path (tampered, or moved to another request)' },
+  link_expired: { status: 403, message: 'The link has expired: get a fresh one from GET /v2/requests/{id}' },
   not_found: { status: 404, message: 'Not found' },
   insufficient_credits: { status: 406, message: 'Insufficient credits' },
   request_timeout: { status: 408, message: 'The request was not received in time' },

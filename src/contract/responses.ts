@@ -59,9 +59,14 @@ export const GeneratedImage = Type.Object(
 const requestLinks = {
   status_url: Type.String({ description: 'GET: status, queue position and progress' }),
   response_url: Type.String({ description: 'GET: the request record' }),
-  output_url: Type.String({ description: 'GET: the image, once COMPLETED' }),
+  output_url: Type.String({
+    description: 'GET with the API key: the image, once COMPLETED. A stable API route that never expires while the record lives; for a link that needs no key, see the record\'s `output`',
+  }),
   cancel_url: Type.String({ description: 'POST: cancel the request' }),
-  events_url: Type.String({ description: 'GET: Server-Sent Events until the request ends' }),
+  events_url: Type.String({
+    description:
+      'GET: Server-Sent Events until the request ends. Carries a short-lived token (`expires`, `sig`; KLEIN_EVENTS_LINK_TTL, default 900 s) so that a client without the key, such as a browser EventSource, can connect; a fresh one comes with GET /v2/requests/{id}',
+  }),
 };
 
 export const Submitted = Type.Object(
@@ -99,7 +104,10 @@ const requestRecordProperties = {
   input: Type.Record(Type.String(), Type.Unknown(), {
     description: 'The parameters the request runs with: defaults applied, the seed it uses, width and height resolved; a data: URI is replaced by its sha256 and length',
   }),
-  output: nullable(Type.String(), 'A link to the image (base64 with ?base64=true) once COMPLETED and delivered; else null'),
+  output: nullable(
+    Type.String(),
+    'Once COMPLETED and delivered, a link to the image that works without the API key until it expires (KLEIN_LINK_TTL, default 1 h): a presigned URL on S3 storage, else this server\'s output route signed with `expires` and `sig` (GET /v2/requests/{id} signs a fresh one); the image base64-encoded with ?base64=true; else null',
+  ),
   error: nullable(Type.Object({ code: Type.String(), message: nullable(Type.String()) }), 'Why it FAILED or was CANCELLED; else null'),
   metrics: RequestMetrics,
   created_at: Timestamp('When it was submitted'),

@@ -2,8 +2,13 @@
  * The public view of a request (cog's envelope: id, status, input, output, error, metrics,
  * timestamps), used by GET /v2/requests/{id} and by webhooks. Internal columns (key ids,
  * leases, worker ids, idempotency hashes) never leave through here.
+ *
+ * Links (contract §9): `output` and `events_url` work without the API key until they
+ * expire (signed by storage/request-links.ts); `output_url` and the other `*_url` are the
+ * stable API routes, which need the key.
  */
 import { microToCredits } from '../billing/pricing.js';
+import type { RequestLinks } from '../storage/request-links.js';
 import type { RequestRow } from './requests.js';
 
 export interface RequestUrls {
@@ -14,9 +19,11 @@ export interface RequestUrls {
   events_url: string;
 }
 
-export function urlsFor(base: string, id: string): RequestUrls {
+/** The request's links; `links` gives `events_url` its short-lived token (without it, the bare route, which needs the key). */
+export function urlsFor(base: string, id: string, links?: Pick<RequestLinks, 'events'>): RequestUrls {
   const r = `${base.replace(/\/$/, '')}/v2/requests/${id}`;
-  return { status_url: `${r}/status`, response_url: r, output_url: `${r}/output`, cancel_url: `${r}/cancel`, events_url: `${r}/events` };
+  const events_url = links ? links.events(base, id) : `${r}/events`;
+  return { status_url: `${r}/status`, response_url: r, output_url: `${r}/output`, cancel_url: `${r}/cancel`, events_url };
 }
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(Number(ms)).toISOString());
@@ -37,8 +44,8 @@ export function metricsOf(row: RequestRow, remainingMicro?: number): Record<stri
   };
 }
 
-export function recordView(row: RequestRow, base: string, opts: { output?: string | null; remainingMicro?: number } = {}) {
-  const urls = urlsFor(base, row.id);
+export function recordView(row: RequestRow, base: string, opts: { output?: string | null; remainingMicro?: number; links?: Pick<RequestLinks, 'events'> } = {}) {
+  const urls = urlsFor(base, row.id, opts.links);
   return {
     request_id: row.id,
     status: row.status,
@@ -53,4 +60,13 @@ export function recordView(row: RequestRow, base: string, opts: { output?: strin
     expires_at: iso(row.expires_at),
     ...urls,
   };
+}
+
+/**
+ * The record with its key-less links (contract §9): `output` the signed (or S3-presigned)
+ * link, `events_url` with its token. `output` given (base64) replaces the link.
+ */
+export async function signedRecordView(row: RequestRow, base: string, links: RequestLinks, opts: { output?: string; remainingMicro?: number } = {}) {
+  const output = opts.output ?? (row.status === 'COMPLETED' && row.output_key ? await links.output(base, row.id, row.output_key) : null);
+  return recordView(row, base, { output, links, remainingMicro: opts.remainingMicro });
 }

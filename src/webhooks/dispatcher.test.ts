@@ -11,11 +11,14 @@ import { pino } from 'pino';
 import { createAccount } from '../accounts/accounts.js';
 import { createRequest, getRequest, transition } from '../store/requests.js';
 import { DIALECTS, tempDb, type TempDb } from '../../test/support/temp-db.js';
+import { LinkSigner } from '../storage/signed-links.js';
+import { eventsPath, RequestLinks } from '../storage/request-links.js';
 import { Webhooks } from './dispatcher.js';
 import { recordWebhook } from './record.js';
 import { verify } from './sign.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const links = new RequestLinks(new LinkSigner(['s'.repeat(32)]), { directUrl: async () => null }, { linkTtlS: 3600, eventsLinkTtlS: 900 });
 
 for (const dialect of DIALECTS) {
   describe(`webhook dispatchers sharing a database (${dialect})`, () => {
@@ -61,6 +64,7 @@ for (const dialect of DIALECTS) {
           db: t.db,
           logger: pino({ level: 'silent' }),
           publicUrl: () => 'http://gateway.test',
+          links,
           allowNetworks: '127.0.0.0/8',
           maxAttempts: 3,
           backoffMs: 100,
@@ -83,10 +87,14 @@ for (const dialect of DIALECTS) {
       assert.equal(received.length, 1, 'exactly one POST');
       const got = received[0]!;
       assert.ok(verify(secret, got.headers, got.body), 'the signature verifies with the account secret');
-      const body = JSON.parse(got.body) as { type: string; data: { request_id: string; status: string; status_url: string } };
+      const body = JSON.parse(got.body) as { type: string; data: { request_id: string; status: string; status_url: string; events_url: string } };
       assert.equal(body.type, 'request.failed');
       assert.equal(body.data.request_id, 'req_1');
       assert.equal(body.data.status_url, 'http://gateway.test/v2/requests/req_1/status');
+      // events_url carries its short-lived token (contract §9), signed over the path alone.
+      const ev = new URL(body.data.events_url);
+      assert.equal(`${ev.origin}${ev.pathname}`, 'http://gateway.test/v2/requests/req_1/events');
+      assert.equal(links.check(eventsPath('req_1'), { expires: ev.searchParams.get('expires') ?? undefined, sig: ev.searchParams.get('sig') ?? undefined }), 'valid');
       const attempts = await t.db.selectFrom('webhook_attempts').selectAll().execute();
       assert.equal(attempts.length, 1);
       const d = await t.db.selectFrom('webhook_deliveries').select(['status', 'attempts']).executeTakeFirstOrThrow();

@@ -15,7 +15,8 @@ import { randomUUID } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import { request } from 'undici';
-import { recordView } from '../store/record-view.js';
+import { signedRecordView } from '../store/record-view.js';
+import type { RequestLinks } from '../storage/request-links.js';
 import { checkUrl, pinnedAgent, resolveChecked } from '../net/safe-fetch.js';
 import { parseAllowNetworks, type Cidr } from '../net/networks.js';
 import type { Database } from '../store/schema.js';
@@ -27,6 +28,12 @@ export interface WebhookOptions {
   logger: Logger;
   /** Base of the links in event bodies (read at send time: known once the server listens). */
   publicUrl: () => string;
+  /**
+   * Signs the body's `output` and `events_url` (contract §9), so the receiver fetches the
+   * image without the key. Their lifetimes run from the first attempt: retries resend those
+   * same bytes (the signature of the event covers them).
+   */
+  links: RequestLinks;
   allowNetworks: string;
   /** Total attempts (first try included). */
   maxAttempts: number;
@@ -105,7 +112,7 @@ export class Webhooks {
   private async bodyOf(d: { id: string; body: string; request_id: string; event: string; created_at: number }): Promise<string> {
     if (d.body !== '') return d.body;
     const row = await getRequest(this.options.db, d.request_id);
-    const data = row ? recordView(row, this.options.publicUrl()) : { request_id: d.request_id };
+    const data = row ? await signedRecordView(row, this.options.publicUrl(), this.options.links) : { request_id: d.request_id };
     const at = row?.completed_at ?? d.created_at;
     const body = JSON.stringify({ type: d.event, timestamp: new Date(Number(at)).toISOString(), data });
     await this.options.db.updateTable('webhook_deliveries').set({ body }).where('id', '=', d.id).where('body', '=', '').execute();

@@ -155,7 +155,10 @@ describe('asynchronous API (tiny engine)', () => {
   it('streams queued, one progress per step in order, then one terminal event; previews decode', async () => {
     const blocker = await submit(s, key.key, { prompt: 'blocker [[fault:sleep:200]]', ...FAST, steps: 3 });
     const sub = await submit(s, key.key, { prompt: 'streamed', ...FAST, steps: 4 });
-    const events = await readEvents(`${sub.json.events_url}?preview=true`, key.key);
+    // events_url carries its own query (a signed token, contract §9): add to it, do not append a second '?'.
+    const withPreview = new URL(sub.json.events_url);
+    withPreview.searchParams.set('preview', 'true');
+    const events = await readEvents(withPreview.href, key.key);
     const names = events.map((e) => e.event);
     assert.equal(names[0], 'queued');
     assert.equal(events[0]!.data.position, 1);

@@ -44,8 +44,9 @@ describe('OpenAI-compatible image routes with the openai client', () => {
       cfg: 1,
     } as never);
     const url = r.data?.[0]?.url;
-    assert.match(url ?? '', /\/v2\/requests\/.+\/output$/);
-    const img = await fetch(url!, { headers: { authorization: `Bearer ${key.key}` } });
+    // A signed link, as OpenAI's are: it needs no key (contract §9).
+    assert.match(url ?? '', /\/v2\/requests\/.+\/output\?expires=\d+&sig=[\w-]+$/);
+    const img = await fetch(url!);
     assert.equal(img.status, 200);
     const meta = await sharp(Buffer.from(await img.arrayBuffer())).metadata();
     assert.ok(Math.abs(meta.width! / meta.height! - 1.5) < 0.02, `${meta.width}x${meta.height}`);

@@ -164,7 +164,7 @@ export interface Schemas {
     /** A human-readable message (what Segmind clients read) */
     error: string;
     /** The error code (a row of the error table) */
-    code: "invalid_json" | "unsupported_media_type" | "validation_failed" | "image_fetch_failed" | "image_invalid" | "image_too_large" | "image_too_small" | "image_bad_ratio" | "url_blocked" | "invalid_multipart" | "bad_url" | "bad_request" | "unauthorized" | "forbidden" | "not_found" | "insufficient_credits" | "request_timeout" | "request_cancelled" | "idempotency_conflict" | "payload_too_large" | "rate_limited" | "headers_too_large" | "concurrency_limited" | "client_closed" | "internal" | "engine_unavailable" | "engine_failed" | "out_of_memory" | "not_ready" | "draining" | "queue_unavailable" | "timeout";
+    code: "invalid_json" | "unsupported_media_type" | "validation_failed" | "image_fetch_failed" | "image_invalid" | "image_too_large" | "image_too_small" | "image_bad_ratio" | "url_blocked" | "invalid_multipart" | "bad_url" | "bad_request" | "unauthorized" | "forbidden" | "invalid_link" | "link_expired" | "not_found" | "insufficient_credits" | "request_timeout" | "request_cancelled" | "idempotency_conflict" | "payload_too_large" | "rate_limited" | "headers_too_large" | "concurrency_limited" | "client_closed" | "internal" | "engine_unavailable" | "engine_failed" | "out_of_memory" | "not_ready" | "draining" | "queue_unavailable" | "timeout";
     /** The request id, as in the x-request-id header */
     request_id: string;
     /** A validation error: one entry per bad field */
@@ -201,11 +201,11 @@ export interface Schemas {
     status_url: string;
     /** GET: the request record */
     response_url: string;
-    /** GET: the image, once COMPLETED */
+    /** GET with the API key: the image, once COMPLETED. A stable API route that never expires while the record lives; for a link that needs no key, see the record's `output` */
     output_url: string;
     /** POST: cancel the request */
     cancel_url: string;
-    /** GET: Server-Sent Events until the request ends */
+    /** GET: Server-Sent Events until the request ends. Carries a short-lived token (`expires`, `sig`; KLEIN_EVENTS_LINK_TTL, default 900 s) so that a client without the key, such as a browser EventSource, can connect; a fresh one comes with GET /v2/requests/{id} */
     events_url: string;
   };
   /** Status, queue position and progress of a request */
@@ -244,7 +244,7 @@ export interface Schemas {
     input: {
       [key: string]: unknown;
     };
-    /** A link to the image (base64 with ?base64=true) once COMPLETED and delivered; else null */
+    /** Once COMPLETED and delivered, a link to the image that works without the API key until it expires (KLEIN_LINK_TTL, default 1 h): a presigned URL on S3 storage, else this server's output route signed with `expires` and `sig` (GET /v2/requests/{id} signs a fresh one); the image base64-encoded with ?base64=true; else null */
     output: string | null;
     /** Why it FAILED or was CANCELLED; else null */
     error: {
@@ -277,11 +277,11 @@ export interface Schemas {
     status_url: string;
     /** GET: the request record */
     response_url: string;
-    /** GET: the image, once COMPLETED */
+    /** GET with the API key: the image, once COMPLETED. A stable API route that never expires while the record lives; for a link that needs no key, see the record's `output` */
     output_url: string;
     /** POST: cancel the request */
     cancel_url: string;
-    /** GET: Server-Sent Events until the request ends */
+    /** GET: Server-Sent Events until the request ends. Carries a short-lived token (`expires`, `sig`; KLEIN_EVENTS_LINK_TTL, default 900 s) so that a client without the key, such as a browser EventSource, can connect; a fresh one comes with GET /v2/requests/{id} */
     events_url: string;
   };
   /** The request after a cancel (never charged when cancelled) */
@@ -318,7 +318,7 @@ export interface Schemas {
     input: {
       [key: string]: unknown;
     };
-    /** A link to the image (base64 with ?base64=true) once COMPLETED and delivered; else null */
+    /** Once COMPLETED and delivered, a link to the image that works without the API key until it expires (KLEIN_LINK_TTL, default 1 h): a presigned URL on S3 storage, else this server's output route signed with `expires` and `sig` (GET /v2/requests/{id} signs a fresh one); the image base64-encoded with ?base64=true; else null */
     output: string | null;
     /** Why it FAILED or was CANCELLED; else null */
     error: {
@@ -351,11 +351,11 @@ export interface Schemas {
     status_url: string;
     /** GET: the request record */
     response_url: string;
-    /** GET: the image, once COMPLETED */
+    /** GET with the API key: the image, once COMPLETED. A stable API route that never expires while the record lives; for a link that needs no key, see the record's `output` */
     output_url: string;
     /** POST: cancel the request */
     cancel_url: string;
-    /** GET: Server-Sent Events until the request ends */
+    /** GET: Server-Sent Events until the request ends. Carries a short-lived token (`expires`, `sig`; KLEIN_EVENTS_LINK_TTL, default 900 s) so that a client without the key, such as a browser EventSource, can connect; a fresh one comes with GET /v2/requests/{id} */
     events_url: string;
     /** Why it was cancelled (cancelled only) */
     reason?: string;
@@ -400,7 +400,7 @@ export interface Schemas {
       /** The field at fault, or null */
       param: string | null;
       /** The error code (a row of the error table) */
-      code: "invalid_json" | "unsupported_media_type" | "validation_failed" | "image_fetch_failed" | "image_invalid" | "image_too_large" | "image_too_small" | "image_bad_ratio" | "url_blocked" | "invalid_multipart" | "bad_url" | "bad_request" | "unauthorized" | "forbidden" | "not_found" | "insufficient_credits" | "request_timeout" | "request_cancelled" | "idempotency_conflict" | "payload_too_large" | "rate_limited" | "headers_too_large" | "concurrency_limited" | "client_closed" | "internal" | "engine_unavailable" | "engine_failed" | "out_of_memory" | "not_ready" | "draining" | "queue_unavailable" | "timeout";
+      code: "invalid_json" | "unsupported_media_type" | "validation_failed" | "image_fetch_failed" | "image_invalid" | "image_too_large" | "image_too_small" | "image_bad_ratio" | "url_blocked" | "invalid_multipart" | "bad_url" | "bad_request" | "unauthorized" | "forbidden" | "invalid_link" | "link_expired" | "not_found" | "insufficient_credits" | "request_timeout" | "request_cancelled" | "idempotency_conflict" | "payload_too_large" | "rate_limited" | "headers_too_large" | "concurrency_limited" | "client_closed" | "internal" | "engine_unavailable" | "engine_failed" | "out_of_memory" | "not_ready" | "draining" | "queue_unavailable" | "timeout";
     };
   };
   /** Every account, oldest first */

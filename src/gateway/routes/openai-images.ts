@@ -31,7 +31,8 @@ import { admissionHook } from '../admission-hook.js';
 import { outcomeError, waitForOutcome } from '../../queue/outcomes.js';
 import { chargeOnDelivery } from '../charge-on-delivery.js';
 import { baseUrl } from '../base-url.js';
-import { urlsFor } from '../../store/record-view.js';
+import { RequestLinks } from '../../storage/request-links.js';
+import { outputKey } from '../../queue/storage-keys.js';
 import type { CompletedOutcome, JobOutcome } from '../../queue/events.js';
 import { releaseUndelivered } from '../../queue/delivery.js';
 import { validateBody, validateGenerateBody, validationFailed } from '../../contract/validate.js';
@@ -133,12 +134,15 @@ async function generateImages(deps: AppDeps, req: FastifyRequest, reply: Fastify
     reply.header('x-cost', done.reduce((s, o) => s + o.costMicro, 0) / 1e6);
     reply.header('x-remaining-credits', Math.min(...done.map((o) => o.balanceMicro)) / 1e6);
     const base = baseUrl(deps, req);
+    // `url` works without the key until it expires, as OpenAI's do (contract §9): presigned on S3, else signed here.
+    const links = new RequestLinks(deps.links, deps.storage, deps.config);
+    const urls = responseFormat === 'url' ? await Promise.all(admitted.map(({ id }, i) => links.output(base, id, outputKey(id, done[i]!.output.format)))) : [];
     return {
       created: Math.floor(Date.now() / 1000),
       data: admitted.map(({ id }, i) => {
         const { output } = done[i]!;
         return {
-          ...(responseFormat === 'url' ? { url: urlsFor(base, id).output_url } : { b64_json: output.bytes.toString('base64') }),
+          ...(responseFormat === 'url' ? { url: urls[i]! } : { b64_json: output.bytes.toString('base64') }),
           revised_prompt: null,
           request_id: id,
           seed: output.seed,

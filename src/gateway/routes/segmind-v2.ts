@@ -2,10 +2,19 @@
  * The asynchronous API (contract §4): submit, status, record, output, and cancel (the
  * event stream is request-events.ts). A request is visible only to its own account (404 otherwise),
  * and an expired request is a 404.
+ *
+ * Links (contract §9): the record's `output` and every `events_url` work without the key
+ * until they expire. The output route takes either the key (the account check as ever) or
+ * a signed link (`expires` and `sig`, which then decide alone: a key sent along is not
+ * read), so a link handed to a browser or another service fetches the image:
+ *
+ *   key, or expires+sig ─ neither → 401 · tampered, moved, malformed → 403 invalid_link
+ *                         expired → 403 link_expired · request expired or swept → 404
  */
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import Type from 'typebox';
 import { balance } from '../../accounts/ledger.js';
-import { getRequestForAccount, type RequestRow } from '../../store/requests.js';
+import { getRequest, getRequestForAccount, type RequestRow } from '../../store/requests.js';
 import { TERMINAL } from '../../contract/request-states.js';
 import { CONTENT_TYPES } from '../../queue/storage-keys.js';
 import type { ImageFormat } from '../../contract/types.js';
@@ -18,7 +27,8 @@ import { Cancellation, RequestRecord, StatusView, Submitted, type RequestMetrics
 import { admit } from '../generate.js';
 import { rateLimitHook } from '../rate-limit-hook.js';
 import { admissionHook } from '../admission-hook.js';
-import { metricsOf, recordView, urlsFor } from '../../store/record-view.js';
+import { metricsOf, signedRecordView, urlsFor } from '../../store/record-view.js';
+import { outputPath, presentsLink, RequestLinks } from '../../storage/request-links.js';
 import { baseUrl } from '../base-url.js';
 import { errorResponses, IdempotencyHeaders, IMAGE_CONTENT, json, ModelParams, RATE_LIMITED_HEADERS, ref, RequestIdParams, SECURED } from '../route-schema.js';
 
@@ -53,13 +63,23 @@ const recordSchema = {
 };
 
 const outputSchema = {
-  ...tagged,
+  tags: tagged.tags,
+  // The key, or none at all with `expires` and `sig` (an OpenAPI `{}`: anonymous allowed).
+  security: [...SECURED, {}],
   operationId: 'getRequestOutput',
   summary: 'The output image',
+  description:
+    "With the API key, or without one through a signed link: the record's `output` (and OpenAI `url` answers, webhook payloads) " +
+    'carries `expires` and `sig`, valid for KLEIN_LINK_TTL seconds. A tampered or moved link is a 403 invalid_link, an expired one a 403 link_expired ' +
+    '(GET /v2/requests/{id} hands out a fresh one).',
   params: RequestIdParams,
+  querystring: Type.Object({
+    expires: Type.Optional(Type.String({ description: 'Signed link: when it expires (Unix seconds); with sig, replaces the API key' })),
+    sig: Type.Optional(Type.String({ description: "Signed link: HMAC-SHA256 of the path and expires under the server's link secret (base64url)" })),
+  }),
   response: {
     200: { description: 'The image', headers: { 'x-seed-value': Type.Integer({ description: 'The seed used' }) }, content: IMAGE_CONTENT },
-    ...errorResponses(401, 404, 500),
+    ...errorResponses(401, 403, 404, 500),
   },
 };
 
@@ -75,6 +95,14 @@ export function registerSegmindV2Routes(app: App, deps: AppDeps): void {
   const auth = authHook(deps.db, { rpm: deps.config.defaultRpm, concurrency: deps.config.defaultConcurrency });
   const rate = rateLimitHook(deps.limiter);
   const admission = admissionHook(deps, { route: 'v2' });
+  const links = new RequestLinks(deps.links, deps.storage, deps.config);
+  // Requests whose signed link was checked valid by keyOrLink (they have no caller).
+  const linked = new WeakSet<FastifyRequest>();
+  async function keyOrLink(req: FastifyRequest, reply: FastifyReply): Promise<void> {
+    if (!presentsLink(req.query)) return auth(req, reply);
+    links.require(outputPath((req.params as { id: string }).id), req.query);
+    linked.add(req);
+  }
 
   app.post('/v2/:model', { schema: submitSchema, onRequest: [auth, rate, admission], bodyLimit: deps.config.bodyLimitBytes }, async (req, reply) => {
     const caller = requireCaller(req);
@@ -84,7 +112,7 @@ export function registerSegmindV2Routes(app: App, deps: AppDeps): void {
     if (a.kind === 'existing') reply.header('idempotent-replayed', 'true');
     reply.header('x-request-id', id);
     const status = a.kind === 'new' ? 'QUEUED' : a.row.status;
-    return { request_id: id, status, ...urlsFor(baseUrl(deps, req), id) };
+    return { request_id: id, status, ...urlsFor(baseUrl(deps, req), id, links) };
   });
 
   app.get('/v2/requests/:id/status', { schema: statusSchema, onRequest: auth }, async (req) => {
@@ -103,22 +131,18 @@ export function registerSegmindV2Routes(app: App, deps: AppDeps): void {
 
   app.get('/v2/requests/:id', { schema: recordSchema, onRequest: auth }, async (req) => {
     const row = await ownRow(deps, req, req.params.id);
-    let output: string | null = null;
-    if (row.status === 'COMPLETED' && row.output_key) {
-      if (req.query.base64 === true) {
-        const bytes = await deps.storage.get(row.output_key);
-        if (!bytes) throw new ApiError('not_found', `The output of ${row.id} has expired`);
-        output = bytes.toString('base64');
-      } else {
-        output = (await deps.storage.directUrl(row.output_key, 3600)) ?? urlsFor(baseUrl(deps, req), row.id).output_url;
-      }
+    let output: string | undefined;
+    if (row.status === 'COMPLETED' && row.output_key && req.query.base64 === true) {
+      const bytes = await deps.storage.get(row.output_key);
+      if (!bytes) throw new ApiError('not_found', `The output of ${row.id} has expired`);
+      output = bytes.toString('base64');
     }
     // As metrics above: the record view's type is the store's, its shape this schema's.
-    return recordView(row, baseUrl(deps, req), { output, remainingMicro: await balance(deps.db, row.account_id) }) as RequestRecord;
+    return (await signedRecordView(row, baseUrl(deps, req), links, { output, remainingMicro: await balance(deps.db, row.account_id) })) as RequestRecord;
   });
 
-  app.get('/v2/requests/:id/output', { schema: outputSchema, onRequest: auth }, async (req, reply) => {
-    const row = await ownRow(deps, req, req.params.id);
+  app.get('/v2/requests/:id/output', { schema: outputSchema, onRequest: keyOrLink }, async (req, reply) => {
+    const row = linked.has(req) ? await linkedRow(deps, req.params.id) : await ownRow(deps, req, req.params.id);
     if (row.status !== 'COMPLETED' || !row.output_key) {
       throw new ApiError('not_found', `Request ${row.id} has no output (status ${row.status})`);
     }
@@ -135,6 +159,13 @@ export function registerSegmindV2Routes(app: App, deps: AppDeps): void {
     const after = (await getRequestForAccount(deps.db, row.id, row.account_id)) ?? row;
     return { request_id: row.id, status: after.status, cancelled };
   });
+}
+
+/** The request a valid signed link names, of whichever account, or a 404 once it has expired (the link may outlive the record). */
+async function linkedRow(deps: AppDeps, id: string): Promise<RequestRow> {
+  const row = await getRequest(deps.db, id);
+  if (!row || Number(row.expires_at) <= Date.now()) throw new ApiError('not_found', `No request ${id}`);
+  return row;
 }
 
 function stepsOf(row: RequestRow): number {

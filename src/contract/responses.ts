@@ -87,12 +87,16 @@ export const RequestMetrics = Type.Object(
 
 const Progress = Type.Object({ step: Type.Integer(), total: Type.Integer() });
 
+const RequestError = nullable(Type.Object({ code: Type.String(), message: nullable(Type.String()) }), 'Why it FAILED or was CANCELLED; else null');
+
 export const StatusView = Type.Object(
   {
     request_id: Type.String(),
     status: RequestStatusSchema,
     queue_position: Type.Integer({ description: 'Requests ahead of this one plus one while QUEUED; 0 otherwise' }),
     progress: nullable(Progress, 'The step running (or the last, once COMPLETED); null before the first'),
+    // Segmind's status answer carries the error too; its SDK raises InferenceFailed with it.
+    error: RequestError,
     metrics: RequestMetrics,
   },
   { $id: 'Status', description: 'Status, queue position and progress of a request' },
@@ -108,7 +112,7 @@ const requestRecordProperties = {
     Type.String(),
     'Once COMPLETED and delivered, a link to the image that works without the API key until it expires (KLEIN_LINK_TTL, default 1 h): a presigned URL on S3 storage, else this server\'s output route signed with `expires` and `sig` (GET /v2/requests/{id} signs a fresh one); the image base64-encoded with ?base64=true; else null',
   ),
-  error: nullable(Type.Object({ code: Type.String(), message: nullable(Type.String()) }), 'Why it FAILED or was CANCELLED; else null'),
+  error: RequestError,
   metrics: RequestMetrics,
   created_at: Timestamp('When it was submitted'),
   started_at: Timestamp('When processing started; null before'),

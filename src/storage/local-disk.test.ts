@@ -16,19 +16,19 @@ describe('LocalDiskStorage', () => {
 
   it('writes a new key in place, making its folder, and reads it back', async () => {
     const { dir, store } = fresh();
-    await store.put('outputs/a.png', Buffer.from('first'), 'image/png');
+    await store.put('outputs/a.png', Buffer.from('first'));
     assert.equal((await store.get('outputs/a.png'))?.toString(), 'first');
     assert.deepEqual(readdirSync(join(dir, 'objects', 'outputs')), ['a.png']);
     // A folder deleted behind the store's back is made again.
     rmSync(join(dir, 'objects', 'outputs'), { recursive: true });
-    await store.put('outputs/b.png', Buffer.from('second'), 'image/png');
+    await store.put('outputs/b.png', Buffer.from('second'));
     assert.equal((await store.get('outputs/b.png'))?.toString(), 'second');
   });
 
   it('replaces an existing key whole, leaving no temporary file', async () => {
     const { dir, store } = fresh();
-    await store.put('outputs/a.png', Buffer.from('x'.repeat(100_000)), 'image/png');
-    await store.put('outputs/a.png', Buffer.from('shorter'), 'image/png');
+    await store.put('outputs/a.png', Buffer.from('x'.repeat(100_000)));
+    await store.put('outputs/a.png', Buffer.from('shorter'));
     assert.equal((await store.get('outputs/a.png'))?.toString(), 'shorter');
     assert.deepEqual(readdirSync(join(dir, 'objects', 'outputs')), ['a.png']);
   });
@@ -39,7 +39,7 @@ describe('LocalDiskStorage', () => {
     const b = Buffer.alloc(1_000_000, 'b');
     for (let round = 0; round < 5; round++) {
       await store.delete('outputs/r.png');
-      await Promise.all([store.put('outputs/r.png', a, 'image/png'), store.put('outputs/r.png', b, 'image/png')]);
+      await Promise.all([store.put('outputs/r.png', a), store.put('outputs/r.png', b)]);
       const got = await store.get('outputs/r.png');
       assert.ok(got?.equals(a) || got?.equals(b), `round ${round}: ${got?.length} bytes, not one of the two writes`);
       assert.deepEqual(readdirSync(join(dir, 'objects', 'outputs')), ['r.png']);
@@ -50,10 +50,10 @@ describe('LocalDiskStorage', () => {
     const { dir, store } = fresh();
     mkdirSync(join(dir, 'objects'), { recursive: true });
     writeFileSync(join(dir, 'objects', 'inputs'), 'a file where a folder should be');
-    await assert.rejects(store.put('inputs/x/0.png', Buffer.from('p'), 'image/png'), /ENOTDIR|EEXIST/);
+    await assert.rejects(store.put('inputs/x/0.png', Buffer.from('p')), /ENOTDIR|EEXIST/);
     assert.deepEqual(readdirSync(join(dir, 'objects')), ['inputs']);
     for (const key of ['../x', 'outputs/../../x', '/etc/passwd', '', 'a//b']) {
-      await assert.rejects(store.put(key, Buffer.from('p'), 'image/png'), /invalid storage key/);
+      await assert.rejects(store.put(key, Buffer.from('p')), /invalid storage key/);
     }
     assert.equal(await store.get('outputs/none.png'), null);
   });

@@ -78,14 +78,13 @@ describe("Segmind's Python SDK against the Segmind-compatible routes", () => {
     assert.deepEqual([a.result_status, a.result_request_id], ['COMPLETED', a.request_id]);
 
     // A failure in the engine: wait() raises InferenceFailed from the status body; the
-    // record (job.result()) says why. The SDK takes e.detail from the status body's
-    // `error`, which our status answer does not carry yet (see the report of issue 14);
-    // when it does, it must be our message.
+    // record (job.result()) says why, and so does e.detail, which the SDK takes from the
+    // status body's `error`.
     assert.equal(out.failed.class, 'InferenceFailed');
     assert.equal(out.failed.status_body?.status, 'FAILED');
     assert.equal(out.failed.record_error.code, 'engine_failed');
     assert.match(out.failed.record_error.message, /simulated internal error/);
-    if (out.failed.detail !== null) assert.match(JSON.stringify(out.failed.detail), /simulated internal error/);
+    assert.match(JSON.stringify(out.failed.detail), /simulated internal error/);
 
     // CANCELLED is ours (contract §4), not one of the SDK's terminal states: its wait()
     // keeps polling to its deadline, while status() shows CANCELLED.

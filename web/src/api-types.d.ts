@@ -220,6 +220,11 @@ export interface Schemas {
       step: number;
       total: number;
     } | null;
+    /** Why it FAILED or was CANCELLED; else null */
+    error: {
+      code: string;
+      message: string | null;
+    } | null;
     /** Timings and money of the request */
     metrics: {
       /** From submission to the start of processing, in seconds; null until known */

@@ -123,6 +123,7 @@ export function registerSegmindV2Routes(app: App, deps: AppDeps): void {
       status: row.status,
       queue_position: row.status === 'QUEUED' ? await deps.queue.position(row.id) : 0,
       progress: row.status === 'COMPLETED' ? { step: stepsOf(row), total: stepsOf(row) } : p ? { step: p.step, total: p.total } : null,
+      error: row.error_code ? { code: row.error_code, message: row.error_message } : null,
       // store/record-view.ts writes every key of RequestMetrics (its type says only Record);
       // the response schema's serializer refuses an answer without them.
       metrics: metricsOf(row) as RequestMetrics,

@@ -113,7 +113,10 @@ interface ProgressSink {
  */
 export function withAttempts(sink: ProgressSink, attemptOf: (id: string) => number | undefined): ProgressSink {
   return {
-    progress: (id, ev) => sink.progress(id, { ...ev, attempt: ev.attempt ?? attemptOf(id) ?? 1 }),
+    progress: (id, ev) => {
+      const attempt = ev.attempt ?? attemptOf(id);
+      sink.progress(id, attempt === undefined ? ev : { ...ev, attempt });
+    },
     finish: (id, outcome) => sink.finish(id, outcome),
   };
 }

@@ -22,7 +22,7 @@ import sharp from 'sharp';
 import { getRequest, type RequestRow } from '../../store/requests.js';
 import { TERMINAL } from '../../contract/request-states.js';
 import { ApiError } from '../../contract/errors.js';
-import { eventIds, type ProgressEvent } from '../../queue/events.js';
+import { EVENT_LOG_MAX, EVENT_LOG_TTL_MS, eventIds, type ProgressEvent } from '../../queue/events.js';
 import { authHook } from '../auth.js';
 import type { App, AppDeps } from '../app.js';
 import { recordView } from '../../store/record-view.js';
@@ -47,7 +47,7 @@ const eventsSchema = {
     'header cannot be set (the header wins). The stream then replays the steps after it (without previews: steps are logged, pictures are not), ' +
     'then goes on live, each event once, and always ends with the terminal event, even one the client saw (`Last-Event-ID: 0` replays every ' +
     'logged step). A stream without either starts now: the queue position, then live steps (a finished request: its terminal event alone). ' +
-    'The log keeps the newest 500 steps of a request for 15 minutes after its last one.',
+    `The log keeps the newest ${EVENT_LOG_MAX} steps of a request for ${EVENT_LOG_TTL_MS / 60_000} minutes after its last one.`,
   params: RequestIdParams,
   querystring: Type.Object({
     preview: Type.Optional(Type.Boolean({ description: 'live progress events carry a low-resolution PNG preview (replayed ones do not)' })),

@@ -13,6 +13,7 @@
  * DistributedQueue.waitFor). A gateway resolves outcomes only for requests someone in it
  * waits for, so the output bytes are read from storage once, by the gateway that answers.
  */
+import { once } from 'node:events';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { RgbImage } from '../../contract/types.js';
@@ -128,7 +129,7 @@ export async function subscribeEvents(
       .then((outcome) => outcome && bus.finish(msg.id, outcome))
       .catch((err: unknown) => logger.warn({ err, request_id: msg.id }, 'could not read a finished request'));
   });
-  await sub.subscribe(keys.events);
+  await subscribeWhenReady(sub, keys.events);
 }
 
 /** A worker's subscription to cancels: `onCancel` is called for every request asked to stop. */
@@ -142,5 +143,17 @@ export async function subscribeCancels(sub: Redis, keys: RedisKeys, onCancel: (i
       /* not ours */
     }
   });
-  await sub.subscribe(keys.cancels);
+  await subscribeWhenReady(sub, keys.cancels);
+}
+
+/**
+ * SUBSCRIBE once the connection is ready, not while it connects: ioredis (5.11) then sends
+ * its ready check (INFO) after the SUBSCRIBE, Redis refuses it on a subscribed connection,
+ * and ioredis reconnects without the subscription — the gateway silently hears nothing
+ * (seen as a fleet stream with no progress when the process started up slower). Waiting
+ * changes nothing else: a SUBSCRIBE queued while Redis is away waited for it too.
+ */
+async function subscribeWhenReady(sub: Redis, channel: string): Promise<void> {
+  if (sub.status !== 'ready') await once(sub, 'ready');
+  await sub.subscribe(channel);
 }

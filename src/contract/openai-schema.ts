@@ -82,7 +82,7 @@ export const OpenAiImagesResponse = Type.Object(
     data: Type.Array(
       Type.Object({
         b64_json: Type.Optional(Type.String({ description: 'The image, base64-encoded (response_format b64_json)' })),
-        url: Type.Optional(Type.String({ description: 'A link to the image (response_format url)' })),
+        url: Type.Optional(Type.String({ description: 'A link to the image (response_format url) that works without the API key until it expires (KLEIN_LINK_TTL, default 1 h): presigned on S3 storage, else signed with expires and sig' })),
         revised_prompt: Type.Null({ description: 'Always null: the prompt is used as given' }),
         request_id: Type.String({ description: "This image's request; GET /v2/requests/{id} describes it" }),
         seed: Type.Integer({ description: 'The seed this image used' }),
@@ -150,3 +150,19 @@ export const OpenAiError = Type.Object(
   { $id: 'OpenAiError', description: "The error envelope of the OpenAI-compatible routes: OpenAI's, so its clients raise with the reason" },
 );
 export type OpenAiError = Static<typeof OpenAiError>;
+
+/** One model `model` accepts, in OpenAI's shape (GET /v1/models). */
+export const OpenAiModel = Type.Object(
+  {
+    id: Type.String({ description: 'The name to pass as model: the served slug or an alias of it' }),
+    object: Type.Literal('model'),
+    created: Type.Integer({ description: 'Unix time, in seconds, when this server started' }),
+    owned_by: Type.String({ description: "The model's publisher" }),
+  },
+  { $id: 'OpenAiModel', description: 'A model (or an alias of one) that the OpenAI-compatible routes take as model' },
+);
+
+export const OpenAiModelList = Type.Object(
+  { object: Type.Literal('list'), data: Type.Array(OpenAiModel) },
+  { $id: 'OpenAiModelList', description: "The models the OpenAI-compatible routes take, in OpenAI's list shape" },
+);

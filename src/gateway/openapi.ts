@@ -14,7 +14,7 @@ import swaggerUi from '@fastify/swagger-ui';
 import type { FastifyInstance } from 'fastify';
 import Type, { type TSchema } from 'typebox';
 import { AsyncBody, GenerateBody } from '../contract/request-schema.js';
-import { OpenAiEditsForm, OpenAiError, OpenAiImagesBody, OpenAiImagesResponse } from '../contract/openai-schema.js';
+import { OpenAiEditsForm, OpenAiError, OpenAiImagesBody, OpenAiImagesResponse, OpenAiModel, OpenAiModelList } from '../contract/openai-schema.js';
 import { Cancellation, Credits, ErrorEnvelope, GeneratedImage, ProgressEvent, QueuedEvent, RequestRecord, StatusView, Submitted, TerminalEvent } from '../contract/responses.js';
 import { AccountList, CreditBalance, CreditGrant, Usage } from '../contract/admin-schema.js';
 import { Health, ReadyCheck } from '../contract/health-schema.js';
@@ -40,6 +40,8 @@ export const COMPONENTS: ReadonlyMap<string, TSchema> = new Map(
     Credits,
     OpenAiImagesResponse,
     OpenAiError,
+    OpenAiModel,
+    OpenAiModelList,
     AccountList,
     CreditGrant,
     CreditBalance,

@@ -233,14 +233,14 @@ def _(ctx: dict) -> dict:
 
 @operation("listModels")
 def _(ctx: dict) -> dict:
-    out = parsed(list_models.sync_detailed(client=USER), m.ListModelsResponse200)
+    out = parsed(list_models.sync_detailed(client=USER), m.OpenAiModelList)
     return {"class": type(out).__name__, "ids": [d.id for d in out.data]}
 
 
 @operation("retrieveModel")
 def _(ctx: dict) -> dict:
     return {
-        "ok": model(retrieve_model.sync_detailed("gpt-image-1", client=USER), m.RetrieveModelResponse200),
+        "ok": model(retrieve_model.sync_detailed("gpt-image-1", client=USER), m.OpenAiModel),
         "unknown": openai_error(retrieve_model.sync_detailed("dall-e-9", client=USER)),
     }
 

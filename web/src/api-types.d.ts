@@ -378,7 +378,7 @@ export interface Schemas {
     data: Array<{
       /** The image, base64-encoded (response_format b64_json) */
       b64_json?: string;
-      /** A link to the image (response_format url) */
+      /** A link to the image (response_format url) that works without the API key until it expires (KLEIN_LINK_TTL, default 1 h): presigned on S3 storage, else signed with expires and sig */
       url?: string;
       /** Always null: the prompt is used as given */
       revised_prompt: null;
@@ -407,6 +407,29 @@ export interface Schemas {
       /** The error code (a row of the error table) */
       code: "invalid_json" | "unsupported_media_type" | "validation_failed" | "image_fetch_failed" | "image_invalid" | "image_too_large" | "image_too_small" | "image_bad_ratio" | "url_blocked" | "invalid_multipart" | "bad_url" | "bad_request" | "unauthorized" | "forbidden" | "invalid_link" | "link_expired" | "not_found" | "insufficient_credits" | "request_timeout" | "request_cancelled" | "idempotency_conflict" | "payload_too_large" | "rate_limited" | "headers_too_large" | "concurrency_limited" | "client_closed" | "internal" | "engine_unavailable" | "engine_failed" | "out_of_memory" | "not_ready" | "draining" | "queue_unavailable" | "timeout";
     };
+  };
+  /** A model (or an alias of one) that the OpenAI-compatible routes take as model */
+  OpenAiModel: {
+    /** The name to pass as model: the served slug or an alias of it */
+    id: string;
+    object: "model";
+    /** Unix time, in seconds, when this server started */
+    created: number;
+    /** The model's publisher */
+    owned_by: string;
+  };
+  /** The models the OpenAI-compatible routes take, in OpenAI's list shape */
+  OpenAiModelList: {
+    object: "list";
+    data: Array<{
+      /** The name to pass as model: the served slug or an alias of it */
+      id: string;
+      object: "model";
+      /** Unix time, in seconds, when this server started */
+      created: number;
+      /** The model's publisher */
+      owned_by: string;
+    }>;
   };
   /** Every account, oldest first */
   AccountList: {

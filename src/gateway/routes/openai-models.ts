@@ -14,18 +14,12 @@ import { authHook } from '../auth.js';
 import type { App, AppDeps } from '../app.js';
 import { openAiErrorHook } from '../openai-errors.js';
 import { modelNames, servedModel } from '../openai-model-names.js';
-import { openAiErrorResponses, json, SECURED } from '../route-schema.js';
+import { openAiErrorResponses, json, ref, SECURED } from '../route-schema.js';
+import { OpenAiModel, OpenAiModelList } from '../../contract/openai-schema.js';
 
 /** FLUX.2 [klein] is published by Black Forest Labs. */
 const OWNER = 'black-forest-labs';
 
-const ModelObject = Type.Object({
-  id: Type.String({ description: 'The name to pass as model: the served slug or an alias of it' }),
-  object: Type.Literal('model'),
-  created: Type.Integer({ description: 'Unix time, in seconds, when this server started' }),
-  owned_by: Type.String({ description: "The model's publisher" }),
-});
-const ModelList = Type.Object({ object: Type.Literal('list'), data: Type.Array(ModelObject) });
 const ModelNameParams = Type.Object({ model: Type.String({ description: 'A served slug or an alias', maxLength: 256 }) });
 
 const tagged = { tags: ['openai'], security: SECURED };
@@ -38,7 +32,7 @@ export function registerOpenAiModelRoutes(app: App, deps: AppDeps): void {
   app.get(
     '/v1/models',
     {
-      schema: { ...tagged, operationId: 'listModels', summary: 'OpenAI-compatible: the models (and aliases) model takes', response: { 200: json(ModelList, '{object: "list", data: [model]}'), ...openAiErrorResponses(401, 500) } },
+      schema: { ...tagged, operationId: 'listModels', summary: 'OpenAI-compatible: the models (and aliases) model takes', response: { 200: json(ref(OpenAiModelList), '{object: "list", data: [model]}'), ...openAiErrorResponses(401, 500) } },
       onRequest: auth,
       preSerialization: openAiErrorHook,
     },
@@ -53,7 +47,7 @@ export function registerOpenAiModelRoutes(app: App, deps: AppDeps): void {
         operationId: 'retrieveModel',
         summary: 'OpenAI-compatible: one model or alias',
         params: ModelNameParams,
-        response: { 200: json(ModelObject, '{id, object: "model", created, owned_by}'), ...openAiErrorResponses(401, 404, 500) },
+        response: { 200: json(ref(OpenAiModel), '{id, object: "model", created, owned_by}'), ...openAiErrorResponses(401, 404, 500) },
       },
       onRequest: auth,
       preSerialization: openAiErrorHook,

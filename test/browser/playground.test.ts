@@ -84,6 +84,19 @@ describe('playground (Chromium, tiny engine)', () => {
     );
   }
 
+  /** The event-stream requests the page makes (EventSource's resource type), as they go out. */
+  function eventStreams(page: Page): Array<{ url: string; headers: Record<string, string> }> {
+    const seen: Array<{ url: string; headers: Record<string, string> }> = [];
+    page.on('request', (r) => {
+      if (r.resourceType() !== 'eventsource') return;
+      const entry = { url: r.url(), headers: r.headers() };
+      seen.push(entry);
+      // headers() leaves out what the network stack adds (Last-Event-ID among them).
+      void r.allHeaders().then((h) => (entry.headers = h));
+    });
+    return seen;
+  }
+
   async function fillFast(page: Page, key: string, prompt: string): Promise<void> {
     await page.fill('#api-key', key);
     await page.fill('#f-prompt', prompt);
@@ -138,10 +151,16 @@ describe('playground (Chromium, tiny engine)', () => {
       new MutationObserver(() => seen.texts.push(label.textContent ?? '')).observe(label, { childList: true, characterData: true, subtree: true });
       new MutationObserver(() => seen.previews.push({ src: preview.src, size: preview.dataset.size ?? '' })).observe(preview, { attributes: true, attributeFilter: ['src'] });
     });
+    const streams = eventStreams(page);
     const started = Date.now();
     await page.click('#generate');
     await waitForResult(page);
     const took = Date.now() - started;
+    // The browser's own EventSource followed the signed events_url: its token, not the key.
+    assert.equal(streams.length, 1, JSON.stringify(streams));
+    assert.match(streams[0]!.url, /\/v2\/requests\/[^/]+\/events\?expires=\d+&sig=[\w-]{43}&preview=true$/);
+    assert.equal(streams[0]!.headers['x-api-key'], undefined);
+    assert.equal(streams[0]!.headers.accept, 'text/event-stream');
 
     const seen = await page.evaluate(() => (window as unknown as { seen: { texts: string[]; previews: Array<{ src: string; size: string }> } }).seen);
     const steps = seen.texts.filter((t) => t.startsWith('Step '));
@@ -215,6 +234,60 @@ describe('playground (Chromium, tiny engine)', () => {
     console.log(`# generation in the browser took ${took} ms (3 steps of 64×64 with 150 ms per step)`);
     await page.close();
   });
+
+  for (const refuse of [false, true]) {
+    const what = refuse
+      ? 'its reconnect refused as an expired link would be, the page renews the link from the record and resumes with last_event_id'
+      : 'EventSource reconnects by itself (Last-Event-ID) and the server goes on after step 1';
+    it(`resumes a stream cut after step 1: ${what}; each step shown once`, { timeout: 120_000 }, async () => {
+      const key = s.createKey({ credits: '100' });
+      const { page, problems } = await openPage();
+      await fillFast(page, key.key, 'resumed [[fault:sleep:150]]');
+      const streams = eventStreams(page);
+      // The first stream is the server's own bytes up to its first step, then the end of
+      // the connection; the reconnect is refused (403 link_expired) or reaches the server.
+      let cutAt = '';
+      let n = 0;
+      await page.route(/\/v2\/requests\/[^/]+\/events\?/, async (route) => {
+        n++;
+        if (n === 1) {
+          const full = await (await route.fetch()).text();
+          const blocks = full.split('\n\n');
+          const upTo = blocks.findIndex((b) => b.includes('event: progress'));
+          cutAt = /^id: (\d+)$/m.exec(blocks[upTo]!)![1]!;
+          return route.fulfill({ status: 200, headers: { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' }, body: `${blocks.slice(0, upTo + 1).join('\n\n')}\n\n` });
+        }
+        if (n === 2 && refuse) {
+          return route.fulfill({ status: 403, contentType: 'application/json', body: JSON.stringify({ error: 'The link has expired', code: 'link_expired', request_id: 'x' }) });
+        }
+        return route.continue();
+      });
+      const texts: string[] = [];
+      await page.exposeFunction('sawText', (t: string) => texts.push(t));
+      await page.evaluate(() => {
+        const label = document.getElementById('progress-text')!;
+        new MutationObserver(() => (window as unknown as { sawText: (t: string) => void }).sawText(label.textContent ?? '')).observe(label, { childList: true, characterData: true, subtree: true });
+      });
+      await page.click('#generate');
+      await waitForResult(page);
+      // Step 1 from the cut stream, 2 and 3 from the resumed one: no gap, no repeat.
+      assert.deepEqual(texts.filter((t) => t.startsWith('Step ')), ['Step 1 / 3', 'Step 2 / 3', 'Step 3 / 3'], `each step once: ${JSON.stringify(texts)}`);
+      assert.equal(streams.length, refuse ? 3 : 2, JSON.stringify(streams.map((x) => x.url)));
+      // EventSource's own reconnect: the same URL (the header it sends is not shown to
+      // playwright's interception; the server's answer above shows it was sent).
+      assert.equal(streams[1]!.url, streams[0]!.url);
+      if (refuse) {
+        const renewed = new URL(streams[2]!.url);
+        assert.equal(renewed.searchParams.get('last_event_id'), cutAt);
+        assert.match(renewed.searchParams.get('sig') ?? '', /^[\w-]{43}$/);
+        assert.equal(streams[2]!.headers['x-api-key'], undefined);
+      }
+      const id = await text(page, '#info-request');
+      assert.equal((await get(key.key, `/v2/requests/${id}`)).status, 'COMPLETED');
+      assert.deepEqual(problems, []);
+      await page.close();
+    });
+  }
 
   it('sends a reference image from the file picker as a data: URI and refuses a non-image', { timeout: 120_000 }, async () => {
     const key = s.createKey({ credits: '100' });

@@ -1,10 +1,10 @@
 /**
  * Following a request's event stream in tests of resumption (sse-resume tests, embedded and
- * fleet): read it with the page's parser (web/src/sse.ts), leave when told, and check what
+ * fleet): read it with the tests' parser (sse-parser.ts), leave when told, and check what
  * two connections saw together.
  */
 import assert from 'node:assert/strict';
-import { SseParser } from '../../web/src/sse.js';
+import { SseParser } from './sse-parser.js';
 
 type Json = Record<string, any>;
 

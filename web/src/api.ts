@@ -1,12 +1,12 @@
 /**
- * The page's calls to this server, every one with `x-api-key` (contract §1, §4). Failures
+ * The page's calls to this server, every one with `x-api-key` (contract §1, §4) but the
+ * event stream, which the browser's EventSource follows on its signed link (sse.ts). Failures
  * become an ApiFailure carrying the error envelope of contract §2 ({error, code,
  * request_id, details}) and Retry-After; JSON answers are checked into types here, so no
  * untyped JSON goes further into the page. The types are the server's schemas, from its
  * OpenAPI document (api-types.d.ts, generated).
  */
 import type { Schemas } from './api-types.js';
-import { SseParser, type SseEvent } from './sse.js';
 
 /** One entry of a validation error's `details`. */
 export type FieldError = NonNullable<Schemas['Error']['details']>[number];
@@ -141,24 +141,11 @@ export async function getRecord(url: string, key: string): Promise<RequestRecord
   return recordOf(await json(await call(url, key)));
 }
 
-/** Reads the request's event stream (with previews) until the server ends it. */
-export async function* events(url: string, key: string, signal: AbortSignal): AsyncGenerator<SseEvent> {
-  const u = new URL(local(url), location.href);
-  u.searchParams.set('preview', 'true');
-  const res = await call(u.href, key, { signal, headers: { accept: 'text/event-stream' } });
-  if (!res.body) throw new NetworkFailure('the event stream has no body');
-  const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
-  const parser = new SseParser();
-  try {
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) return;
-      yield* parser.push(value);
-    }
-  } finally {
-    // Ends the connection when the reader stops early (a no-op after the server ended it).
-    await reader.cancel().catch(() => undefined);
-  }
+/** A fresh events_url of a request (its token renewed), from its record. */
+export async function eventsUrl(recordUrl: string, key: string): Promise<string> {
+  const v = (await json(await call(recordUrl, key))).events_url;
+  if (typeof v !== 'string') throw new NetworkFailure('the record lacks events_url');
+  return v;
 }
 
 /** The output image's bytes (GET /v2/requests/{id}/output needs the key, so no plain <img src>). */

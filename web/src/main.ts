@@ -4,11 +4,13 @@
  *
  *   POST /v2/{model}                      → 4xx/5xx: said in words, field errors beside fields
  *   GET  /v2/requests/{id}/events?preview → queued, progress (bar + preview), then the end
+ *        (the browser's EventSource on the signed events_url, resumed after a drop: sse.ts)
  *   GET  /v2/requests/{id}/output         → the image; GET /v1/get-user-credits → the balance
  *
  * and keeps a history of this browser's results.
  */
-import { ApiFailure, NetworkFailure, TERMINAL, cancel, credits, events, getRecord, output, recordOf, submit, type RequestRecord, type Submitted } from './api.js';
+import { ApiFailure, NetworkFailure, TERMINAL, cancel, credits, eventsUrl, getRecord, output, recordOf, submit, type RequestRecord, type Submitted } from './api.js';
+import { followEvents } from './sse.js';
 import { byId, el } from './dom.js';
 import { FieldErrors } from './field-errors.js';
 import { ParamsForm } from './form.js';
@@ -80,10 +82,13 @@ function previewOf(v: unknown): Preview | undefined {
     : undefined;
 }
 
-/** Follows the event stream to the request's end; polls the record if the stream breaks off. */
+/**
+ * Follows the event stream (EventSource on the signed events_url; a refused link is renewed
+ * from the record) to the request's end; polls the record if the stream cannot be had.
+ */
 async function follow(sub: Submitted, apiKey: string, signal: AbortSignal): Promise<RequestRecord> {
   try {
-    for await (const ev of events(sub.events_url, apiKey, signal)) {
+    for await (const ev of followEvents(sub.events_url, { signal, renew: () => eventsUrl(sub.response_url, apiKey) })) {
       let data: unknown;
       try {
         data = JSON.parse(ev.data);

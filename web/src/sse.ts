@@ -1,59 +1,79 @@
 /**
- * A Server-Sent Events parser for fetch() bodies. The page cannot use EventSource: it
- * sends no custom headers, and every route wants `x-api-key`. Follows the WHATWG HTML
- * "event stream interpretation" (§9.2.6): lines end with CRLF, LF or CR; a line starting
- * with `:` is a comment; `data` lines join with LF; a blank line dispatches the event; an
- * event without data is dropped; `event` defaults to "message". Chunks may split anywhere.
+ * Follows a request's event stream with the browser's own EventSource (WHATWG HTML §9.2)
+ * on its signed `events_url`: the link's token stands for the key, which EventSource
+ * cannot send (contract §9). Resuming is the server's (contract §4): every event has an
+ * id, and
+ *
+ * - a dropped connection: EventSource reconnects by itself, sending `Last-Event-ID`, and
+ *   the server goes on after that event — nothing missed, nothing twice;
+ * - a refused one (EventSource then gives up: an expired token is a 403): the page asks
+ *   for a fresh link (`renew`, from the request record) and opens it with
+ *   `last_event_id` in the query, since a new EventSource cannot set the header.
+ *
+ * The stream ends at the terminal event; the source is closed there, before EventSource
+ * would reconnect to a stream the server ended.
  */
-export interface SseEvent {
+import { NetworkFailure, local } from './api.js';
+
+export interface StreamEvent {
   event: string;
   data: string;
   id: string;
 }
 
-export class SseParser {
-  private buffer = '';
-  private data: string[] = [];
-  private event = '';
-  private id = '';
-  private started = false;
+/** The events the server sends (contract §4); EventSource delivers named events only to listeners of that name. */
+const NAMES = ['queued', 'progress', 'completed', 'failed', 'cancelled'] as const;
+const ENDS: ReadonlySet<string> = new Set(['completed', 'failed', 'cancelled']);
+/** Fresh links asked for before the page gives up on the stream (it then polls the record). */
+const MAX_RENEWALS = 3;
 
-  /** Feeds decoded text; returns the events completed by it, in order. */
-  push(chunk: string): SseEvent[] {
-    this.buffer += chunk;
-    if (!this.started && this.buffer.length > 0) {
-      this.started = true;
-      if (this.buffer.startsWith('\uFEFF')) this.buffer = this.buffer.slice(1);
-    }
-    const out: SseEvent[] = [];
-    let start = 0;
-    for (let i = 0; i < this.buffer.length; i++) {
-      const c = this.buffer[i];
-      if (c !== '\n' && c !== '\r') continue;
-      // A CR at the very end may be the first half of a CRLF: wait for the next chunk.
-      if (c === '\r' && i + 1 === this.buffer.length) break;
-      this.line(this.buffer.slice(start, i), out);
-      if (c === '\r' && this.buffer[i + 1] === '\n') i++;
-      start = i + 1;
-    }
-    this.buffer = this.buffer.slice(start);
-    return out;
-  }
+export interface FollowOptions {
+  signal: AbortSignal;
+  /** A fresh events_url (its token renewed), when the server refused the current one. */
+  renew: () => Promise<string>;
+}
 
-  private line(line: string, out: SseEvent[]): void {
-    if (line === '') {
-      if (this.data.length > 0) out.push({ event: this.event || 'message', data: this.data.join('\n'), id: this.id });
-      this.data = [];
-      this.event = '';
-      return;
+/** The stream's events (live previews asked for), up to and including the terminal one. */
+export async function* followEvents(eventsUrl: string, opts: FollowOptions): AsyncGenerator<StreamEvent> {
+  let url = eventsUrl;
+  let lastId = '';
+  for (let renewals = 0; ; renewals++) {
+    const u = new URL(local(url), location.href);
+    u.searchParams.set('preview', 'true');
+    if (lastId) u.searchParams.set('last_event_id', lastId);
+    const source = new EventSource(u.href);
+    const inbox: Array<StreamEvent | 'closed'> = [];
+    let wake: (() => void) | null = null;
+    const put = (x: StreamEvent | 'closed') => {
+      inbox.push(x);
+      wake?.();
+      wake = null;
+    };
+    for (const name of NAMES) {
+      source.addEventListener(name, (e) => {
+        const m = e as MessageEvent<string>;
+        put({ event: name, data: m.data, id: m.lastEventId });
+      });
     }
-    if (line.startsWith(':')) return;
-    const colon = line.indexOf(':');
-    const field = colon < 0 ? line : line.slice(0, colon);
-    let value = colon < 0 ? '' : line.slice(colon + 1);
-    if (value.startsWith(' ')) value = value.slice(1);
-    if (field === 'data') this.data.push(value);
-    else if (field === 'event') this.event = value;
-    else if (field === 'id' && !value.includes('\0')) this.id = value;
+    // CONNECTING after an error: EventSource is reconnecting by itself; CLOSED: it gave up.
+    source.addEventListener('error', () => source.readyState === EventSource.CLOSED && put('closed'));
+    const onAbort = () => put('closed');
+    opts.signal.addEventListener('abort', onAbort, { once: true });
+    try {
+      for (;;) {
+        while (inbox.length === 0) await new Promise<void>((r) => (wake = r));
+        const x = inbox.shift()!;
+        if (x === 'closed') break;
+        if (x.id) lastId = x.id;
+        yield x;
+        if (ENDS.has(x.event)) return;
+      }
+    } finally {
+      source.close();
+      opts.signal.removeEventListener('abort', onAbort);
+    }
+    opts.signal.throwIfAborted();
+    if (renewals >= MAX_RENEWALS) throw new NetworkFailure('the event stream was refused');
+    url = await opts.renew();
   }
 }

@@ -1,7 +1,7 @@
-/** The page's Server-Sent Events parser (web/src/sse.ts) on the stream shapes of the HTML spec. */
+/** The tests' Server-Sent Events parser (sse-parser.ts) on the stream shapes of the HTML spec. */
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
-import { SseParser } from '../../web/src/sse.js';
+import { SseParser } from './sse-parser.js';
 
 const STREAM =
   ': keep-alive\n\n' +

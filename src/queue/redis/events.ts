@@ -13,7 +13,6 @@
  * DistributedQueue.waitFor). A gateway resolves outcomes only for requests someone in it
  * waits for, so the output bytes are read from storage once, by the gateway that answers.
  */
-import { once } from 'node:events';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { RgbImage } from '../../contract/types.js';
@@ -154,6 +153,8 @@ export async function subscribeCancels(sub: Redis, keys: RedisKeys, onCancel: (i
  * changes nothing else: a SUBSCRIBE queued while Redis is away waited for it too.
  */
 async function subscribeWhenReady(sub: Redis, channel: string): Promise<void> {
-  if (sub.status !== 'ready') await once(sub, 'ready');
+  // Not events.once: it rejects on 'error', which ioredis emits for every failed attempt
+  // while it keeps trying to connect.
+  if (sub.status !== 'ready') await new Promise<void>((resolve) => sub.once('ready', () => resolve()));
   await sub.subscribe(channel);
 }

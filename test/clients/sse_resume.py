@@ -15,12 +15,11 @@ from urllib.parse import urlsplit
 import sseclient
 
 
-def open_stream(base, key, request_id, last_event_id=None):
+def open_stream(base, key, request_id, last_event_id):
     u = urlsplit(base)
     conn = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
     headers = {"x-api-key": key, "accept": "text/event-stream"}
-    if last_event_id is not None:
-        headers["Last-Event-ID"] = last_event_id
+    headers["Last-Event-ID"] = last_event_id
     conn.request("GET", f"/v2/requests/{request_id}/events", headers=headers)
     res = conn.getresponse()
     if res.status != 200:
@@ -31,7 +30,8 @@ def open_stream(base, key, request_id, last_event_id=None):
 def main():
     base, key, request_id = sys.argv[1:4]
     first, second = [], []
-    conn, client = open_stream(base, key, request_id)
+    # From the first step ("0"), however long this interpreter took to start.
+    conn, client = open_stream(base, key, request_id, last_event_id="0")
     for ev in client.events():
         first.append([ev.id, ev.event, json.loads(ev.data)])
         if sum(1 for e in first if e[1] == "progress") == 2:

@@ -36,7 +36,7 @@ describe('fleet: event streams resume on another gateway and across a requeue', 
   it('left on gateway 1 after two steps, resumed with Last-Event-ID on gateway 2: no gap, no repeat, the terminal event', async () => {
     const [a, b] = [s.gateways[0]!.url, s.gateways[1]!.url];
     const id = await submit(a, key, { prompt: 'across [[fault:sleep:120]]', width: 64, height: 64, steps: 10, cfg: 1 });
-    const first = await follow(`${a}/v2/requests/${id}/events`, { 'x-api-key': key }, (seen) => steps(seen).length === 2);
+    const first = await follow(`${a}/v2/requests/${id}/events`, { 'x-api-key': key, 'last-event-id': '0' }, (seen) => steps(seen).length === 2);
     await sleep(500);
     const second = await follow(`${b}/v2/requests/${id}/events`, { 'x-api-key': key, 'last-event-id': String(first.at(-1)!.id) });
     assert.equal(second[0]!.data.step, 3, `resumes at step 3 on the other gateway: ${JSON.stringify(second[0])}`);
@@ -46,7 +46,7 @@ describe('fleet: event streams resume on another gateway and across a requeue', 
   it('a worker killed mid-run: the requeued run\'s steps outrank the dead one\'s, and a resumed stream shows them all', async () => {
     const [a, b] = [s.gateways[0]!.url, s.gateways[1]!.url];
     const id = await submit(a, key, { prompt: 'survives [[fault:sleep:100]]', width: 64, height: 64, steps: 20, cfg: 1 });
-    const first = await follow(`${a}/v2/requests/${id}/events`, { 'x-api-key': key }, (seen) => steps(seen).length === 3);
+    const first = await follow(`${a}/v2/requests/${id}/events`, { 'x-api-key': key, 'last-event-id': '0' }, (seen) => steps(seen).length === 3);
     const row = await s.db.selectFrom('requests').select(['worker_id', 'attempts']).where('id', '=', id).executeTakeFirstOrThrow();
     assert.equal(row.attempts, 1);
     const victim = s.workers.find((p) => row.worker_id?.split(':')[1] === String(p.child.pid));

@@ -44,7 +44,8 @@ describe('event streams that resume (tiny engine)', () => {
   it('Last-Event-ID mid-run: the missed steps, then live ones, once each, then the terminal event; after the end, the terminal event alone', async () => {
     const sub = await submit(s, key.key, { prompt: 'resumed [[fault:sleep:150]]', ...FAST, steps: 8 });
     const url = `${s.url}${eventsPath(sub.request_id)}`;
-    const first = await follow(url, { 'x-api-key': key.key }, (seen) => steps(seen).length === 2);
+    // `Last-Event-ID: 0`: from the first step, however late this connection comes.
+    const first = await follow(url, { 'x-api-key': key.key, 'last-event-id': '0' }, (seen) => steps(seen).length === 2);
     assert.deepEqual(steps(first), [1, 2]);
     // Away for a few steps: they are not lost.
     await new Promise((r) => setTimeout(r, 500));
@@ -52,6 +53,9 @@ describe('event streams that resume (tiny engine)', () => {
     assert.ok(second[0]!.event === 'progress' && second[0]!.data.step === 3, `resumes at step 3: ${JSON.stringify(second[0])}`);
     assertResumed(first, second, 8);
     const terminal = second.at(-1)!;
+    // Its record is GET /v2/requests/{id}'s: the output and events_url signed.
+    assert.match(terminal.data.output, /\/output\?expires=\d+&sig=[\w-]{43}$/);
+    assert.match(terminal.data.events_url, /\/events\?expires=\d+&sig=[\w-]{43}$/);
     assert.ok(terminal.id > Math.max(...first.concat(second).filter((e) => e.event !== terminal.event).map((e) => e.id)));
 
     // After the end: with the terminal's id, the terminal event alone (sent again, same id).
@@ -82,7 +86,7 @@ describe('event streams that resume (tiny engine)', () => {
   it('last_event_id in the query resumes a client that cannot send the header (the header wins over it)', async () => {
     const sub = await submit(s, key.key, { prompt: 'query [[fault:sleep:150]]', ...FAST, steps: 6 });
     const url = `${s.url}${eventsPath(sub.request_id)}`;
-    const first = await follow(url, { 'x-api-key': key.key }, (seen) => steps(seen).length === 2);
+    const first = await follow(`${url}?last_event_id=0`, { 'x-api-key': key.key }, (seen) => steps(seen).length === 2);
     await new Promise((r) => setTimeout(r, 400));
     const second = await follow(`${url}?last_event_id=${first.at(-1)!.id}`, { 'x-api-key': key.key });
     assertResumed(first, second, 6);
@@ -95,11 +99,14 @@ describe('event streams that resume (tiny engine)', () => {
     const sub = await submit(s, key.key, { prompt: 'token [[fault:sleep:100]]', ...FAST, steps: 3 });
     const id = sub.request_id as string;
     const signed = `${s.url}${signer.sign(eventsPath(id), 60)}`;
-    const evs = await follow(signed, {}, (seen) => steps(seen).length === 1);
+    const evs = await follow(`${signed}&last_event_id=0`, {}, (seen) => steps(seen).length === 1);
     assert.equal(evs.at(-1)!.event, 'progress');
     // Resumed on the link, without a key, the browser's way (header on reconnect).
     const rest = await follow(`${signed}&preview=true`, { 'last-event-id': String(evs.at(-1)!.id) });
     assertResumed(evs, rest, 3);
+    // The events_url the submit answer handed out works as it is, without the key.
+    assert.match(sub.events_url, /\?expires=\d+&sig=/);
+    assert.deepEqual((await follow(sub.events_url, {})).map((e) => e.event), ['completed']);
 
     const refused = async (url: string, headers: Record<string, string> = {}) => {
       const r = await fetch(url, { headers });

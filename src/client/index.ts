@@ -23,11 +23,12 @@ export interface GeneratedImage {
   remainingCredits: number;
 }
 
-/** An event of GET /v2/requests/{id}/events, parsed: its name and its data. */
-export type KleinEvent =
+/** An event of GET /v2/requests/{id}/events, parsed: its name, its id (what Last-Event-ID resumes after) and its data. */
+export type KleinEvent = { id: string | null } & (
   | { event: 'queued'; data: QueuedEvent }
   | { event: 'progress'; data: ProgressEvent }
-  | { event: 'completed' | 'failed' | 'cancelled'; data: TerminalEvent };
+  | { event: 'completed' | 'failed' | 'cancelled'; data: TerminalEvent }
+);
 
 /** Any answer that is not a success: the server's status, code, message and field details. */
 export class KleinApiError extends Error {
@@ -122,27 +123,41 @@ export class KleinClient {
     return ((await (await this.call('/v1/get-user-credits', { headers: this.headers() })).json()) as Credits).credits;
   }
 
-  /** The request's Server-Sent Events, parsed, until its terminal event. */
-  async *events(id: string, opts: { preview?: boolean; signal?: AbortSignal } = {}): AsyncGenerator<KleinEvent> {
-    const r = await this.call(`/v2/requests/${encodeURIComponent(id)}/events${opts.preview ? '?preview=true' : ''}`, {
-      headers: this.headers({ accept: 'text/event-stream' }),
-      signal: opts.signal,
-    });
-    if (!r.body) return;
-    const decoder = new TextDecoder();
-    let buf = '';
-    for await (const chunk of r.body as unknown as AsyncIterable<Uint8Array>) {
-      buf += decoder.decode(chunk, { stream: true });
-      let cut: number;
-      while ((cut = buf.indexOf('\n\n')) >= 0) {
-        const block = buf.slice(0, cut);
-        buf = buf.slice(cut + 2);
-        const ev = parseSse(block);
-        if (ev) {
+  /**
+   * The request's Server-Sent Events, parsed, until its terminal event. A stream that breaks
+   * before its end is opened again with `Last-Event-ID` (contract §9), so each event comes
+   * once, in order, and the terminal event always; `lastEventId` starts after an event seen
+   * earlier ('0': from the first step logged). Gives up after `reconnects` breaks in a row
+   * without a new event.
+   */
+  async *events(id: string, opts: { preview?: boolean; signal?: AbortSignal; lastEventId?: string; reconnects?: number } = {}): AsyncGenerator<KleinEvent> {
+    const path = `/v2/requests/${encodeURIComponent(id)}/events${opts.preview ? '?preview=true' : ''}`;
+    let last = opts.lastEventId;
+    for (let failures = 0; ; ) {
+      let r: Response;
+      try {
+        r = await this.call(path, { headers: this.headers({ accept: 'text/event-stream', ...(last !== undefined ? { 'last-event-id': last } : {}) }), signal: opts.signal });
+      } catch (err) {
+        // The server's own refusals (401, 404, …) and a caller's abort end it; a network error is a break.
+        if (err instanceof KleinApiError || opts.signal?.aborted || ++failures > (opts.reconnects ?? 5)) throw err;
+        await new Promise((res) => setTimeout(res, 250 * failures));
+        continue;
+      }
+      try {
+        for await (const ev of readEvents(r)) {
+          failures = 0;
+          if (ev.id !== null) last = ev.id;
           yield ev;
           if (ev.event === 'completed' || ev.event === 'failed' || ev.event === 'cancelled') return;
         }
+      } catch (err) {
+        if (opts.signal?.aborted) throw err;
       }
+      // The stream ended, or broke, before the terminal event: open it again after the last
+      // event (after none: from the first step logged, so nothing between the two is lost).
+      last ??= '0';
+      if (++failures > (opts.reconnects ?? 5)) throw new Error(`the event stream of ${id} broke ${failures} times in a row before its end`);
+      await new Promise((res) => setTimeout(res, 250 * failures));
     }
   }
 
@@ -157,15 +172,33 @@ export class KleinClient {
   }
 }
 
+/** The events of one response, as they arrive. */
+async function* readEvents(r: Response): AsyncGenerator<KleinEvent> {
+  if (!r.body) return;
+  const decoder = new TextDecoder();
+  let buf = '';
+  for await (const chunk of r.body as unknown as AsyncIterable<Uint8Array>) {
+    buf += decoder.decode(chunk, { stream: true });
+    let cut: number;
+    while ((cut = buf.indexOf('\n\n')) >= 0) {
+      const ev = parseSse(buf.slice(0, cut));
+      buf = buf.slice(cut + 2);
+      if (ev) yield ev;
+    }
+  }
+}
+
 function parseSse(block: string): KleinEvent | null {
   let event = '';
   let data = '';
+  let id: string | null = null;
   for (const line of block.split('\n')) {
     if (line.startsWith('event: ')) event = line.slice(7);
     else if (line.startsWith('data: ')) data += line.slice(6);
+    else if (line.startsWith('id: ')) id = line.slice(4);
   }
   if (!event || !data) return null;
-  return { event, data: JSON.parse(data) } as KleinEvent;
+  return { event, id, data: JSON.parse(data) } as KleinEvent;
 }
 
 async function toError(r: Response): Promise<KleinApiError> {

@@ -4,6 +4,7 @@ import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createServer, connect, type AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import sharp from 'sharp';
 import { KleinApiError, KleinClient, type KleinEvent } from '../../src/client/index.js';
@@ -44,6 +45,47 @@ describe('typed client and CLI', () => {
     for (let i = 0; i < 100 && (await client.status(sub.request_id)).status !== 'PROCESSING'; i++) await new Promise((r) => setTimeout(r, 50));
     const c = await client.cancel(sub.request_id);
     assert.equal(c.status, 'CANCELLED');
+  });
+
+  it('events: a stream cut mid-run is opened again with Last-Event-ID, each step once, then the end', async () => {
+    // A proxy that cuts the first event stream through it once a second step has passed.
+    const target = new URL(s.url);
+    let streams = 0;
+    const proxy = createServer((down) => {
+      const up = connect(Number(target.port), target.hostname);
+      down.pipe(up);
+      let first = false;
+      let seen = '';
+      down.once('data', (d: Buffer) => (first = d.toString('latin1').startsWith('GET ') && d.includes('/events') && ++streams === 1));
+      up.on('data', (d: Buffer) => {
+        seen += d.toString('latin1');
+        if (first && (seen.match(/event: progress/g) ?? []).length >= 2) {
+          down.write(d.subarray(0, d.lastIndexOf('event: progress')));
+          down.destroy();
+          up.destroy();
+          return;
+        }
+        down.write(d);
+      });
+      up.on('end', () => down.end());
+      up.on('error', () => down.destroy());
+      down.on('error', () => up.destroy());
+    });
+    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
+    try {
+      const viaProxy = new KleinClient({ baseUrl: `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`, apiKey: key.key });
+      const sub = await client.submit({ prompt: 'cut [[fault:sleep:150]]', ...FAST, steps: 6 });
+      const seen: KleinEvent[] = [];
+      for await (const e of viaProxy.events(sub.request_id, { lastEventId: '0' })) seen.push(e);
+      assert.ok(streams >= 2, `the stream was opened again (${streams} streams)`);
+      const ids = seen.map((e) => Number(e.id));
+      assert.deepEqual(ids, [...ids].sort((a, b) => a - b), 'ids in order');
+      assert.equal(new Set(ids).size, ids.length, 'no event twice');
+      assert.deepEqual(seen.filter((e) => e.event === 'progress').map((e) => (e.data as { step: number }).step), [1, 2, 3, 4, 5, 6]);
+      assert.equal(seen.at(-1)?.event, 'completed');
+    } finally {
+      proxy.close();
+    }
   });
 
   it('throws typed errors with status, code and field details', async () => {

@@ -7,16 +7,12 @@ or, for a call that raised, the exception's class and the fields clients read
 """
 import base64
 import json
-import struct
 import sys
 
 import openai
 
+from png_size import png_size  # test/clients/, the script's own folder
 
-def png_size(data: bytes) -> list:
-    """Width and height from a PNG's IHDR chunk (no imaging library in this venv)."""
-    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
-    return list(struct.unpack(">II", data[16:24]))
 
 
 def raised(call) -> dict:

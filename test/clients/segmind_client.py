@@ -17,7 +17,6 @@ What the SDK sends (segmind 1.3.0, segmind/client.py and segmind/v2.py):
 Usage: segmind_client.py BASE_URL KEY. Prints one JSON object.
 """
 import json
-import struct
 import sys
 import tempfile
 
@@ -25,14 +24,11 @@ import httpx
 import segmind
 from segmind import InferenceFailed, SegmindClient, SegmindError
 
+from png_size import png_size  # test/clients/, the script's own folder
+
 SLUG = "flux-2-klein-4b"
 FAST = {"steps": 2, "cfg": 1, "width": 64, "height": 64}
 
-
-def png_size(data: bytes) -> list:
-    """Width and height from a PNG's IHDR chunk (no imaging library in this venv)."""
-    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
-    return list(struct.unpack(">II", data[16:24]))
 
 
 def raised(call) -> dict:

@@ -40,10 +40,10 @@ class Components:
 
 def resolve_model(model: str) -> Path:
     """Turns KLEIN_MODEL into a local diffusers-layout directory (building or downloading)."""
-    if model == "tiny" or model.startswith("tiny:"):
-        from .tiny import ensure_tiny
+    from .tiny import ensure_tiny, variant_of
 
-        variant = model.partition(":")[2] or "distilled"
+    variant = variant_of(model)
+    if variant is not None:
         return ensure_tiny(seed=0, variant=variant)
     p = Path(model).expanduser()
     if p.exists() or model.startswith(("/", ".", "~")):

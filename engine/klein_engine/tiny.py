@@ -5,6 +5,9 @@ a byte-level BPE tokenizer with the Qwen3 chat template), tiny widths, so that t
 loading code and the whole pipeline run in every test on a CPU in seconds. Its images are
 noise: it proves plumbing and numerics, not quality.
 
+Model names: `tiny` (distilled, the 4B's proportions), `tiny-base` (not distilled), `tiny-9b`
+(the 9B's block counts and its text encoder's proportions, SHAPES), or `tiny:<variant>`.
+
 The same seed always builds byte-identical files. Builds are cached under
 $KLEIN_CACHE_DIR (default engine/.cache) keyed by seed, variant and TINY_VERSION.
 """
@@ -25,6 +28,18 @@ TINY_VERSION = "1"
 # layers that are read are both exercised.
 TEXT_LAYERS = 30
 TEXT_HIDDEN = 16
+
+# The two sizes of the family, shrunk (reference §2-3). `4b` is the recipe `tiny` has always
+# had. `9b` keeps what differs in the klein-9B: its block counts (8 double, 24 single, against
+# the 4B's 5 and 20; here against tiny's 1 and 1), a wider transformer (hidden 4096 against
+# 3072: 2 heads of 8 against 1), and Qwen3-8B's proportions to Qwen3-4B (hidden 4096:2560 =
+# 1.6, so 26 against 16, hence joint_attention_dim 78 = 3 × 26 against 48; intermediate
+# 12288:9728 ≈ 1.26, so 40 against 32). Qwen3-8B has 36 layers like Qwen3-4B and the 9B reads
+# the same layers 9, 18 and 27 (joint_attention_dim 12288 = 3 × 4096), so 30 layers here too.
+SHAPES = {
+    "4b": dict(text_hidden=TEXT_HIDDEN, text_intermediate=32, text_layers=TEXT_LAYERS, double=1, single=1, heads=1),
+    "9b": dict(text_hidden=26, text_intermediate=40, text_layers=TEXT_LAYERS, double=8, single=24, heads=2),
+}
 
 # The subset of Qwen3's chat template that the pipeline uses (one user turn, generation
 # prompt, thinking disabled); it renders exactly what Qwen3's template renders for that:
@@ -102,15 +117,30 @@ def save_tokenizer(tokenizer, path: Path) -> None:
 # The scheduler config of the real repositories (FLUX.2's: dynamic, exponential time shift).
 SCHEDULER_CONFIG = dict(num_train_timesteps=1000, shift=3.0, use_dynamic_shifting=True, time_shift_type="exponential")
 
-# Each variant: whether it is distilled (model_index.json's `is_distilled`) and what its
-# scheduler config changes. `static-shift` has the distilled model's weights with a fixed
-# shift instead of the resolution-dependent one, so a test can see that the engine takes its
-# schedule from the model directory.
+# Each variant: whether it is distilled (model_index.json's `is_distilled`), what its
+# scheduler config changes, and its shape (SHAPES). `static-shift` has the distilled model's
+# weights with a fixed shift instead of the resolution-dependent one, so a test can see that
+# the engine takes its schedule from the model directory. `9b` is the distilled klein-9B's
+# miniature (model name `tiny-9b`).
 VARIANTS = {
-    "distilled": (True, {}),
-    "base": (False, {}),
-    "static-shift": (True, {"use_dynamic_shifting": False, "shift": 3.0}),
+    "distilled": (True, {}, "4b"),
+    "base": (False, {}, "4b"),
+    "static-shift": (True, {"use_dynamic_shifting": False, "shift": 3.0}, "4b"),
+    "9b": (True, {}, "9b"),
 }
+
+# Model names (KLEIN_MODEL) for the miniatures, besides `tiny:<variant>`.
+MODEL_NAMES = {"tiny": "distilled", "tiny-base": "base", "tiny-9b": "9b"}
+
+
+def variant_of(model: str) -> str | None:
+    """The variant a model name stands for (`tiny`, `tiny-base`, `tiny-9b`, `tiny:<variant>`),
+    or None when it names no miniature."""
+    if model in MODEL_NAMES:
+        return MODEL_NAMES[model]
+    if model.startswith("tiny:"):
+        return model.partition(":")[2] or "distilled"
+    return None
 
 
 def save_scheduler_and_index(out: Path, distilled: bool, scheduler_config: dict | None = None) -> None:
@@ -143,7 +173,8 @@ def build_tiny(path: str | os.PathLike, seed: int = 0, variant: str = "distilled
 
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
-    distilled, scheduler_config = VARIANTS[variant]
+    distilled, scheduler_config, shape_name = VARIANTS[variant]
+    shape = SHAPES[shape_name]
     out = Path(path)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -152,9 +183,9 @@ def build_tiny(path: str | os.PathLike, seed: int = 0, variant: str = "distilled
     torch.manual_seed(seed)
     text_cfg = Qwen3Config(
         vocab_size=vocab,
-        hidden_size=TEXT_HIDDEN,
-        intermediate_size=32,
-        num_hidden_layers=TEXT_LAYERS,
+        hidden_size=shape["text_hidden"],
+        intermediate_size=shape["text_intermediate"],
+        num_hidden_layers=shape["text_layers"],
         num_attention_heads=2,
         num_key_value_heads=1,
         head_dim=8,
@@ -169,11 +200,11 @@ def build_tiny(path: str | os.PathLike, seed: int = 0, variant: str = "distilled
     transformer = Flux2Transformer2DModel(
         patch_size=1,
         in_channels=128,
-        num_layers=1,
-        num_single_layers=1,
+        num_layers=shape["double"],
+        num_single_layers=shape["single"],
         attention_head_dim=8,
-        num_attention_heads=1,
-        joint_attention_dim=3 * TEXT_HIDDEN,
+        num_attention_heads=shape["heads"],
+        joint_attention_dim=3 * shape["text_hidden"],
         timestep_guidance_channels=32,
         mlp_ratio=3.0,
         axes_dims_rope=(2, 2, 2, 2),

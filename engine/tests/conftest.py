@@ -22,6 +22,13 @@ def tiny_base_path():
 
 
 @pytest.fixture(scope="session")
+def tiny_9b_path():
+    from klein_engine.tiny import ensure_tiny
+
+    return ensure_tiny(seed=0, variant="9b")
+
+
+@pytest.fixture(scope="session")
 def engine(tiny_path):
     from klein_engine.pipeline import KleinEngine
 

@@ -1,4 +1,5 @@
-"""Our engine against diffusers' Flux2KleinPipeline on `tiny` in float32 (issue: parity)."""
+"""Our engine against diffusers' Flux2KleinPipeline in float32 on each miniature of the family
+(issue: parity; issue 17): `tiny`, `tiny-base` (with CFG) and `tiny-9b`."""
 
 import numpy as np
 import pytest
@@ -83,3 +84,32 @@ def test_schedule_is_read_from_the_model_directory(engine):
     print(f"parity max abs diff: {diff:.3e}")
     assert diff <= TOL, diff
     assert (ours(engine, req) - a).abs().max().item() > 1e-3, "the other schedule changes the result"
+
+
+@pytest.mark.parametrize("n_refs", [0, 1])
+def test_9b_miniature_matches_reference_pipeline(tiny_9b_path, n_refs):
+    """`tiny-9b`: the 9B's 8 double and 24 single blocks and Qwen3-8B's proportions, text to
+    image and editing, within the same tolerance as `tiny`."""
+    engine = KleinEngine.load(str(tiny_9b_path), device="cpu")
+    config = engine.components.transformer.config
+    assert (config.num_layers, config.num_single_layers) == (8, 24)
+    assert config.joint_attention_dim == 3 * engine.components.text_encoder.config.hidden_size
+    pipe = pipeline_for(engine, tiny_9b_path, distilled=True)
+    refs = [ref_image(64, 64, 200 + i) for i in range(n_refs)]
+    req = request(width=96, height=64, steps=4, images=tuple(r for r, _ in refs))
+    a = ours(engine, req)
+    b = theirs(pipe, req, images=[im for _, im in refs] or None)
+    assert a.shape == b.shape
+    diff = (a - b).abs().max().item()
+    print(f"parity max abs diff: {diff:.3e}")
+    assert diff <= TOL, diff
+
+
+def test_base_miniature_text_to_image_without_cfg_matches_reference_pipeline(tiny_base_path):
+    """`tiny-base` at cfg 1 (the pipeline then runs no negative pass), besides the CFG test above."""
+    engine = KleinEngine.load(str(tiny_base_path), device="cpu")
+    pipe = pipeline_for(engine, tiny_base_path, distilled=False)
+    req = request(width=96, height=64, steps=4)
+    diff = (ours(engine, req) - theirs(pipe, req, guidance=1.0)).abs().max().item()
+    print(f"parity max abs diff: {diff:.3e}")
+    assert diff <= TOL, diff

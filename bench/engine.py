@@ -1,4 +1,4 @@
-"""Engine benchmark: the full-size FLUX.2 [klein] 4B architecture with random weights.
+"""Engine benchmark: the full-size FLUX.2 [klein] 4B and 9B architectures with random weights.
 
 Random weights cost exactly the FLOPs of the real ones, so no download is needed
 (engine/tests/fullsize.py holds the real configs).
@@ -9,9 +9,13 @@ Random weights cost exactly the FLOPs of the real ones, so no download is needed
     engine/.venv/bin/python bench/engine.py --go-fast-only --scenarios S2 --out … --merge   # the 12 GiB bound
     engine/.venv/bin/python bench/engine.py --startup --scenarios none --out … --merge
     engine/.venv/bin/python bench/engine.py --config tiny --scenarios S5 --repeats 1        # CPU smoke run
+    engine/.venv/bin/python bench/engine.py --config klein-9b --scenarios S2,S1 --out … --merge   # the 9B
     engine/.venv/bin/python bench/engine.py --scenarios S6 --batch 1,2,4 --out … --merge    # throughput by batch size
 
-bench/gpu.sh runs all of it on a lent GPU machine in two prepared runs (see its header).
+bench/gpu.sh runs all of it on a lent GPU machine in two prepared runs, and the 9B's S2 and S1
+in a third, optional one (see its header). --config klein-9b is the 9B (8 + 24 blocks of 4096,
+Qwen3-8B); its rows carry "config": "klein-9b" and merge beside the 4B's (tiny and tiny-9b are
+the CPU stand-ins).
 
 Scenarios (1024² unless noted): S1 Segmind defaults (20 steps, cfg 5, euler); S2 native
 (4 steps, cfg 1); S3 res_2s, 4 steps; S4 editing with one 1024² reference, 4 steps; S5 512²,
@@ -29,7 +33,8 @@ FLOP formula per transformer evaluation, L = image + reference + 512 text tokens
 D = hidden size, n = double + single blocks (../shared/reference, §11):
     F = 2·13·D²·n·L  (linear layers: 13·D² MACs per token per block)
       + 4·n·L²·D     (attention: QKᵀ and AV)
-      + 2·L·(128·D + D·128) + 2·512·7680·D   (embedders and output projection)
+      + 2·L·(128·D + D·128) + 2·512·J·D   (embedders and output projection; J = joint_attention_dim,
+                                           7680 for the 4B, 12288 for the 9B)
 The floor is the transformer FLOPs of the whole image at 790 TFLOP/s (H100/H200 dense bf16);
 fp8 matmuls have twice that peak, so go_fast can go below a ratio of 1 on the linear part.
 
@@ -72,7 +77,7 @@ from klein_engine.job import GenerateRequest, ReferenceImage  # noqa: E402
 from klein_engine.options import EngineOptions  # noqa: E402
 from klein_engine.pipeline import KleinEngine  # noqa: E402
 from klein_engine.text import MAX_SEQUENCE_LENGTH as TEXT_TOKENS  # noqa: E402
-from klein_engine.tiny import ensure_tiny  # noqa: E402
+from klein_engine.tiny import ensure_tiny, variant_of  # noqa: E402
 from tests.fidelity import FIDELITY_SEEDS, LATENT_REL_TOL, PSNR_MIN_DB, psnr, relative_error  # noqa: E402
 from tests.fullsize import build_engine, save_model  # noqa: E402
 
@@ -165,6 +170,7 @@ def run(engine: KleinEngine, name: str, scenario: dict, go_fast: bool, repeats: 
     ms_image = statistics.median(walls) / per_call
     out = {
         "name": name,
+        "config": engine.model.removeprefix("random:"),
         "go_fast": go_fast,
         "width": scenario["width"], "height": scenario["height"], "steps": scenario["steps"], "cfg": scenario["cfg"],
         "sampler": scenario["sampler"], "references": scenario["refs"],
@@ -224,7 +230,7 @@ def scaled_scenario(scenario: dict, scale: float) -> dict:
 def startup(config: str, model_dir: Path, device: str, env_extra: dict, size: int = 1024) -> dict:
     """Process start to first image from a local diffusers-layout directory, cold and warm cache."""
     t = time.perf_counter()
-    model_dir = ensure_tiny() if config == "tiny" else save_model(config, model_dir, device)
+    model_dir = ensure_tiny(variant=variant_of(config)) if config in ("tiny", "tiny-9b") else save_model(config, model_dir, device)
     save_s = time.perf_counter() - t
     if torch.cuda.is_available():
         torch.cuda.empty_cache()  # leave the GPU to the process being timed
@@ -254,14 +260,17 @@ def startup(config: str, model_dir: Path, device: str, env_extra: dict, size: in
     return out
 
 
+NINE_B = ("klein-9b", "tiny-9b")
+
+
 def scenario_key(s: dict) -> tuple:
-    """What a --merge replaces: the same scenario, path, memory mode and batch size."""
-    return (s["name"], s["go_fast"], s.get("mode"), s.get("batch", 1))
+    """What a --merge replaces: the same model, scenario, path, memory mode and batch size."""
+    return (s.get("config"), s["name"], s["go_fast"], s.get("mode"), s.get("batch", 1))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default="klein-4b", choices=["klein-4b", "tiny"])
+    parser.add_argument("--config", default="klein-4b", choices=["klein-4b", "klein-9b", "tiny", "tiny-9b"])
     parser.add_argument("--scenarios", default="S1,S2,S3,S4,S5,S6", help="comma-separated, or 'none'")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batch", default="4", help="S6: requests queued together; a comma-separated list runs each")
@@ -311,6 +320,9 @@ def main(argv: list[str] | None = None) -> int:
         if out.get("device") != device:
             parser.error(f"--merge: {args.out} was measured on {out.get('device')}, this is {device}")
         out["commands"] = out.get("commands", [out.get("command")]) + [command]
+        # The file's `config` names the 4B it measures; the 9B's rows say their own.
+        if args.config in NINE_B and out.get("config"):
+            head["config"] = out["config"]
         out.update(head, command=command)
     else:
         out = {**head, "command": command, "scenarios": []}
@@ -327,8 +339,9 @@ def main(argv: list[str] | None = None) -> int:
     if names or args.fidelity:
         t = time.perf_counter()
         engine = build_engine(args.config, args.device, options)
-        out[f"engine_{mode}"] = {"build_s": round(time.perf_counter() - t, 1), "facts": engine.facts()}
-        print(json.dumps(out[f"engine_{mode}"]), file=sys.stderr, flush=True)
+        engine_key = f"engine_{mode}" + ("_9b" if args.config in NINE_B else "")
+        out[engine_key] = {"build_s": round(time.perf_counter() - t, 1), "config": args.config, "facts": engine.facts()}
+        print(json.dumps(out[engine_key]), file=sys.stderr, flush=True)
         save()
         for name in names:
             scenario = scaled_scenario(SCENARIOS[name], args.scale)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The full-size model's figures on a lent GPU machine, in at most two prepared runs.
+# The full-size model's figures on a lent GPU machine, in two prepared runs and an optional third.
 #
 # A session drives the GPU machine with its `run` tool, not from a shell, so this script has
 # halves; `prepare` prints the exact `run` calls:
@@ -12,12 +12,18 @@
 #                                      then the GPU tests, engine/tests/test_gpu_fast.py (tests)
 #   bash bench/gpu.sh device 2         there, run 2: S1, S3, S4 with go_fast off and on, the
 #                                      go_fast-only memory (S2), start-up cold and warm
+#   bash bench/gpu.sh device 3         there, optional run 3: the 9B architecture (klein-9b:
+#                                      8 + 24 blocks of 4096, Qwen3-8B; random weights), S2 and
+#                                      S1 with go_fast off and on (nine_b). Runs 1 and 2 each fill
+#                                      their 9 minutes, so the 9B has a run of its own; it needs
+#                                      about 6 (build ~0.5, S2 ~2.5 with go_fast's compile, S1
+#                                      ~3: 40 evaluations of ~75 TFLOP at 1024² per image)
 #   bench/gpu.sh collect FILE.json     here: the results (what a run left in $OUT) into
 #                                      bench/results/ and the README's GPU table
 #
-# `device` takes the parts (1, 2 or 1,2) or step names (fast, batches, tests, more,
-# go_fast_only, startup), runs each step under `timeout` within KLEIN_GPU_BUDGET_S seconds (default 510:
-# under 9 minutes a run), writes bench/results/<date>-<gpu>.json after every scenario (so a
+# `device` takes the parts (1, 2, 3 or 1,2) or step names (fast, batches, tests, more,
+# go_fast_only, startup, nine_b), runs each step under `timeout` within KLEIN_GPU_BUDGET_S
+# seconds (default 510: under 9 minutes a run), writes bench/results/<date>-<gpu>.json after every scenario (so a
 # step stopped by its limit keeps what it measured) and copies it, each step's status, the
 # log and the README table into $OUT. A step that did not fit is recorded as such, and a
 # rerun of just that step merges into the same file.
@@ -43,6 +49,7 @@ WHEEL_DIR="${KLEIN_GPU_WHEEL_DIR:-.whl}"
 CARRY_LIMIT=$((64 * 1024 * 1024))
 PARTS_1=(fast batches tests)
 PARTS_2=(more go_fast_only startup)
+PARTS_3=(nine_b)
 
 prepare() {
   local download=1
@@ -84,9 +91,13 @@ prepare: ready. The two device runs (each under 9 minutes; a session has 15 minu
   run(command="KLEIN_GPU_DATE=$date KLEIN_BENCH_COMMIT=$commit bash bench/gpu.sh device 1", carry=["$WHEEL_DIR"], timeout_s=570)
   run(command="KLEIN_GPU_DATE=$date KLEIN_BENCH_COMMIT=$commit bash bench/gpu.sh device 2", carry=["$WHEEL_DIR"], timeout_s=570)
 
-After each: bench/gpu.sh collect <files_at>/$date-<gpu>.json (run 2 then merges into it; collect before it).
-Give the machine back after run 2. A step that did not fit: bash bench/gpu.sh device <step>
-(fast, batches, tests, more, go_fast_only, startup), same date.
+Optional, in a session with device time left for it (about 6 minutes), the 9B's S2 and S1:
+
+  run(command="KLEIN_GPU_DATE=$date KLEIN_BENCH_COMMIT=$commit bash bench/gpu.sh device 3", carry=["$WHEEL_DIR"], timeout_s=570)
+
+After each: bench/gpu.sh collect <files_at>/$date-<gpu>.json (the next run merges into it; collect before it).
+Give the machine back after the last run. A step that did not fit: bash bench/gpu.sh device <step>
+(fast, batches, tests, more, go_fast_only, startup, nine_b), same date.
 EOF
 }
 
@@ -98,7 +109,8 @@ device() {
     case "$item" in
       1) steps+=("${PARTS_1[@]}") ;;
       2) steps+=("${PARTS_2[@]}") ;;
-      fast | batches | tests | more | go_fast_only | startup) steps+=("$item") ;;
+      3) steps+=("${PARTS_3[@]}") ;;
+      fast | batches | tests | more | go_fast_only | startup | nine_b) steps+=("$item") ;;
       *) echo "device: unknown part or step '$item'" >&2; return 64 ;;
     esac
   done
@@ -106,14 +118,14 @@ device() {
   mkdir -p "$out"
   local budget="${KLEIN_GPU_BUDGET_S:-510}"
   local t_start=$SECONDS
-  local py config dev scale repeats seeds fp8 model_dir
+  local py config config_9b dev scale repeats seeds fp8 model_dir
   if [[ "${KLEIN_GPU_REHEARSAL:-}" == 1 ]]; then
     py="${KLEIN_GPU_PYTHON:-$ROOT/engine/.venv/bin/python}"
-    config=tiny dev=cpu scale=0.125 repeats=1 seeds=1 fp8=emulate
+    config=tiny config_9b=tiny-9b dev=cpu scale=0.125 repeats=1 seeds=1 fp8=emulate
     model_dir="$out/model"
     export PYTHONPATH="$ROOT/engine${PYTHONPATH:+:$PYTHONPATH}"
   else
-    py=python3 config=klein-4b dev=cuda scale=1 repeats=3 seeds=4 fp8=auto model_dir=/tmp/klein-random-4b
+    py=python3 config=klein-4b config_9b=klein-9b dev=cuda scale=1 repeats=3 seeds=4 fp8=auto model_dir=/tmp/klein-random-4b
     if ! "$py" -c 'import diffusers, sys; sys.exit(diffusers.__version__ != "0.42.1")' 2>/dev/null; then
       "$py" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/klein-site "$WHEEL_DIR"/*.whl
     fi
@@ -178,6 +190,8 @@ device() {
       more) step more 90 200 "${bench[@]}" --scenarios S1,S3,S4 ;;
       go_fast_only) step go_fast_only 60 120 "${bench[@]}" --scenarios S2 --go-fast-only ;;
       startup) step startup 90 600 "${bench[@]}" --scenarios none --startup --model-dir "$model_dir" ;;
+      # The later --config wins: the 9B's rows say "config": "klein-9b" and merge beside the 4B's.
+      nine_b) step nine_b 240 495 "${bench[@]}" --config "$config_9b" --scenarios S2,S1 ;;
     esac
   done
   # The runs' steps, the environment and the table go with the results.
@@ -219,5 +233,5 @@ case "${1:-}" in
   prepare) shift; prepare "$@" ;;
   device) shift; device "$@" ;;
   collect) shift; collect "$@" ;;
-  *) sed -n '2,22p' "$0" >&2; exit 64 ;;
+  *) sed -n '2,29p' "$0" >&2; exit 64 ;;
 esac

@@ -32,6 +32,11 @@ def _num(v, digits: int = 1) -> str:
     return "—" if v is None else f"{v:,.{digits}f}"
 
 
+def is_9b(row: dict) -> bool:
+    """A row of the 9B (bench/engine.py --config klein-9b, or its CPU stand-in tiny-9b)."""
+    return str(row.get("config", "")).endswith("9b")
+
+
 def _row(rows: list, name: str, go_fast: bool, batch: int = 1, mode: str = "both_resident"):
     for r in rows:
         if (r["name"], r["go_fast"], r.get("batch", 1), r.get("mode", "both_resident")) == (name, go_fast, batch, mode):
@@ -39,21 +44,12 @@ def _row(rows: list, name: str, go_fast: bool, batch: int = 1, mode: str = "both
     return None
 
 
-def table(data: dict) -> str:
-    rows = data.get("scenarios", [])
-    env = data.get("environment", {})
-    scale = f", sizes scaled by {data['scale']}" if data.get("scale") else ""
+def _scenario_lines(rows: list, names: tuple, label: str = "scenario") -> list:
     lines = [
-        f"{data.get('config', 'klein-4b')} (random weights, real shapes) on **{data.get('device', '?')}**, torch "
-        f"{data.get('torch', env.get('torch', '?'))}, diffusers {env.get('diffusers', '?')}, commit {data.get('commit') or '?'}, "
-        f"{data.get('date', '?')}{scale} ([{Path(data.get('_file', 'results.json')).name}](bench/results/{Path(data.get('_file', 'results.json')).name})). "
-        "Medians; 1024² unless noted; ms per evaluation and TFLOP/s are of the denoising; the floor is the "
-        "transformer's FLOPs at 790 TFLOP/s.",
-        "",
-        "| scenario | go_fast off: ms/image | go_fast on: ms/image | speed-up | on: ms/eval | on: TFLOP/s | on: × floor | peak GiB off / on |",
+        f"| {label} | go_fast off: ms/image | go_fast on: ms/image | speed-up | on: ms/eval | on: TFLOP/s | on: × floor | peak GiB off / on |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for name in ("S1", "S2", "S3", "S4", "S5"):
+    for name in names:
         off, on = _row(rows, name, False), _row(rows, name, True)
         if off is None and on is None:
             lines.append(f"| {TITLES[name]} | not measured | | | | | | |")
@@ -64,6 +60,28 @@ def table(data: dict) -> str:
             f"{_num(on and on['ms_per_eval'], 2)} | {_num(on and on['tflops'])} | {_num(on and on['ratio_to_floor'], 2)} | "
             f"{_num(off and off['peak_vram_gib'], 2)} / {_num(on and on['peak_vram_gib'], 2)} |"
         )
+    return lines
+
+
+def table(data: dict) -> str:
+    everything = data.get("scenarios", [])
+    rows = [r for r in everything if not is_9b(r)]
+    nine = [r for r in everything if is_9b(r)]
+    env = data.get("environment", {})
+    scale = f", sizes scaled by {data['scale']}" if data.get("scale") else ""
+    lines = [
+        f"{data.get('config', 'klein-4b')} (random weights, real shapes) on **{data.get('device', '?')}**, torch "
+        f"{data.get('torch', env.get('torch', '?'))}, diffusers {env.get('diffusers', '?')}, commit {data.get('commit') or '?'}, "
+        f"{data.get('date', '?')}{scale} ([{Path(data.get('_file', 'results.json')).name}](bench/results/{Path(data.get('_file', 'results.json')).name})). "
+        "Medians; 1024² unless noted; ms per evaluation and TFLOP/s are of the denoising; the floor is the "
+        "transformer's FLOPs at 790 TFLOP/s.",
+        "",
+    ]
+    lines += _scenario_lines(rows, ("S1", "S2", "S3", "S4", "S5"))
+    # The 9B (random weights, real shapes: 8 + 24 blocks of 4096, Qwen3-8B), S2 and S1 only:
+    # bench/gpu.sh's optional third run.
+    if nine:
+        lines += [""] + _scenario_lines(nine, ("S1", "S2"), f"{nine[0]['config']} scenario")
     s6 = sorted((r for r in rows if r["name"] == "S6" and r.get("mode", "both_resident") == "both_resident"),
                 key=lambda r: (r["go_fast"], r.get("batch", 1)))
     lines += ["", "| S6: S2's requests queued together | batch | images/s | ms/image | peak GiB |", "|---|---|---|---|---|"]
@@ -83,6 +101,8 @@ def table(data: dict) -> str:
                      f"{fid['min_psnr_db']:.1f} dB (bound {tol['psnr_db_min']}): {verdict} the stated tolerance.")
     else:
         lines.append("- Fidelity: not measured.")
+    if not nine:
+        lines.append("- klein-9b: not measured (`bash bench/gpu.sh device 3`, optional).")
     only = _row(rows, "S2", True, 1, "go_fast_only")
     if only:
         lines.append(f"- `KLEIN_GO_FAST_ONLY=1` (S2, fp8 transformer only): peak {_num(only['peak_vram_gib'], 2)} GiB "
@@ -105,7 +125,8 @@ def table(data: dict) -> str:
             lines.append(f"- Run `{run['run']}`: " + "; ".join(f"{s['step']} {s['state']}" for s in bad) + ".")
     commands = [c for c in data.get("commands", [data.get("command")]) if c]
     if commands:
-        lines.append("- Made by `bash bench/gpu.sh device 1` and `2`, which ran: " + "; ".join(f"`{c}`" for c in commands) + ".")
+        runs = "`1`, `2` and `3`" if nine else "`1` and `2`"
+        lines.append(f"- Made by `bash bench/gpu.sh device` {runs}, which ran: " + "; ".join(f"`{c}`" for c in commands) + ".")
     return "\n".join(lines) + "\n"
 
 

@@ -1,4 +1,4 @@
-"""The full-size FLUX.2 [klein] 4B architecture with random weights, for the GPU tests and the
+"""The full-size FLUX.2 [klein] 4B and 9B architectures with random weights, for the GPU tests and the
 benchmark (bench/engine.py imports it as `tests.fullsize`): random weights cost exactly the
 FLOPs and bytes of the real ones, so no download is needed. The configs are the real
 model's (transformer and VAE from its diffusers configs, the text encoder from Qwen3-4B's;
@@ -17,7 +17,7 @@ import torch
 from klein_engine.load import Components, load_components, read_schedule
 from klein_engine.options import EngineOptions
 from klein_engine.pipeline import KleinEngine
-from klein_engine.tiny import ensure_tiny, save_scheduler_and_index, save_tokenizer
+from klein_engine.tiny import ensure_tiny, save_scheduler_and_index, save_tokenizer, variant_of
 
 CONFIGS = {
     "klein-4b": {
@@ -30,6 +30,15 @@ CONFIGS = {
         "vae": dict(block_out_channels=(128, 256, 512, 512), layers_per_block=2, latent_channels=32, norm_num_groups=32,
                     mid_block_add_attention=True, patch_size=(2, 2)),
     },
+}
+# The klein-9B (reference §2-3): 8 double and 24 single blocks of hidden 4096 (32 heads of 128),
+# joint_attention_dim 12288 = 3 × 4096; its text encoder is Qwen3-8B (hidden 4096, intermediate
+# 12288, 36 layers, 32 query and 8 key-value heads of 128, untied embeddings). Same VAE.
+CONFIGS["klein-9b"] = {
+    "transformer": dict(CONFIGS["klein-4b"]["transformer"], num_layers=8, num_single_layers=24, num_attention_heads=32,
+                        joint_attention_dim=12288),
+    "text": dict(CONFIGS["klein-4b"]["text"], hidden_size=4096, intermediate_size=12288, tie_word_embeddings=False),
+    "vae": CONFIGS["klein-4b"]["vae"],
 }
 
 
@@ -63,11 +72,13 @@ def build_components(config: str, device: str, dtype: torch.dtype, seed: int = 0
 
 
 def build_engine(config: str, device: str, options: Optional[EngineOptions] = None):
-    """A KleinEngine on the random full-size model (`config` "tiny": the tiny model itself)."""
+    """A KleinEngine on the random full-size model (`config` "tiny" or "tiny-9b": that
+    miniature itself, the CPU stand-in of klein-4b or klein-9b)."""
     options = options or EngineOptions()
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-    if config == "tiny":
-        return KleinEngine("tiny", load_components(str(ensure_tiny()), device, dtype), device, dtype, options=options)
+    if config in ("tiny", "tiny-9b"):
+        path = ensure_tiny(variant=variant_of(config))
+        return KleinEngine(config, load_components(str(path), device, dtype), device, dtype, options=options)
     return KleinEngine(f"random:{config}", build_components(config, device, dtype), device, dtype, options=options)
 
 

@@ -34,6 +34,17 @@ def theirs(pipe, req, images=None, guidance=1.0):
     return out.images
 
 
+def assert_parity(engine, pipe, req, images=None, guidance=1.0):
+    """Our final latents equal the pipeline's within TOL; returns ours."""
+    a = ours(engine, req)
+    b = theirs(pipe, req, images=images, guidance=guidance)
+    assert a.shape == b.shape
+    diff = (a - b).abs().max().item()
+    print(f"parity max abs diff: {diff:.3e}")
+    assert diff <= TOL, diff
+    return a
+
+
 def ref_image(w, h, seed):
     rng = np.random.default_rng(seed)
     arr = rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8)
@@ -45,12 +56,7 @@ def test_matches_reference_pipeline(engine, tiny_path, n_refs):
     pipe = pipeline_for(engine, tiny_path, distilled=True)
     refs = [ref_image(64 + 16 * i, 64, 100 + i) for i in range(n_refs)]
     req = request(width=96, height=64, steps=4, images=tuple(r for r, _ in refs))
-    a = ours(engine, req)
-    b = theirs(pipe, req, images=[im for _, im in refs] or None)
-    assert a.shape == b.shape
-    diff = (a - b).abs().max().item()
-    print(f"parity max abs diff: {diff:.3e}")
-    assert diff <= TOL, diff
+    a = assert_parity(engine, pipe, req, images=[im for _, im in refs] or None)
     # The references really take part: without them the result differs.
     if n_refs:
         assert (ours(engine, request(width=96, height=64, steps=4)) - a).abs().max().item() > 1e-3
@@ -62,11 +68,7 @@ def test_cfg_matches_reference_pipeline_on_base_variant(tiny_base_path):
     pipe = pipeline_for(engine, tiny_base_path, distilled=False)
     # The pipeline's own CFG uses the empty negative prompt; ours batches cond and negative.
     req = request(cfg=4.0, negative_prompt="", steps=4)
-    a = ours(engine, req)
-    b = theirs(pipe, req, guidance=4.0)
-    diff = (a - b).abs().max().item()
-    print(f"parity max abs diff: {diff:.3e}")
-    assert diff <= TOL, diff
+    a = assert_parity(engine, pipe, req, guidance=4.0)
     assert (ours(engine, request(cfg=1.0, steps=4)) - a).abs().max().item() > 1e-3, "CFG changes the result"
 
 
@@ -78,11 +80,7 @@ def test_schedule_is_read_from_the_model_directory(engine):
     path = ensure_tiny(seed=0, variant="static-shift")
     other = KleinEngine.load(str(path), device="cpu")
     req = request(width=96, height=64, steps=4)
-    a = ours(other, req)
-    b = theirs(pipeline_for(other, path, distilled=True), req)
-    diff = (a - b).abs().max().item()
-    print(f"parity max abs diff: {diff:.3e}")
-    assert diff <= TOL, diff
+    a = assert_parity(other, pipeline_for(other, path, distilled=True), req)
     assert (ours(engine, req) - a).abs().max().item() > 1e-3, "the other schedule changes the result"
 
 
@@ -97,19 +95,11 @@ def test_9b_miniature_matches_reference_pipeline(tiny_9b_path, n_refs):
     pipe = pipeline_for(engine, tiny_9b_path, distilled=True)
     refs = [ref_image(64, 64, 200 + i) for i in range(n_refs)]
     req = request(width=96, height=64, steps=4, images=tuple(r for r, _ in refs))
-    a = ours(engine, req)
-    b = theirs(pipe, req, images=[im for _, im in refs] or None)
-    assert a.shape == b.shape
-    diff = (a - b).abs().max().item()
-    print(f"parity max abs diff: {diff:.3e}")
-    assert diff <= TOL, diff
+    assert_parity(engine, pipe, req, images=[im for _, im in refs] or None)
 
 
 def test_base_miniature_text_to_image_without_cfg_matches_reference_pipeline(tiny_base_path):
     """`tiny-base` at cfg 1 (the pipeline then runs no negative pass), besides the CFG test above."""
     engine = KleinEngine.load(str(tiny_base_path), device="cpu")
     pipe = pipeline_for(engine, tiny_base_path, distilled=False)
-    req = request(width=96, height=64, steps=4)
-    diff = (ours(engine, req) - theirs(pipe, req, guidance=1.0)).abs().max().item()
-    print(f"parity max abs diff: {diff:.3e}")
-    assert diff <= TOL, diff
+    assert_parity(engine, pipe, request(width=96, height=64, steps=4))

@@ -44,6 +44,11 @@ export function metricsOf(row: RequestRow, remainingMicro?: number): Record<stri
   };
 }
 
+/** Why a request FAILED or was CANCELLED (the record's and the status answer's `error`); else null. */
+export function errorView(row: RequestRow): { code: string; message: string | null } | null {
+  return row.error_code ? { code: row.error_code, message: row.error_message } : null;
+}
+
 export function recordView(row: RequestRow, base: string, opts: { output?: string | null; remainingMicro?: number; links?: Pick<RequestLinks, 'events'> } = {}) {
   const urls = urlsFor(base, row.id, opts.links);
   return {
@@ -52,7 +57,7 @@ export function recordView(row: RequestRow, base: string, opts: { output?: strin
     input: JSON.parse(row.params) as Record<string, unknown>,
     // A COMPLETED request has no output when its answer was never delivered (queue/delivery.ts).
     output: row.status === 'COMPLETED' && row.output_key ? (opts.output ?? urls.output_url) : null,
-    error: row.error_code ? { code: row.error_code, message: row.error_message } : null,
+    error: errorView(row),
     metrics: metricsOf(row, opts.remainingMicro),
     created_at: iso(row.created_at),
     started_at: iso(row.started_at),

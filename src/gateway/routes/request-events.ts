@@ -21,14 +21,13 @@ import Type from 'typebox';
 import sharp from 'sharp';
 import { getRequest, type RequestRow } from '../../store/requests.js';
 import { TERMINAL } from '../../contract/request-states.js';
-import { ApiError } from '../../contract/errors.js';
 import { EVENT_LOG_MAX, EVENT_LOG_TTL_MS, eventIds, type ProgressEvent } from '../../queue/events.js';
 import { authHook } from '../auth.js';
 import type { App, AppDeps } from '../app.js';
 import { signedRecordView } from '../../store/record-view.js';
-import { eventsPath, presentsLink, RequestLinks } from '../../storage/request-links.js';
+import { eventsPath, RequestLinks } from '../../storage/request-links.js';
 import { baseUrl } from '../base-url.js';
-import { ownRow } from '../own-row.js';
+import { keyOrLink } from '../request-access.js';
 import { errorResponses, RequestIdParams, SECURED } from '../route-schema.js';
 
 const eventsSchema = {
@@ -72,25 +71,13 @@ const eventsSchema = {
 export function registerRequestEventRoutes(app: App, deps: AppDeps): void {
   const auth = authHook(deps.db, { rpm: deps.config.defaultRpm, concurrency: deps.config.defaultConcurrency });
   const links = new RequestLinks(deps.links, deps.storage, deps.config);
-  // A link is checked before anything else is read, as the key is (an onRequest hook); a
-  // half link is checked, and refused, not ignored.
-  async function keyOrLink(req: FastifyRequest, reply: FastifyReply): Promise<void> {
-    if (!presentsLink(req.query)) return auth(req, reply);
-    links.require(eventsPath((req.params as { id: string }).id), req.query);
-  }
+  const access = keyOrLink(auth, links, eventsPath);
 
-  app.get('/v2/requests/:id/events', { schema: eventsSchema, onRequest: keyOrLink }, async (req, reply) => {
-    const row = presentsLink(req.query) ? await linkedRow(deps, req.params.id) : await ownRow(deps, req, req.params.id);
+  app.get('/v2/requests/:id/events', { schema: eventsSchema, onRequest: access.hook }, async (req, reply) => {
+    const row = await access.row(deps, req, req.params.id);
     const after = lastEventId(req.headers['last-event-id']) ?? lastEventId(req.query.last_event_id);
     await streamEvents(deps, req, reply, row, { withPreview: req.query.preview === true, after, links });
   });
-}
-
-/** The request a valid link names (the link stands for its owner's key), or a 404 once expired. */
-async function linkedRow(deps: AppDeps, id: string): Promise<RequestRow> {
-  const row = await getRequest(deps.db, id);
-  if (!row || Number(row.expires_at) <= Date.now()) throw new ApiError('not_found', `No request ${id}`);
-  return row;
 }
 
 /** An event id as sent back; anything else (a browser's stale value, garbage) resumes nothing. */

@@ -11,15 +11,14 @@
  *   key, or expires+sig ─ neither → 401 · tampered, moved, malformed → 403 invalid_link
  *                         expired → 403 link_expired · request expired or swept → 404
  */
-import type { FastifyReply, FastifyRequest } from 'fastify';
 import Type from 'typebox';
 import { balance } from '../../accounts/ledger.js';
-import { getRequest, getRequestForAccount, type RequestRow } from '../../store/requests.js';
+import { getRequestForAccount, type RequestRow } from '../../store/requests.js';
 import { TERMINAL } from '../../contract/request-states.js';
 import { CONTENT_TYPES } from '../../queue/storage-keys.js';
 import type { ImageFormat } from '../../contract/types.js';
 import { authHook, requireCaller } from '../auth.js';
-import { ownRow } from '../own-row.js';
+import { keyOrLink, ownRow } from '../request-access.js';
 import type { App, AppDeps } from '../app.js';
 import { ApiError } from '../../contract/errors.js';
 import { AsyncBody } from '../../contract/request-schema.js';
@@ -27,8 +26,8 @@ import { Cancellation, RequestRecord, StatusView, Submitted, type RequestMetrics
 import { admit } from '../generate.js';
 import { rateLimitHook } from '../rate-limit-hook.js';
 import { admissionHook } from '../admission-hook.js';
-import { metricsOf, signedRecordView, urlsFor } from '../../store/record-view.js';
-import { outputPath, presentsLink, RequestLinks } from '../../storage/request-links.js';
+import { errorView, metricsOf, signedRecordView, urlsFor } from '../../store/record-view.js';
+import { outputPath, RequestLinks } from '../../storage/request-links.js';
 import { baseUrl } from '../base-url.js';
 import { errorResponses, IdempotencyHeaders, IMAGE_CONTENT, json, ModelParams, RATE_LIMITED_HEADERS, ref, RequestIdParams, SECURED } from '../route-schema.js';
 
@@ -96,13 +95,7 @@ export function registerSegmindV2Routes(app: App, deps: AppDeps): void {
   const rate = rateLimitHook(deps.limiter);
   const admission = admissionHook(deps, { route: 'v2' });
   const links = new RequestLinks(deps.links, deps.storage, deps.config);
-  // Requests whose signed link was checked valid by keyOrLink (they have no caller).
-  const linked = new WeakSet<FastifyRequest>();
-  async function keyOrLink(req: FastifyRequest, reply: FastifyReply): Promise<void> {
-    if (!presentsLink(req.query)) return auth(req, reply);
-    links.require(outputPath((req.params as { id: string }).id), req.query);
-    linked.add(req);
-  }
+  const outputAccess = keyOrLink(auth, links, outputPath);
 
   app.post('/v2/:model', { schema: submitSchema, onRequest: [auth, rate, admission], bodyLimit: deps.config.bodyLimitBytes }, async (req, reply) => {
     const caller = requireCaller(req);
@@ -123,7 +116,7 @@ export function registerSegmindV2Routes(app: App, deps: AppDeps): void {
       status: row.status,
       queue_position: row.status === 'QUEUED' ? await deps.queue.position(row.id) : 0,
       progress: row.status === 'COMPLETED' ? { step: stepsOf(row), total: stepsOf(row) } : p ? { step: p.step, total: p.total } : null,
-      error: row.error_code ? { code: row.error_code, message: row.error_message } : null,
+      error: errorView(row),
       // store/record-view.ts writes every key of RequestMetrics (its type says only Record);
       // the response schema's serializer refuses an answer without them.
       metrics: metricsOf(row) as RequestMetrics,
@@ -142,8 +135,8 @@ export function registerSegmindV2Routes(app: App, deps: AppDeps): void {
     return (await signedRecordView(row, baseUrl(deps, req), links, { output, remainingMicro: await balance(deps.db, row.account_id) })) as RequestRecord;
   });
 
-  app.get('/v2/requests/:id/output', { schema: outputSchema, onRequest: keyOrLink }, async (req, reply) => {
-    const row = linked.has(req) ? await linkedRow(deps, req.params.id) : await ownRow(deps, req, req.params.id);
+  app.get('/v2/requests/:id/output', { schema: outputSchema, onRequest: outputAccess.hook }, async (req, reply) => {
+    const row = await outputAccess.row(deps, req, req.params.id);
     if (row.status !== 'COMPLETED' || !row.output_key) {
       throw new ApiError('not_found', `Request ${row.id} has no output (status ${row.status})`);
     }
@@ -160,13 +153,6 @@ export function registerSegmindV2Routes(app: App, deps: AppDeps): void {
     const after = (await getRequestForAccount(deps.db, row.id, row.account_id)) ?? row;
     return { request_id: row.id, status: after.status, cancelled };
   });
-}
-
-/** The request a valid signed link names, of whichever account, or a 404 once it has expired (the link may outlive the record). */
-async function linkedRow(deps: AppDeps, id: string): Promise<RequestRow> {
-  const row = await getRequest(deps.db, id);
-  if (!row || Number(row.expires_at) <= Date.now()) throw new ApiError('not_found', `No request ${id}`);
-  return row;
 }
 
 function stepsOf(row: RequestRow): number {

@@ -15,9 +15,7 @@ describe('fleet: two gateways, three workers, a worker killed mid-job', () => {
   let s: Stack;
   before(async () => {
     s = await startStack({ model: 'simulated:15' });
-    await Promise.all([s.startGateway(), s.startGateway()]);
-    for (let i = 0; i < 3; i++) await s.startWorker();
-    await s.waitWorkers(3);
+    await s.startFleet(2, 3);
   });
   after(async () => s?.stop());
 

@@ -36,10 +36,7 @@ describe('fleet: two gateways, two workers', () => {
   let s: Stack;
   before(async () => {
     s = await startStack({ model: 'simulated:20', env: { KLEIN_ENGINE_FAULTS: '1' } });
-    await Promise.all([s.startGateway(), s.startGateway()]);
-    await s.startWorker();
-    await s.startWorker();
-    await s.waitWorkers(2);
+    await s.startFleet(2, 2);
   });
   after(async () => s?.stop());
 

@@ -25,10 +25,7 @@ describe('fleet: event streams resume on another gateway and across a requeue', 
   let key: string;
   before(async () => {
     s = await startStack({ model: 'simulated:20', env: { KLEIN_ENGINE_FAULTS: '1' } });
-    await Promise.all([s.startGateway(), s.startGateway()]);
-    await s.startWorker();
-    await s.startWorker();
-    await s.waitWorkers(2);
+    await s.startFleet(2, 2);
     key = await s.key();
   });
   after(async () => s?.stop());

@@ -41,6 +41,8 @@ export interface Stack {
   key(o?: { credits?: string; rpm?: number; concurrency?: number }): Promise<string>;
   /** Waits until the fleet reports `n` ready workers (read through the first gateway). */
   waitWorkers(n: number, timeoutMs?: number): Promise<void>;
+  /** Starts `gateways` gateways (at once) and `workers` workers, and waits for the workers to be ready. */
+  startFleet(gateways: number, workers: number): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -120,6 +122,11 @@ export async function startStack(o: { model?: string; env?: Record<string, strin
         name: 'dist',
       });
       return made.key;
+    },
+    async startFleet(gateways, workers) {
+      await Promise.all(Array.from({ length: gateways }, () => stack.startGateway()));
+      for (let i = 0; i < workers; i++) await stack.startWorker();
+      await stack.waitWorkers(workers);
     },
     async waitWorkers(n, timeoutMs = 60_000) {
       const g = stack.gateways[0];

@@ -48,7 +48,7 @@ export interface ProgressEvent {
   preview?: RgbImage;
   /**
    * The attempt this step belongs to (the row's `attempts` after its claim, 1 for the first
-   * run); stamped by the queue that runs the job (`withAttempts`), it makes the event's id.
+   * run); stamped by the job's step callback (worker/run-job.ts), it makes the event's id.
    */
   attempt?: number;
 }
@@ -99,27 +99,6 @@ export interface LoggedStep {
 export const EVENT_LOG_MAX = 500;
 /** How long a request's log is kept after its last step (ms). */
 export const EVENT_LOG_TTL_MS = 15 * 60_000;
-
-/** The publishing end of a queue's progress: what lifecycle.ts's Notifier asks for. */
-interface ProgressSink {
-  progress(id: string, ev: ProgressEvent): void;
-  finish(id: string, outcome: JobOutcome): void;
-}
-
-/**
- * `sink` with each step stamped with its attempt, read from the running job's row
- * (`attemptOf`: the queue's own map of the jobs it runs). The queues wrap their notifier in
- * it, since the step callback (worker/run-job.ts) knows only the request id.
- */
-export function withAttempts(sink: ProgressSink, attemptOf: (id: string) => number | undefined): ProgressSink {
-  return {
-    progress: (id, ev) => {
-      const attempt = ev.attempt ?? attemptOf(id);
-      sink.progress(id, attempt === undefined ? ev : { ...ev, attempt });
-    },
-    finish: (id, outcome) => sink.finish(id, outcome),
-  };
-}
 
 export class JobBus {
   private readonly emitter = new EventEmitter();

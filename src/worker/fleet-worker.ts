@@ -55,7 +55,7 @@ import type { EngineProcess } from './engine-process.js';
 import { loadJobInputs, type JobInputs } from '../queue/job-inputs.js';
 import { pickBatch, pickWindow } from '../queue/batching.js';
 import { JobControl, runBatch, type JobToRun } from './run-job.js';
-import { withAttempts, type CancelReason } from '../queue/events.js';
+import type { CancelReason } from '../queue/events.js';
 
 /**
  * How often BullMQ's stall check runs (ms). It only takes back jobs whose lock has expired,
@@ -100,8 +100,6 @@ export class FleetWorker {
   /** For reading a job's state (see onStalled); made in start(). */
   private queue: Queue<JobData> | null = null;
   private readonly running = new Map<string, JobControl>();
-  /** The attempt number of each running job (its row's attempts), which its steps are stamped with. */
-  private readonly attempts = new Map<string, number>();
   private draining = false;
   private jobsDone = 0;
   private lastActive = Date.now();
@@ -109,8 +107,7 @@ export class FleetWorker {
   private readonly startedAt = new Date().toISOString();
 
   constructor(private readonly options: FleetWorkerOptions) {
-    const notifier = withAttempts(new RedisNotifier(options.redis, options.keys, options.logger), (id) => this.attempts.get(id));
-    this.lifecycle = new Lifecycle({ ...options, notifier });
+    this.lifecycle = new Lifecycle({ ...options, notifier: new RedisNotifier(options.redis, options.keys, options.logger) });
     this.member = new FleetMember(options.redis, options.keys, () => this.info(), { intervalMs: 2000, ttlMs: 10_000 });
   }
 
@@ -261,7 +258,6 @@ export class FleetWorker {
         return;
       }
       jobs.push({ row: claim.row, job: inputs, control }, ...(await this.mates(claim.row, inputs)));
-      for (const j of jobs) this.attempts.set(j.row.id, j.row.attempts);
       const ctx = {
         lifecycle: this.lifecycle,
         engine: this.options.engine,
@@ -285,7 +281,6 @@ export class FleetWorker {
     } finally {
       this.running.delete(id);
       for (const mate of jobs.slice(1)) this.running.delete(mate.row.id);
-      for (const j of jobs) this.attempts.delete(j.row.id);
       this.lastActive = Date.now();
       void this.member.beat();
     }

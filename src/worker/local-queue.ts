@@ -31,7 +31,7 @@ import type { EngineProcess } from './engine-process.js';
 import { inputsFromRow, loadJobInputs, type JobInputs } from '../queue/job-inputs.js';
 import { JobControl, runBatch, type JobToRun } from './run-job.js';
 import { pickBatch, pickWindow, type Candidate } from '../queue/batching.js';
-import { withAttempts, type CancelReason, type JobBus, type JobOutcome, type LoggedStep, type ProgressEvent } from '../queue/events.js';
+import type { CancelReason, JobBus, JobOutcome, LoggedStep, ProgressEvent } from '../queue/events.js';
 import { Lifecycle, lostInputs, slotKey } from '../queue/lifecycle.js';
 import { queueDepth } from '../queue/depth.js';
 import { repairAndLog } from '../queue/repair.js';
@@ -60,14 +60,12 @@ export class LocalQueue implements JobQueue {
   /** Reference pixels of jobs submitted in this process, until they end. */
   private readonly images = new Map<string, RgbImage[]>();
   private readonly running = new Map<string, JobControl>();
-  /** The attempt number of each running job (its row's attempts), which its steps are stamped with. */
-  private readonly attempts = new Map<string, number>();
   private readonly lifecycle: Lifecycle;
   private pumping = false;
   private stopped = false;
 
   constructor(private readonly options: LocalQueueOptions) {
-    this.lifecycle = new Lifecycle({ db: options.db, storage: options.storage, metrics: options.metrics, logger: options.logger, limiter: options.limiter, notifier: withAttempts(options.bus, (id) => this.attempts.get(id)), onWebhook: options.onWebhook });
+    this.lifecycle = new Lifecycle({ db: options.db, storage: options.storage, metrics: options.metrics, logger: options.logger, limiter: options.limiter, notifier: options.bus, onWebhook: options.onWebhook });
   }
 
   /**
@@ -215,10 +213,7 @@ export class LocalQueue implements JobQueue {
   }
 
   private async run(jobs: JobToRun[]): Promise<void> {
-    for (const j of jobs) {
-      this.running.set(j.row.id, j.control);
-      this.attempts.set(j.row.id, j.row.attempts);
-    }
+    for (const j of jobs) this.running.set(j.row.id, j.control);
     try {
       const ends = await runBatch(
         { lifecycle: this.lifecycle, engine: this.options.engine, storage: this.options.storage, metrics: this.options.metrics, logger: this.options.logger, imageMetadata: this.options.imageMetadata, maxAttempts: this.options.maxAttempts },
@@ -229,10 +224,7 @@ export class LocalQueue implements JobQueue {
         if (ends[i] === 'done') this.images.delete(j.row.id);
       });
     } finally {
-      for (const j of jobs) {
-        this.running.delete(j.row.id);
-        this.attempts.delete(j.row.id);
-      }
+      for (const j of jobs) this.running.delete(j.row.id);
     }
   }
 }

@@ -93,7 +93,8 @@ export async function runBatch(ctx: RunJobContext, jobs: JobToRun[], owner: stri
   const outputs = ctx.engine.generateBatch(
     jobs.map(({ row, job, control }) => ({
       job: { id: row.id, params: job.params, images: job.images, preview: row.route === 'v2' },
-      opts: { onProgress: (step, total, preview) => ctx.lifecycle.progress(row.id, { step, total, preview }), signal: control.abort.signal },
+      // Each step carries its run (the row's attempts since its claim), which makes its event id.
+      opts: { onProgress: (step, total, preview) => ctx.lifecycle.progress(row.id, { step, total, preview, attempt: row.attempts }), signal: control.abort.signal },
     })),
   );
   return Promise.all(jobs.map((j, i) => finish(ctx, j, outputs[i]!, owner, { startedAt, batchSize: size })));

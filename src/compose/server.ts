@@ -64,7 +64,7 @@ export async function buildServer(config: Config = loadConfig(), env: NodeJS.Pro
   const db = await openStore(config);
   const metrics = createMetrics();
   const storage = makeStorage(config);
-  const links = new LinkSigner(linkSecrets(config.linkSecrets, config.dataDir));
+  const links = new RequestLinks(new LinkSigner(linkSecrets(config.linkSecrets, config.dataDir)), storage, config);
   if (config.redisUrl && config.linkSecrets.length === 0) {
     // Each gateway would sign with the secret of its own data directory: a link one gives out fails on the others.
     logger.warn({ data_dir: config.dataDir }, 'scaled out without KLEIN_LINK_SECRET: links signed here work only on gateways sharing this data directory; set the same KLEIN_LINK_SECRET on every gateway');
@@ -73,7 +73,7 @@ export async function buildServer(config: Config = loadConfig(), env: NodeJS.Pro
     db,
     logger: logger.child({ component: 'webhooks' }),
     publicUrl: () => config.publicUrl,
-    links: new RequestLinks(links, storage, config),
+    links,
     allowNetworks: config.allowNetworks,
     maxAttempts: config.webhookAttempts,
     backoffMs: config.webhookBackoffMs,

@@ -50,7 +50,7 @@ import { registerHealthRoutes } from './routes/health.js';
 import { registerSegmindV1Routes } from './routes/segmind-v1.js';
 import { registerSegmindV2Routes } from './routes/segmind-v2.js';
 import { registerRequestEventRoutes } from './routes/request-events.js';
-import type { LinkSigner } from '../storage/signed-links.js';
+import type { RequestLinks } from '../storage/request-links.js';
 import type { OutputStorage } from '../storage/types.js';
 import { registerAccountRoutes } from './routes/account.js';
 import { registerAdminRoutes } from './routes/admin.js';
@@ -77,8 +77,8 @@ export interface AppDeps {
   logger: Logger;
   pricing: PricingConfig;
   storage: OutputStorage;
-  /** Signs and checks links that work without the API key (contract §9). */
-  links: LinkSigner;
+  /** A request's links that work without the API key, and checking them (contract §9). */
+  links: RequestLinks;
   /** Set while the server drains on shutdown: new work gets 503. */
   draining?: () => boolean;
 }

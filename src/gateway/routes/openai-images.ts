@@ -31,7 +31,6 @@ import { admissionHook } from '../admission-hook.js';
 import { outcomeError, waitForOutcome } from '../../queue/outcomes.js';
 import { chargeOnDelivery } from '../charge-on-delivery.js';
 import { baseUrl } from '../base-url.js';
-import { RequestLinks } from '../../storage/request-links.js';
 import { outputKey } from '../../queue/storage-keys.js';
 import type { CompletedOutcome, JobOutcome } from '../../queue/events.js';
 import { releaseUndelivered } from '../../queue/delivery.js';
@@ -135,8 +134,7 @@ async function generateImages(deps: AppDeps, req: FastifyRequest, reply: Fastify
     reply.header('x-remaining-credits', Math.min(...done.map((o) => o.balanceMicro)) / 1e6);
     const base = baseUrl(deps, req);
     // `url` works without the key until it expires, as OpenAI's do (contract §9): presigned on S3, else signed here.
-    const links = new RequestLinks(deps.links, deps.storage, deps.config);
-    const urls = responseFormat === 'url' ? await Promise.all(admitted.map(({ id }, i) => links.output(base, id, outputKey(id, done[i]!.output.format)))) : [];
+    const urls = responseFormat === 'url' ? await Promise.all(admitted.map(({ id }, i) => deps.links.output(base, id, outputKey(id, done[i]!.output.format)))) : [];
     return {
       created: Math.floor(Date.now() / 1000),
       data: admitted.map(({ id }, i) => {

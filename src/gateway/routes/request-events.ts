@@ -25,7 +25,7 @@ import { EVENT_LOG_MAX, EVENT_LOG_TTL_MS, eventIds, type ProgressEvent } from '.
 import { authHook } from '../auth.js';
 import type { App, AppDeps } from '../app.js';
 import { signedRecordView } from '../../store/record-view.js';
-import { eventsPath, RequestLinks } from '../../storage/request-links.js';
+import { eventsPath } from '../../storage/request-links.js';
 import { baseUrl } from '../base-url.js';
 import { keyOrLink } from '../request-access.js';
 import { errorResponses, RequestIdParams, SECURED } from '../route-schema.js';
@@ -70,13 +70,12 @@ const eventsSchema = {
 
 export function registerRequestEventRoutes(app: App, deps: AppDeps): void {
   const auth = authHook(deps.db, { rpm: deps.config.defaultRpm, concurrency: deps.config.defaultConcurrency });
-  const links = new RequestLinks(deps.links, deps.storage, deps.config);
-  const access = keyOrLink(auth, links, eventsPath);
+  const access = keyOrLink(auth, deps.links, eventsPath);
 
   app.get('/v2/requests/:id/events', { schema: eventsSchema, onRequest: access.hook }, async (req, reply) => {
     const row = await access.row(deps, req, req.params.id);
     const after = lastEventId(req.headers['last-event-id']) ?? lastEventId(req.query.last_event_id);
-    await streamEvents(deps, req, reply, row, { withPreview: req.query.preview === true, after, links });
+    await streamEvents(deps, req, reply, row, { withPreview: req.query.preview === true, after });
   });
 }
 
@@ -98,7 +97,7 @@ async function streamEvents(
   req: FastifyRequest,
   reply: FastifyReply,
   row: RequestRow,
-  opts: { withPreview: boolean; after: number | null; links: RequestLinks },
+  opts: { withPreview: boolean; after: number | null },
 ): Promise<void> {
   reply.hijack();
   const res = reply.raw;
@@ -136,7 +135,7 @@ async function streamEvents(
     const fresh = (await getRequest(deps.db, row.id)) ?? row;
     const name = fresh.status === 'COMPLETED' ? 'completed' : fresh.status === 'FAILED' ? 'failed' : 'cancelled';
     // The record as GET /v2/requests/{id} gives it: its output and events_url signed.
-    const record = await signedRecordView(fresh, base, opts.links);
+    const record = await signedRecordView(fresh, base, deps.links);
     send(eventIds.terminal(fresh.attempts), name, { ...record, ...(reason ? { reason } : {}) }, true);
     closed = true;
     res.end();

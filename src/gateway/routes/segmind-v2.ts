@@ -27,7 +27,7 @@ import { admit } from '../generate.js';
 import { rateLimitHook } from '../rate-limit-hook.js';
 import { admissionHook } from '../admission-hook.js';
 import { errorView, metricsOf, signedRecordView, urlsFor } from '../../store/record-view.js';
-import { outputPath, RequestLinks } from '../../storage/request-links.js';
+import { outputPath } from '../../storage/request-links.js';
 import { baseUrl } from '../base-url.js';
 import { errorResponses, IdempotencyHeaders, IMAGE_CONTENT, json, ModelParams, RATE_LIMITED_HEADERS, ref, RequestIdParams, SECURED } from '../route-schema.js';
 
@@ -94,8 +94,7 @@ export function registerSegmindV2Routes(app: App, deps: AppDeps): void {
   const auth = authHook(deps.db, { rpm: deps.config.defaultRpm, concurrency: deps.config.defaultConcurrency });
   const rate = rateLimitHook(deps.limiter);
   const admission = admissionHook(deps, { route: 'v2' });
-  const links = new RequestLinks(deps.links, deps.storage, deps.config);
-  const outputAccess = keyOrLink(auth, links, outputPath);
+  const outputAccess = keyOrLink(auth, deps.links, outputPath);
 
   app.post('/v2/:model', { schema: submitSchema, onRequest: [auth, rate, admission], bodyLimit: deps.config.bodyLimitBytes }, async (req, reply) => {
     const caller = requireCaller(req);
@@ -105,7 +104,7 @@ export function registerSegmindV2Routes(app: App, deps: AppDeps): void {
     if (a.kind === 'existing') reply.header('idempotent-replayed', 'true');
     reply.header('x-request-id', id);
     const status = a.kind === 'new' ? 'QUEUED' : a.row.status;
-    return { request_id: id, status, ...urlsFor(baseUrl(deps, req), id, links) };
+    return { request_id: id, status, ...urlsFor(baseUrl(deps, req), id, deps.links) };
   });
 
   app.get('/v2/requests/:id/status', { schema: statusSchema, onRequest: auth }, async (req) => {
@@ -132,7 +131,7 @@ export function registerSegmindV2Routes(app: App, deps: AppDeps): void {
       output = bytes.toString('base64');
     }
     // As metrics above: the record view's type is the store's, its shape this schema's.
-    return (await signedRecordView(row, baseUrl(deps, req), links, { output, remainingMicro: await balance(deps.db, row.account_id) })) as RequestRecord;
+    return (await signedRecordView(row, baseUrl(deps, req), deps.links, { output, remainingMicro: await balance(deps.db, row.account_id) })) as RequestRecord;
   });
 
   app.get('/v2/requests/:id/output', { schema: outputSchema, onRequest: outputAccess.hook }, async (req, reply) => {

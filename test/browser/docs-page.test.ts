@@ -7,16 +7,12 @@
  * Content-Security-Policy is not violated. The page is saved to test-artifacts/docs.png.
  */
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { startTestServer, type KeyInfo, type TestServer } from '../e2e/harness.js';
-import { root } from './build-web.js';
+import { ARTIFACTS, chromiumOptions } from './chromium.js';
 
-const CHROMIUM = '/usr/bin/chromium';
-const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
-const ARTIFACTS = join(root, 'test-artifacts');
 
 describe('the /docs reference page', () => {
   let s: TestServer;
@@ -24,14 +20,11 @@ describe('the /docs reference page', () => {
   let browser: Browser;
 
   before(async () => {
-    if (!existsSync(CHROMIUM)) {
-      throw new Error(`${CHROMIUM} is missing: install Debian's chromium (apt-get install -y --no-install-recommends chromium), as .ci/run does`);
-    }
+    const browserOptions = chromiumOptions();
     // No generation here: the simulated engine is enough and starts at once.
     s = await startTestServer({ KLEIN_MODEL: 'simulated' });
     key = s.createKey({ credits: '12.5' });
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS, headless: true });
-    mkdirSync(ARTIFACTS, { recursive: true });
+    browser = await chromium.launch(browserOptions);
   });
   after(async () => {
     await browser?.close();

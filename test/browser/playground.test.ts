@@ -7,18 +7,16 @@
  * scrolling. The finished page is saved to test-artifacts/playground.png.
  */
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import sharp from 'sharp';
 import { startTestServer, type TestServer } from '../e2e/harness.js';
-import { buildWebScript, root } from './build-web.js';
+import { buildWebScript } from './build-web.js';
+import { ARTIFACTS, chromiumOptions } from './chromium.js';
 
-const CHROMIUM = '/usr/bin/chromium';
-const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
-const ARTIFACTS = join(root, 'test-artifacts');
 const PHONE = { width: 390, height: 844 };
 /** Every parameter of contract §1 that the form must offer (the page builds them from the schema). */
 const PARAMS = ['negative_prompt', 'seed', 'cfg', 'sampler', 'steps', 'aspect_ratio', 'go_fast', 'image_format', 'quality', 'width', 'height'];
@@ -32,15 +30,12 @@ describe('playground (Chromium, tiny engine)', () => {
   let schema: Json;
 
   before(async () => {
-    if (!existsSync(CHROMIUM)) {
-      throw new Error(`${CHROMIUM} is missing: install Debian's chromium (apt-get install -y --no-install-recommends chromium), as .ci/run does`);
-    }
+    const browserOptions = chromiumOptions();
     buildWebScript();
     s = await startTestServer({ KLEIN_ENGINE_FAULTS: '1' });
     profile = mkdtempSync(join(tmpdir(), 'klein-chromium-'));
-    context = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, args: ARGS, headless: true, viewport: { width: 1280, height: 900 } });
+    context = await chromium.launchPersistentContext(profile, { ...browserOptions, viewport: { width: 1280, height: 900 } });
     schema = ((await (await fetch(`${s.url}/openapi.json`)).json()) as Json).components.schemas.AsyncBody.properties;
-    mkdirSync(ARTIFACTS, { recursive: true });
   });
 
   after(async () => {

@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DIALECTS, tempDb, type TempDb } from '../../test/support/temp-db.js';
-import { authenticate, createKey, displayPrefix, generateKey, hashKey, KEY_PREFIX, listKeys, revokeKey } from './keys.js';
+import { authenticate, createKey, displayPrefix, generateKey, hashKey, KEY_PREFIX, keyModels, keyModelsProblem, listKeys, revokeKey } from './keys.js';
+import { ServedModels, VARIANT_DEFAULTS } from '../contract/models.js';
 import { balance } from './ledger.js';
 
 for (const dialect of DIALECTS) {
@@ -124,6 +125,7 @@ describe(`keys (${dialect})`, () => {
       name: 'one',
       account_id: k.account_id,
       admin: false,
+      models: null,
       created_at: 1000,
       revoked_at: 9000,
       last_used_at: 5000,
@@ -131,5 +133,60 @@ describe(`keys (${dialect})`, () => {
     assert.ok(!JSON.stringify(row).includes(k.key.slice(10)));
     assert.deepEqual(await listKeys(t.db, { accountId: 'acct_other' }), []);
   });
+
+  test('a key may be limited to some models: stored, authenticated and listed; absent means every model', async () => {
+    const limited = await createKey(t.db, { name: 'nine', models: ['flux-2-klein-9b', 'flux-2-klein-4b', 'flux-2-klein-9b'] }, 1000);
+    const every = await createKey(t.db, { models: null }, 2000);
+    const unset = await createKey(t.db, {}, 3000);
+    // Given twice, kept once, in the order given.
+    assert.deepEqual(limited.models, ['flux-2-klein-9b', 'flux-2-klein-4b']);
+    assert.equal(every.models, null);
+    assert.equal(unset.models, null);
+    const row = await t.db.selectFrom('api_keys').select('models').where('id', '=', limited.key_id).executeTakeFirstOrThrow();
+    assert.equal(row.models, 'flux-2-klein-9b,flux-2-klein-4b');
+    const limitedAuth = await authenticate(t.db, limited.key);
+    const unsetAuth = await authenticate(t.db, unset.key);
+    assert.ok(limitedAuth && unsetAuth);
+    assert.deepEqual(keyModels(limitedAuth.key.models), ['flux-2-klein-9b', 'flux-2-klein-4b']);
+    assert.equal(keyModels(unsetAuth.key.models), null);
+    assert.deepEqual(
+      (await listKeys(t.db)).map((k) => [k.key_id, k.models]),
+      [
+        [limited.key_id, ['flux-2-klein-9b', 'flux-2-klein-4b']],
+        [every.key_id, null],
+        [unset.key_id, null],
+      ],
+    );
+  });
+
+  test('a model list that is not all slugs, or is empty, is refused and writes nothing', async () => {
+    for (const [models, why] of [
+      [[], /models: must name at least one model/],
+      [['Flux-2-Klein-4B'], /models: "Flux-2-Klein-4B" is not a model slug/],
+      [['flux-2-klein-4b', 'a,b'], /models: "a,b" is not a model slug/],
+      [[''], /models: "" is not a model slug/],
+      [['-x'], /models: "-x" is not a model slug/],
+    ] as const) {
+      await assert.rejects(createKey(t.db, { models }), (err: Error) => err instanceof RangeError && why.test(err.message));
+    }
+    assert.deepEqual(await listKeys(t.db), []);
+    assert.equal((await t.db.selectFrom('accounts').select('id').execute()).length, 0);
+  });
 });
 }
+
+describe('keyModelsProblem', () => {
+  const served = new ServedModels(
+    ['flux-2-klein-4b', 'flux-2-klein-9b'].map((slug) => ({ slug, source: 'tiny', variant: 'distilled' as const, defaults: VARIANT_DEFAULTS.distilled })),
+  );
+
+  test('served slugs pass; others are named, with the served ones', () => {
+    assert.equal(keyModelsProblem(['flux-2-klein-9b'], served), null);
+    assert.equal(keyModelsProblem(['flux-2-klein-4b', 'flux-2-klein-9b'], served), null);
+    assert.equal(keyModelsProblem(['flux-1-dev', 'flux-2-klein-4b'], served), '"flux-1-dev" is not a served model (served: flux-2-klein-4b, flux-2-klein-9b)');
+    assert.equal(keyModelsProblem(['a', 'b'], served), '"a", "b" are not served models (served: flux-2-klein-4b, flux-2-klein-9b)');
+    // Without the served list only the spelling is checked (the accounts layer's own check).
+    assert.equal(keyModelsProblem(['flux-1-dev']), null);
+    assert.match(String(keyModelsProblem(['x'.repeat(500)], served)), /^"x{100}" is not a model slug/);
+  });
+});

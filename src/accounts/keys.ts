@@ -4,10 +4,15 @@
  * copy of the database does not reveal usable keys. Authentication looks the key up by its
  * hash (the index never compares the secret itself) and compares the hashes again with
  * crypto.timingSafeEqual; revocation is read on every request, so it takes effect at once.
+ *
+ * A key may be limited to some of the served models (contract §2: another model is a 403):
+ * `api_keys.models` holds their slugs, comma-separated (a slug has no comma, SLUG_PATTERN);
+ * null means every model the server serves, now or later.
  */
 import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
 import type { Kysely, Selectable } from 'kysely';
 import type { ApiKeysTable, Database } from '../store/schema.js';
+import { SLUG_PATTERN, type ServedModels } from '../contract/models.js';
 import { type Account, createAccountIn, getAccount, setLimits } from './accounts.js';
 import { grantIn } from './ledger.js';
 
@@ -48,6 +53,28 @@ export function displayPrefix(key: string): string {
   return `${key.slice(0, KEY_PREFIX.length + SHOWN)}…`;
 }
 
+/**
+ * What is wrong with a key's model list, or null when every entry is a slug (and, given
+ * `served`, a served one). An empty list is refused: a key that may use no model is a
+ * mistake, and leaving the list out already means every model.
+ */
+export function keyModelsProblem(models: readonly string[], served?: ServedModels): string | null {
+  if (models.length === 0) return 'must name at least one model (leave it out for every model)';
+  const shown = (m: string) => JSON.stringify(m.slice(0, 100));
+  const malformed = models.find((m) => !SLUG_PATTERN.test(m));
+  if (malformed !== undefined) return `${shown(malformed)} is not a model slug (lower-case letters, digits, '.', '_' and '-')`;
+  const unserved = served ? models.filter((m) => !served.get(m)) : [];
+  if (served && unserved.length > 0) {
+    return `${unserved.map(shown).join(', ')} ${unserved.length === 1 ? 'is not a served model' : 'are not served models'} (served: ${served.slugs.join(', ')})`;
+  }
+  return null;
+}
+
+/** The slugs a key row may use, or null for every served model. */
+export function keyModels(column: string | null): string[] | null {
+  return column === null ? null : column.split(',');
+}
+
 export interface Authenticated {
   account: Account;
   key: ApiKey;
@@ -84,6 +111,8 @@ export interface CreateKeyOptions {
   /** The key's name (and the new account's name). */
   name?: string | null;
   admin?: boolean;
+  /** The served models' slugs the key may use; null or absent: every model. */
+  models?: readonly string[] | null;
 }
 
 export interface CreatedKey {
@@ -94,14 +123,23 @@ export interface CreatedKey {
   prefix: string;
   name: string | null;
   admin: boolean;
+  /** The slugs the key may use; null: every served model. */
+  models: string[] | null;
   balance_micro: number;
   rpm: number | null;
   concurrency: number | null;
   webhook_secret: string;
 }
 
-/** Creates a key, and its account when `accountId` is absent, in one transaction. */
+/**
+ * Creates a key, and its account when `accountId` is absent, in one transaction. A model
+ * list that is not all slugs is a RangeError (whether they are served is the caller's
+ * check: this layer does not know the configuration).
+ */
 export async function createKey(db: Kysely<Database>, options: CreateKeyOptions = {}, now = Date.now()): Promise<CreatedKey> {
+  const models = options.models === undefined || options.models === null ? null : [...new Set(options.models)];
+  const problem = models === null ? null : keyModelsProblem(models);
+  if (problem !== null) throw new RangeError(`models: ${problem}`);
   const key = generateKey();
   const keyId = `key_${randomUUID()}`;
   return db.transaction().execute(async (trx) => {
@@ -127,6 +165,7 @@ export async function createKey(db: Kysely<Database>, options: CreateKeyOptions 
         created_at: now,
         revoked_at: null,
         last_used_at: null,
+        models: models === null ? null : models.join(','),
       })
       .execute();
     return {
@@ -136,6 +175,7 @@ export async function createKey(db: Kysely<Database>, options: CreateKeyOptions 
       prefix: displayPrefix(key),
       name: options.name ?? null,
       admin: Boolean(options.admin),
+      models,
       balance_micro: Number(account.balance_micro),
       rpm: account.rpm,
       concurrency: account.concurrency,
@@ -151,6 +191,8 @@ export interface KeyInfo {
   name: string | null;
   account_id: string;
   admin: boolean;
+  /** The slugs the key may use; null: every served model. */
+  models: string[] | null;
   created_at: number;
   revoked_at: number | null;
   last_used_at: number | null;
@@ -159,7 +201,7 @@ export interface KeyInfo {
 export async function listKeys(db: Kysely<Database>, options: { accountId?: string } = {}): Promise<KeyInfo[]> {
   let q = db
     .selectFrom('api_keys')
-    .select(['id', 'prefix', 'name', 'account_id', 'is_admin', 'created_at', 'revoked_at', 'last_used_at'])
+    .select(['id', 'prefix', 'name', 'account_id', 'is_admin', 'models', 'created_at', 'revoked_at', 'last_used_at'])
     .orderBy('created_at')
     .orderBy('id');
   if (options.accountId !== undefined) q = q.where('account_id', '=', options.accountId);
@@ -170,6 +212,7 @@ export async function listKeys(db: Kysely<Database>, options: { accountId?: stri
     name: r.name,
     account_id: r.account_id,
     admin: Boolean(r.is_admin),
+    models: keyModels(r.models),
     created_at: Number(r.created_at),
     revoked_at: r.revoked_at === null ? null : Number(r.revoked_at),
     last_used_at: r.last_used_at === null ? null : Number(r.last_used_at),

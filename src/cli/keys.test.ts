@@ -7,6 +7,12 @@ import { authenticate } from '../accounts/keys.js';
 import { DIALECTS, tempDb, type TempDb } from '../../test/support/temp-db.js';
 import { runKlein } from '../../test/support/cli.js';
 import { register } from './keys.js';
+import { ServedModels, VARIANT_DEFAULTS } from '../contract/models.js';
+
+/** Two served models, as KLEIN_MODELS=flux-2-klein-4b=…,flux-2-klein-9b=… gives them. */
+const SERVED = new ServedModels(
+  ['flux-2-klein-4b', 'flux-2-klein-9b'].map((slug) => ({ slug, source: 'tiny', variant: 'distilled' as const, defaults: VARIANT_DEFAULTS.distilled })),
+);
 
 for (const dialect of DIALECTS) {
 describe(`klein keys (${dialect})`, () => {
@@ -17,7 +23,7 @@ describe(`klein keys (${dialect})`, () => {
   afterEach(async () => t.close());
 
   /** Runs `klein keys …` in-process; returns what it printed. */
-  const klein = (...args: string[]) => runKlein(t, [register], args);
+  const klein = (...args: string[]) => runKlein(t, [(program, ctx, io) => register(program, ctx, io, () => SERVED)], args);
 
   const withDb = <T>(fn: (db: TempDb['db']) => Promise<T>): Promise<T> => fn(t.db);
 
@@ -34,7 +40,7 @@ describe(`klein keys (${dialect})`, () => {
     const out = await klein('keys', 'create', '--credits', '1.005', '--rpm', '30', '--concurrency', '2', '--name', 'ci', '--admin', '--json');
     assert.ok(out.endsWith('\n') && !out.trim().includes('\n'), 'one line of JSON');
     const j = JSON.parse(out) as Record<string, unknown>;
-    assert.deepEqual(Object.keys(j).sort(), ['account_id', 'admin', 'concurrency', 'credits', 'key', 'key_id', 'name', 'prefix', 'rpm', 'webhook_secret'].sort());
+    assert.deepEqual(Object.keys(j).sort(), ['account_id', 'admin', 'concurrency', 'credits', 'key', 'key_id', 'models', 'name', 'prefix', 'rpm', 'webhook_secret'].sort());
     assert.match(String(j.key), /^kl_[0-9A-Za-z]{43}$/);
     assert.equal(j.prefix, `${String(j.key).slice(0, 9)}…`);
     assert.equal(j.credits, 1.005);
@@ -42,6 +48,7 @@ describe(`klein keys (${dialect})`, () => {
     assert.equal(j.concurrency, 2);
     assert.equal(j.admin, true);
     assert.equal(j.name, 'ci');
+    assert.equal(j.models, null, 'without --models: every model');
     assert.match(String(j.webhook_secret), /^whsec_/);
     // 1.005 credits is 1,005,000 micro exactly (a float would give 1004999.9999999999).
     const auth = await withDb((db) => authenticate(db, String(j.key)));
@@ -86,6 +93,47 @@ describe(`klein keys (${dialect})`, () => {
     await assert.rejects(klein('keys', 'revoke', 'kl_nothing'), /no key matches/);
     const after = JSON.parse(await klein('keys', 'list', '--json')) as Array<Record<string, unknown>>;
     assert.ok(after.every((k) => k.status === 'revoked' && typeof k.revoked_at === 'string'));
+  });
+
+  test('keys create --models limits the key to served models; list shows each key\'s models', async () => {
+    const nine = JSON.parse(await klein('keys', 'create', '--models', 'flux-2-klein-9b', '--name', 'nine', '--json')) as { key: string; key_id: string; models: unknown };
+    assert.deepEqual(nine.models, ['flux-2-klein-9b']);
+    const auth = await withDb((db) => authenticate(db, nine.key));
+    assert.equal(auth?.key.models, 'flux-2-klein-9b');
+    const both = (await klein('keys', 'create', '--models', 'flux-2-klein-4b, flux-2-klein-9b')).trim();
+    assert.equal((await withDb((db) => authenticate(db, both)))?.key.models, 'flux-2-klein-4b,flux-2-klein-9b');
+    const every = JSON.parse(await klein('keys', 'create', '--json')) as { key_id: string };
+
+    const list = JSON.parse(await klein('keys', 'list', '--json')) as Array<{ key_id: string; models: unknown }>;
+    assert.deepEqual(
+      list.map((k) => k.models),
+      [['flux-2-klein-9b'], ['flux-2-klein-4b', 'flux-2-klein-9b'], null],
+    );
+    assert.equal(list[2]?.key_id, every.key_id);
+    const lines = (await klein('keys', 'list')).trimEnd().split('\n');
+    assert.match(lines[0] ?? '', new RegExp(`^${nine.key_id} .* models flux-2-klein-9b  used \\S+  nine$`));
+    assert.match(lines[1] ?? '', / models flux-2-klein-4b,flux-2-klein-9b  used /);
+    assert.match(lines[2] ?? '', / models all  used /);
+  });
+
+  test('keys create --models refuses a model not served, or not a slug, naming the served ones, before writing', async () => {
+    await assert.rejects(klein('keys', 'create', '--models', 'flux-1-dev'), /--models: "flux-1-dev" is not a served model \(served: flux-2-klein-4b, flux-2-klein-9b\)/);
+    await assert.rejects(klein('keys', 'create', '--models', 'flux-2-klein-4b,FLUX'), /--models: "FLUX" is not a model slug/);
+    await assert.rejects(klein('keys', 'create', '--models', 'flux-2-klein-4b,'), /--models: "" is not a model slug/);
+    await assert.rejects(klein('keys', 'create', '--models', ' '), /--models: must name at least one model/);
+    assert.equal(await klein('keys', 'list'), 'no keys\n');
+  });
+
+  test('the real klein command reads the served models from KLEIN_MODELS', () => {
+    const main = fileURLToPath(new URL('./main.ts', import.meta.url));
+    const env = { ...process.env, KLEIN_DATA_DIR: t.dataDir, DATABASE_URL: t.url ?? '', KLEIN_MODELS: 'flux-2-klein-4b=tiny,flux-2-klein-9b=tiny-9b' };
+    const ok = spawnSync(process.execPath, ['--import', 'tsx', main, 'keys', 'create', '--models', 'flux-2-klein-9b', '--json'], { env, encoding: 'utf8' });
+    assert.equal(ok.status, 0, ok.stderr);
+    assert.deepEqual((JSON.parse(ok.stdout) as { models: unknown }).models, ['flux-2-klein-9b']);
+    const refused = spawnSync(process.execPath, ['--import', 'tsx', main, 'keys', 'create', '--models', 'flux-2-klein-9b-base'], { env, encoding: 'utf8' });
+    assert.equal(refused.status, 1);
+    assert.equal(refused.stdout, '');
+    assert.match(refused.stderr, /--models: "flux-2-klein-9b-base" is not a served model \(served: flux-2-klein-4b, flux-2-klein-9b\)/);
   });
 
   test('the real klein command prints only the key on stdout', () => {

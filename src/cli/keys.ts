@@ -3,11 +3,15 @@
  * --json, one JSON object), so `KEY=$(klein keys create --credits 10)` works; the key is
  * shown this once and stored only as a hash. `list` never shows keys, only prefixes.
  * Credits are decimal strings converted to micro-credits exactly (no float rounding).
+ * `--models a,b` limits the key to those served models (KLEIN_MODELS, read as `serve` reads
+ * it); without it the key may use every model.
  */
 import type { Command } from 'commander';
 import type { Kysely } from 'kysely';
-import { createKey, listKeys, revokeKey } from '../accounts/keys.js';
+import { createKey, keyModelsProblem, listKeys, revokeKey } from '../accounts/keys.js';
 import { creditsToMicro, microToCredits } from '../billing/pricing.js';
+import { loadConfig } from '../config.js';
+import type { ServedModels } from '../contract/models.js';
 import type { Database } from '../store/schema.js';
 import { type CliContext, positiveInt, withDb } from './db-cli.js';
 
@@ -34,11 +38,21 @@ export interface KeysCreateOptions {
   name?: string;
   admin?: boolean;
   account?: string;
+  /** Comma-separated slugs of served models. */
+  models?: string;
   json?: boolean;
 }
 
-/** Creates the key; returns exactly what `keys create` prints. */
-export async function keysCreate(db: Kysely<Database>, options: KeysCreateOptions): Promise<string> {
+/** `--models a,b` → its slugs, each a served model, or an error that names the served ones. */
+export function parseModelsOption(text: string, served: ServedModels): string[] {
+  const models = text.trim() === '' ? [] : text.split(',').map((m) => m.trim());
+  const problem = keyModelsProblem(models, served);
+  if (problem !== null) throw new Error(`--models: ${problem}`);
+  return models;
+}
+
+/** Creates the key (limited to `models`, already checked; null: every model); returns exactly what `keys create` prints. */
+export async function keysCreate(db: Kysely<Database>, options: Omit<KeysCreateOptions, 'models'>, models: readonly string[] | null = null): Promise<string> {
   const micro = parseCreditsOption('--credits', options.credits ?? '0');
   const k = await createKey(db, {
     accountId: options.account,
@@ -47,6 +61,7 @@ export async function keysCreate(db: Kysely<Database>, options: KeysCreateOption
     concurrency: options.concurrency,
     name: options.name ?? null,
     admin: Boolean(options.admin),
+    models,
   });
   if (!options.json) return `${k.key}\n`;
   return `${JSON.stringify({
@@ -59,6 +74,7 @@ export async function keysCreate(db: Kysely<Database>, options: KeysCreateOption
     rpm: k.rpm,
     concurrency: k.concurrency,
     admin: k.admin,
+    models: k.models,
     webhook_secret: k.webhook_secret,
   })}\n`;
 }
@@ -74,6 +90,7 @@ export async function keysList(db: Kysely<Database>, options: { json?: boolean; 
     name: k.name,
     account_id: k.account_id,
     admin: k.admin,
+    models: k.models,
     status: k.revoked_at === null ? 'active' : 'revoked',
     created_at: iso(k.created_at),
     revoked_at: iso(k.revoked_at),
@@ -82,7 +99,7 @@ export async function keysList(db: Kysely<Database>, options: { json?: boolean; 
   if (options.json) return `${JSON.stringify(rows)}\n`;
   if (rows.length === 0) return 'no keys\n';
   return rows
-    .map((r) => `${r.key_id}  ${r.prefix}  ${r.status.padEnd(7)}  ${r.admin ? 'admin' : '     '}  ${r.account_id}  used ${r.last_used_at ?? 'never'}  ${r.name ?? ''}`.trimEnd())
+    .map((r) => `${r.key_id}  ${r.prefix}  ${r.status.padEnd(7)}  ${r.admin ? 'admin' : '     '}  ${r.account_id}  models ${r.models?.join(',') ?? 'all'}  used ${r.last_used_at ?? 'never'}  ${r.name ?? ''}`.trimEnd())
     .join('\n')
     .concat('\n');
 }
@@ -102,7 +119,10 @@ export async function keysRevoke(db: Kysely<Database>, ref: string): Promise<str
   }
 }
 
-export function register(program: Command, ctx: CliContext, io: CliIo = stdoutIo): void {
+/** The served models as `klein serve` would read them from the environment (KLEIN_MODELS). */
+const servedFromEnv = (): ServedModels => loadConfig(process.env).models;
+
+export function register(program: Command, ctx: CliContext, io: CliIo = stdoutIo, served: () => ServedModels = servedFromEnv): void {
   const keys = program.command('keys').description('create, list and revoke API keys');
 
   keys
@@ -114,11 +134,13 @@ export function register(program: Command, ctx: CliContext, io: CliIo = stdoutIo
     .option('--name <s>', 'a name to recognise the key (and a new account) by')
     .option('--admin', 'the key may use the admin routes', false)
     .option('--account <id>', 'add the key to this existing account')
+    .option('--models <slugs>', 'the served models the key may use, comma-separated (default: every model)')
     .option('--json', 'print a JSON object instead of only the key', false)
     .action(async (options: KeysCreateOptions) => {
       // Parse before opening the database, so a typo changes nothing.
       parseCreditsOption('--credits', options.credits ?? '0');
-      io.out(await withDb(ctx, (db) => keysCreate(db, options)));
+      const models = options.models === undefined ? null : parseModelsOption(options.models, served());
+      io.out(await withDb(ctx, (db) => keysCreate(db, options, models)));
     });
 
   keys

@@ -57,7 +57,79 @@ export const Usage = Type.Object(
   { $id: 'Usage', description: "An account's requests and money" },
 );
 
+/**
+ * The key routes' schemas (POST and GET /admin/keys) carry no `$id`: the routes use them
+ * in place, so that they stand without a component registered for them in openapi.ts.
+ */
+const KeyModels = Type.Union(
+  [Type.Array(Type.String({ description: 'A served model slug' }), { minItems: 1, maxItems: 64 }), Type.Null()],
+  { description: 'The served models (slugs) the key may use; null: every model the server serves (contract §2: another model is a 403)' },
+);
+
+export const KeyCreation = Type.Object(
+  {
+    account_id: Type.Optional(Type.String({ description: 'Add the key to this existing account; absent: a new account' })),
+    name: Type.Optional(Type.Union([Type.String({ maxLength: 200 }), Type.Null()], { description: 'A name to recognise the key (and a new account) by' })),
+    credits: Type.Optional(
+      Type.Union([Type.Number(), Type.String()], {
+        description: 'A new account starts with these credits; an existing one gets them added. A non-negative decimal with at most 6 places, as a JSON number or a string; default 0',
+      }),
+    ),
+    rpm: Type.Optional(Type.Union([Type.Integer({ minimum: 1 }), Type.Null()], { description: "The account's requests per minute; null: the server default" })),
+    concurrency: Type.Optional(Type.Union([Type.Integer({ minimum: 1 }), Type.Null()], { description: "The account's concurrent requests; null: the server default" })),
+    admin: Type.Optional(Type.Boolean({ description: 'The key may use the admin routes; default false' })),
+    models: Type.Optional(KeyModels),
+  },
+  { additionalProperties: false, description: 'Body of POST /admin/keys (the options of `klein keys create`)' },
+);
+
+export const CreatedKey = Type.Object(
+  {
+    key: Type.String({ description: 'The key itself: shown this once, only its hash is stored' }),
+    key_id: Type.String(),
+    account_id: Type.String(),
+    prefix: Type.String({ description: 'What lists show instead of the key, e.g. kl_Ab12Cd…' }),
+    name: Type.Union([Type.String(), Type.Null()]),
+    admin: Type.Boolean(),
+    models: KeyModels,
+    credits: CreditsText,
+    rpm: Type.Union([Type.Integer(), Type.Null()], { description: 'Requests per minute; null: the server default' }),
+    concurrency: Type.Union([Type.Integer(), Type.Null()], { description: 'Concurrent requests; null: the server default' }),
+    webhook_secret: Type.String({ description: "The account's webhook signing secret" }),
+  },
+  { description: 'The new key and its account' },
+);
+
+const Millis = (description: string) => Type.Union([Type.Integer(), Type.Null()], { description: `${description}, epoch milliseconds` });
+
+export const KeyList = Type.Object(
+  {
+    keys: Type.Array(
+      Type.Object({
+        key_id: Type.String(),
+        prefix: Type.String({ description: 'The key is never shown again, only this' }),
+        name: Type.Union([Type.String(), Type.Null()]),
+        account_id: Type.String(),
+        admin: Type.Boolean(),
+        models: KeyModels,
+        status: Type.Union([Type.Literal('active'), Type.Literal('revoked')]),
+        created_at: Type.Integer({ description: 'Epoch milliseconds' }),
+        revoked_at: Millis('When it was revoked (null: active)'),
+        last_used_at: Millis('Its last use, to the minute (null: never)'),
+      }),
+    ),
+  },
+  { description: 'Keys, oldest first: prefixes only' },
+);
+
+export const KeyListQuery = Type.Object({
+  account_id: Type.Optional(Type.String({ description: "Only this account's keys" })),
+});
+
 export type AccountList = Static<typeof AccountList>;
 export type CreditGrant = Static<typeof CreditGrant>;
 export type CreditBalance = Static<typeof CreditBalance>;
 export type Usage = Static<typeof Usage>;
+export type KeyCreation = Static<typeof KeyCreation>;
+export type CreatedKey = Static<typeof CreatedKey>;
+export type KeyList = Static<typeof KeyList>;

@@ -2,10 +2,15 @@
  * Authentication as an `onRequest` hook (fastify style): an unauthenticated caller is
  * rejected with 401 before its body is read. Keys are looked up by hash; the key itself is
  * never logged or echoed.
+ *
+ * What a key may do is checked here too: the admin routes (adminOnly) and the models it may
+ * use (contract §2: "403 — the key exists but may not do this (model not in its scopes …)").
+ * A route checks the model once its slug names a served model, so an unknown slug stays a
+ * 404 for every key, and a served one outside the key's list is a 403 naming those it may use.
  */
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Kysely } from 'kysely';
-import { authenticate } from '../accounts/keys.js';
+import { authenticate, keyModels } from '../accounts/keys.js';
 import type { Database } from '../store/schema.js';
 import { ApiError } from '../contract/errors.js';
 
@@ -21,6 +26,8 @@ export interface Caller {
    * balance again, atomically, so a balance that changed since only moves a 406 later.
    */
   balanceMicro: number;
+  /** The served models' slugs the key may use; null: every one (model-access.ts checks it). */
+  models: readonly string[] | null;
 }
 
 declare module 'fastify' {
@@ -54,6 +61,7 @@ export function authHook(db: Kysely<Database>, defaults: { rpm: number; concurre
       rpm: found.account.rpm ?? defaults.rpm,
       concurrency: found.account.concurrency ?? defaults.concurrency,
       balanceMicro: Number(found.account.balance_micro),
+      models: keyModels(found.key.models),
     };
   };
 }
@@ -65,4 +73,20 @@ export function requireCaller(req: FastifyRequest): Caller {
 
 export async function adminOnly(req: FastifyRequest): Promise<void> {
   if (!requireCaller(req).isAdmin) throw new ApiError('forbidden', 'This route needs an admin key');
+}
+
+/** Throws 403 `forbidden` when the caller's key is limited to models other than `slug`. */
+export function assertModelAllowed(caller: Caller, slug: string): void {
+  if (caller.models === null || caller.models.includes(slug)) return;
+  const allowed = caller.models.join(', ');
+  throw new ApiError('forbidden', `This key may not use the model ${slug} (it may use: ${allowed})`, {
+    details: [{ field: 'model', message: `this key may use only ${allowed}, not ${slug}` }],
+  });
+}
+
+/** assertModelAllowed as an onRequest hook, after authHook, for a route of one model (`/v1/<slug>`, `/v2/<slug>`). */
+export function modelAccessHook(slug: string) {
+  return async function modelAccess(req: FastifyRequest, _reply: FastifyReply): Promise<void> {
+    assertModelAllowed(requireCaller(req), slug);
+  };
 }

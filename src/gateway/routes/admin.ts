@@ -1,6 +1,6 @@
 /**
- * Admin routes (an admin key, else 403): accounts, credits and usage over HTTP, the same
- * operations as the `klein` command. The admin check and the rate limit run as onRequest
+ * Admin routes (an admin key, else 403): accounts, credits, usage and keys over HTTP, the
+ * same operations as the `klein` command. The admin check and the rate limit run as onRequest
  * hooks, before any body is read, and bodies are small (the app's default limit).
  */
 import Type from 'typebox';
@@ -8,8 +8,9 @@ import { adminOnly, authHook } from '../auth.js';
 import { rateLimitHook } from '../rate-limit-hook.js';
 import type { App, AppDeps } from '../app.js';
 import { ApiError } from '../../contract/errors.js';
-import { AccountList, CreditBalance, CreditGrant, Usage } from '../../contract/admin-schema.js';
+import { AccountList, CreatedKey, CreditBalance, CreditGrant, KeyCreation, KeyList, KeyListQuery, Usage } from '../../contract/admin-schema.js';
 import { BalanceOverflow, findBalance, grant, balance, usage, MAX_BALANCE_MICRO } from '../../accounts/ledger.js';
+import { createKey, keyModelsProblem, listKeys } from '../../accounts/keys.js';
 import { CREDITS_PATTERN, creditsToMicro, microToCredits } from '../../billing/pricing.js';
 import { errorResponses, json, RATE_LIMITED_HEADERS, ref, SECURED } from '../route-schema.js';
 
@@ -39,6 +40,27 @@ const usageSchema = {
   params: AccountParams,
   response: { 200: json(ref(Usage), 'Usage', RATE_LIMITED_HEADERS), ...errorResponses(401, 403, 404, 429, 500) },
 };
+
+const createKeySchema = {
+  ...tagged,
+  operationId: 'createKey',
+  summary: 'Create an API key (admin key)',
+  body: KeyCreation,
+  response: { 201: json(CreatedKey, 'The new key, shown this once', RATE_LIMITED_HEADERS), ...errorResponses(400, 401, 403, 404, 408, 413, 429, 500) },
+};
+
+const listKeysSchema = {
+  ...tagged,
+  operationId: 'listKeys',
+  summary: 'API keys, prefixes only (admin key)',
+  querystring: KeyListQuery,
+  response: { 200: json(KeyList, 'Keys', RATE_LIMITED_HEADERS), ...errorResponses(401, 403, 429, 500) },
+};
+
+/** A 400 for one field of an admin body. */
+function invalid(field: string, message: string): ApiError {
+  return new ApiError('validation_failed', `${field}: ${message}`, { details: [{ field, message }] });
+}
 
 export function registerAdminRoutes(app: App, deps: AppDeps): void {
   const auth = authHook(deps.db, { rpm: deps.config.defaultRpm, concurrency: deps.config.defaultConcurrency });
@@ -90,5 +112,50 @@ export function registerAdminRoutes(app: App, deps: AppDeps): void {
     const summary = await usage(deps.db, req.params.id, {});
     if (!summary) throw new ApiError('not_found', `No account ${req.params.id}`);
     return summary;
+  });
+
+  app.post('/admin/keys', { schema: createKeySchema, onRequest }, async (req, reply) => {
+    const body = req.body;
+    const models = body.models ?? null;
+    // Served now: a key for a model this server does not serve would only ever get 404s.
+    const problem = models === null ? null : keyModelsProblem(models, deps.config.models);
+    if (problem !== null) throw invalid('models', problem);
+    const micro = creditsToMicro(String(body.credits ?? '0'));
+    if (micro === null) throw invalid('credits', `must be a non-negative decimal number with at most 6 places, at most ${microToCredits(MAX_BALANCE_MICRO)}`);
+    if (body.account_id !== undefined) {
+      const exists = await deps.db.selectFrom('accounts').select('id').where('id', '=', body.account_id).executeTakeFirst();
+      if (!exists) throw new ApiError('not_found', `No account ${body.account_id}`);
+    }
+    const k = await createKey(deps.db, {
+      accountId: body.account_id,
+      creditsMicro: micro,
+      rpm: body.rpm,
+      concurrency: body.concurrency,
+      name: body.name ?? null,
+      admin: body.admin ?? false,
+      models,
+    }).catch((err: unknown) => {
+      if (err instanceof BalanceOverflow) throw invalid('credits', `would lift the balance above the largest an account can hold, ${microToCredits(MAX_BALANCE_MICRO)} credits`);
+      throw err;
+    });
+    reply.code(201);
+    return {
+      key: k.key,
+      key_id: k.key_id,
+      account_id: k.account_id,
+      prefix: k.prefix,
+      name: k.name,
+      admin: k.admin,
+      models: k.models,
+      credits: microToCredits(k.balance_micro),
+      rpm: k.rpm,
+      concurrency: k.concurrency,
+      webhook_secret: k.webhook_secret,
+    };
+  });
+
+  app.get('/admin/keys', { schema: listKeysSchema, onRequest }, async (req) => {
+    const keys = await listKeys(deps.db, { accountId: req.query.account_id });
+    return { keys: keys.map((k) => ({ ...k, status: k.revoked_at === null ? ('active' as const) : ('revoked' as const) })) };
   });
 }

@@ -6,17 +6,25 @@ import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FAULT_POINTS } from './faults.js';
-import { MODEL_SLUG } from './contract/models.js';
+import { DEFAULT_MODEL_SLUG, ServedModels } from './contract/models.js';
+import { parseModelPricing, PricingConfigError, type PricingConfig } from './billing/pricing.js';
+import { parseServedModels } from './served-models.js';
 
-/** Contract §8: OpenAI model names that run the served model unchanged when no KLEIN_OPENAI_MODEL_ALIASES is set. */
-export const DEFAULT_OPENAI_MODEL_ALIASES = `gpt-image-1=${MODEL_SLUG},dall-e-3=${MODEL_SLUG},dall-e-2=${MODEL_SLUG}`;
+/** Contract §8: OpenAI model names that run the first served model when no KLEIN_OPENAI_MODEL_ALIASES is set. */
+export function defaultOpenAiModelAliases(slug: string): string {
+  return `gpt-image-1=${slug},dall-e-3=${slug},dall-e-2=${slug}`;
+}
 
 export interface Config {
   host: string;
   port: number;
   dataDir: string;
-  /** `tiny`, a local diffusers-layout directory, or a hub id. */
+  /** KLEIN_MODEL: `tiny`, a local diffusers-layout directory, or a hub id; the default KLEIN_MODELS' one model. */
   model: string;
+  /** KLEIN_MODELS: the served models, each by its slug, with its variant and defaults (contract §6). */
+  models: ServedModels;
+  /** The price function of each served model, by slug (KLEIN_PRICE_…, billing/pricing.ts). */
+  pricing: ReadonlyMap<string, PricingConfig>;
   /** Python interpreter of the engine's environment. */
   enginePython: string;
   /** CIDRs that the SSRF guard lets through (KLEIN_ALLOW_NETWORKS). */
@@ -182,11 +190,14 @@ export function projectRoot(): string {
 
 export function loadConfig(env: Env = process.env): Config {
   const r = new Reader(env);
+  const model = r.str('KLEIN_MODEL', 'black-forest-labs/FLUX.2-klein-4B');
   const cfg: Config = {
     host: r.str('HOST', '127.0.0.1'),
     port: r.int('PORT', 8080, 0, 65535),
     dataDir: resolve(r.str('KLEIN_DATA_DIR', './data')),
-    model: r.str('KLEIN_MODEL', 'black-forest-labs/FLUX.2-klein-4B'),
+    model,
+    models: parseServedModels(r.str('KLEIN_MODELS', `${DEFAULT_MODEL_SLUG}=${model}`), env, r.problems),
+    pricing: new Map(),
     enginePython: r.str('KLEIN_ENGINE_PYTHON', resolve(projectRoot(), 'engine/.venv/bin/python')),
     allowNetworks: r.str('KLEIN_ALLOW_NETWORKS', ''),
     logLevel: r.oneOf('KLEIN_LOG_LEVEL', 'info', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
@@ -256,7 +267,13 @@ export function loadConfig(env: Env = process.env): Config {
   const pub = r.str('KLEIN_PUBLIC_URL', '');
   if (pub && !/^https?:\/\/[^/]+/.test(pub)) r.problems.push(`KLEIN_PUBLIC_URL: must be an http(s) URL, got "${pub}"`);
   cfg.publicUrl = pub.replace(/\/$/, '');
-  cfg.openAiModelAliases = modelAliases(env.KLEIN_OPENAI_MODEL_ALIASES ?? DEFAULT_OPENAI_MODEL_ALIASES, r.problems);
+  try {
+    cfg.pricing = parseModelPricing(env, cfg.models.slugs);
+  } catch (err) {
+    if (!(err instanceof PricingConfigError)) throw err;
+    r.problems.push(...err.problems);
+  }
+  cfg.openAiModelAliases = modelAliases(env.KLEIN_OPENAI_MODEL_ALIASES ?? defaultOpenAiModelAliases(cfg.models.first.slug), cfg.models, r.problems);
   if (r.problems.length > 0) throw new ConfigError(r.problems);
   return cfg;
 }
@@ -265,7 +282,7 @@ export function loadConfig(env: Env = process.env): Config {
  * `alias=slug,…` (contract §8; set but empty: no aliases): each alias a name of 1 to 64 letters, digits, '.', '_', ':'
  * or '-', given once, not a served slug itself, and mapped to a served slug.
  */
-function modelAliases(raw: string, problems: string[]): Map<string, string> {
+function modelAliases(raw: string, models: ServedModels, problems: string[]): Map<string, string> {
   const out = new Map<string, string>();
   const name = 'KLEIN_OPENAI_MODEL_ALIASES';
   for (const entry of raw.split(',').map((x) => x.trim()).filter(Boolean)) {
@@ -275,8 +292,8 @@ function modelAliases(raw: string, problems: string[]): Map<string, string> {
       continue;
     }
     const [, alias, slug] = m as unknown as [string, string, string];
-    if (slug !== MODEL_SLUG) problems.push(`${name}: ${alias} must map to a served model (${MODEL_SLUG}), got "${slug.slice(0, 100)}"`);
-    else if (alias === MODEL_SLUG) problems.push(`${name}: ${alias} is a served model, not an alias`);
+    if (!models.get(slug)) problems.push(`${name}: ${alias} must map to a served model (${models.slugs.join(', ')}), got "${slug.slice(0, 100)}"`);
+    else if (models.get(alias)) problems.push(`${name}: ${alias} is a served model, not an alias`);
     else if (out.has(alias)) problems.push(`${name}: ${alias} is given more than once`);
     else out.set(alias, slug);
   }

@@ -14,7 +14,7 @@ import ts from 'typescript';
 /** Lowest first. A folder of src/ (or a file at its top, by name) belongs to exactly one. */
 const LAYERS: readonly (readonly string[])[] = [
   ['contract'], // the public API: schemas, errors, states, sizes — imports nothing of ours
-  ['billing', 'net', 'storage', 'metrics', 'redis', 'faults', 'client'],
+  ['billing', 'net', 'storage', 'metrics', 'redis', 'faults', 'client', 'served-models'],
   ['config', 'limits', 'store'],
   ['accounts', 'images', 'webhooks'],
   ['queue'],

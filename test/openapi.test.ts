@@ -75,8 +75,6 @@ describe('GET /openapi.json', () => {
     assert.deepEqual(record.enum, [...REQUEST_STATUSES]);
     assert.equal(record.type, 'string');
     assert.deepEqual(doc.components.schemas.GeneratedImage.properties.format.enum, ['png', 'jpeg', 'webp']);
-    const model = (doc.paths['/v1/{model}'].post.parameters as Json[]).find((p) => p.name === 'model');
-    assert.deepEqual([model?.schema.const, model?.schema.enum], ['flux-2-klein-4b', undefined]);
     const walk = (node: unknown): void => {
       if (Array.isArray(node)) return node.forEach(walk);
       if (typeof node !== 'object' || node === null) return;
@@ -124,8 +122,8 @@ describe('GET /openapi.json', () => {
     assert.deepEqual(envelope.required, ['error', 'code', 'request_id']);
     assert.deepEqual(envelope.properties.code.enum, Object.keys(ERRORS));
     assert.deepEqual(Object.keys(envelope.properties.details.items.properties), ['field', 'message']);
-    assert.deepEqual(Object.keys(doc.paths['/v1/{model}'].post.responses).sort(), ['200', '400', '401', '403', '404', '406', '408', '409', '413', '422', '429', '500', '502', '503', '504']);
-    assert.ok(doc.paths['/v1/{model}'].post.responses['429'].headers['retry-after']);
+    assert.deepEqual(Object.keys(doc.paths['/v1/flux-2-klein-4b'].post.responses).sort(), ['200', '400', '401', '403', '404', '406', '408', '409', '413', '422', '429', '500', '502', '503', '504']);
+    assert.ok(doc.paths['/v1/flux-2-klein-4b'].post.responses['429'].headers['retry-after']);
   });
 
   it('publishes the request bodies and the answers as named schemas, the status list once', () => {
@@ -140,13 +138,13 @@ describe('GET /openapi.json', () => {
     }
     const ref = (s: string) => ({ $ref: `#/components/schemas/${s}` });
     const post = (path: string) => doc.paths[path].post;
-    assert.deepEqual(post('/v1/{model}').requestBody.content['application/json'].schema, ref('GenerateBody'));
-    assert.deepEqual(post('/v2/{model}').requestBody.content['application/json'].schema, ref('AsyncBody'));
+    assert.deepEqual(post('/v1/flux-2-klein-4b').requestBody.content['application/json'].schema, ref('GenerateBody'));
+    assert.deepEqual(post('/v2/flux-2-klein-4b').requestBody.content['application/json'].schema, ref('AsyncBody'));
     assert.deepEqual(post('/v1/images/generations').requestBody.content['application/json'].schema, ref('OpenAiImagesBody'));
     assert.deepEqual(post('/v1/images/edits').requestBody.content['multipart/form-data'].schema, ref('OpenAiEditsForm'));
-    assert.deepEqual(post('/v1/{model}').responses['200'].content['application/json'].schema, ref('GeneratedImage'));
-    assert.deepEqual(Object.keys(post('/v1/{model}').responses['200'].content).sort(), ['application/json', 'image/jpeg', 'image/png', 'image/webp']);
-    assert.deepEqual(post('/v2/{model}').responses['200'].content['application/json'].schema, ref('Submitted'));
+    assert.deepEqual(post('/v1/flux-2-klein-4b').responses['200'].content['application/json'].schema, ref('GeneratedImage'));
+    assert.deepEqual(Object.keys(post('/v1/flux-2-klein-4b').responses['200'].content).sort(), ['application/json', 'image/jpeg', 'image/png', 'image/webp']);
+    assert.deepEqual(post('/v2/flux-2-klein-4b').responses['200'].content['application/json'].schema, ref('Submitted'));
     assert.deepEqual(doc.paths['/v2/requests/{id}'].get.responses['200'].content['application/json'].schema, ref('RequestRecord'));
     assert.deepEqual(doc.paths['/v2/requests/{id}/status'].get.responses['200'].content['application/json'].schema, ref('Status'));
     assert.ok(doc.paths['/v2/requests/{id}/events'].get.responses['200'].content['text/event-stream']);
@@ -154,10 +152,10 @@ describe('GET /openapi.json', () => {
 
   it('keeps the security schemes, parameters and headers clients rely on', () => {
     assert.deepEqual(doc.components.securitySchemes, { ApiKey: { type: 'apiKey', in: 'header', name: 'x-api-key' }, Bearer: { type: 'http', scheme: 'bearer' } });
-    const sync = doc.paths['/v1/{model}'].post;
+    const sync = doc.paths['/v1/flux-2-klein-4b'].post;
     assert.deepEqual(sync.security, [{ ApiKey: [] }, { Bearer: [] }]);
     const params = new Map((sync.parameters as Json[]).map((p) => [`${p.in} ${p.name}`, p]));
-    assert.equal(params.get('path model')?.schema.const, 'flux-2-klein-4b');
+    assert.equal([...params.keys()].filter((k) => k.startsWith('path ')).length, 0, "a model's route names its model in its path");
     assert.equal(params.get('header idempotency-key')?.schema.maxLength, 255);
     const headers = Object.keys(sync.responses['200'].headers);
     for (const h of ['x-request-id', 'x-seed-value', 'x-generation-time', 'x-cost', 'x-remaining-credits', 'x-rate-limit-remaining', 'x-rate-limit-reset-at-utc']) assert.ok(headers.includes(h), h);

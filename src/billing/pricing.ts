@@ -19,7 +19,12 @@
  * 1000 + ceil(31876.71) = 32,877 micro-credits = 0.032877 credits, Segmind's "~$0.033".
  *
  * Configure with KLEIN_PRICE_BASE and KLEIN_PRICE_PER_MP_EVAL, decimal credits with at
- * most 6 places, parsed exactly (parsePricing).
+ * most 6 places, parsed exactly (parsePricing). Each served model (contract §6) may have its
+ * own: KLEIN_PRICE_BASE_<SLUG> and KLEIN_PRICE_PER_MP_EVAL_<SLUG>, the slug upper-cased
+ * with every other character than a letter or digit as `_` (flux-2-klein-9b →
+ * KLEIN_PRICE_PER_MP_EVAL_FLUX_2_KLEIN_9B); a model without its own takes the global ones.
+ * The formula is the same for every model: a larger model costs more per evaluation, which
+ * its own rate says.
  */
 import type { ResolvedParams } from '../contract/types.js';
 
@@ -85,8 +90,43 @@ export class PricingConfigError extends Error {
   }
 }
 
-/** Reads KLEIN_PRICE_BASE and KLEIN_PRICE_PER_MP_EVAL (unset or empty: the default). */
-export function parsePricing(env: Record<string, string | undefined>): PricingConfig {
+/** The suffix of a model's own price variables: `flux-2-klein-9b` → `FLUX_2_KLEIN_9B`. */
+export function priceEnvSuffix(slug: string): string {
+  return slug.toUpperCase().replace(/[^A-Z0-9]/g, '_');
+}
+
+/** Each served model's price function by slug: its own variables, else the global ones, else the defaults. */
+export function parseModelPricing(env: Record<string, string | undefined>, slugs: readonly string[]): Map<string, PricingConfig> {
+  const problems: string[] = [];
+  const global = collect(problems, () => parsePricing(env));
+  const out = new Map<string, PricingConfig>();
+  const bySuffix = new Map<string, string>();
+  for (const slug of slugs) {
+    const suffix = priceEnvSuffix(slug);
+    const other = bySuffix.get(suffix);
+    if (other) problems.push(`models ${other} and ${slug} would share the price variables KLEIN_PRICE_…_${suffix}: rename one`);
+    bySuffix.set(suffix, slug);
+    out.set(slug, collect(problems, () => parsePricing(env, `_${suffix}`, global)));
+  }
+  if (problems.length > 0) throw new PricingConfigError(problems);
+  return out;
+}
+
+function collect(problems: string[], read: () => PricingConfig): PricingConfig {
+  try {
+    return read();
+  } catch (err) {
+    if (!(err instanceof PricingConfigError)) throw err;
+    problems.push(...err.problems);
+    return DEFAULT_PRICING;
+  }
+}
+
+/**
+ * Reads KLEIN_PRICE_BASE and KLEIN_PRICE_PER_MP_EVAL, each with `suffix` (a model's own),
+ * unset or empty: `fallback`'s.
+ */
+export function parsePricing(env: Record<string, string | undefined>, suffix = '', fallback: PricingConfig = DEFAULT_PRICING): PricingConfig {
   const problems: string[] = [];
   const read = (name: string, fallback: number): number => {
     const raw = env[name];
@@ -99,8 +139,8 @@ export function parsePricing(env: Record<string, string | undefined>): PricingCo
     return v;
   };
   const out = {
-    baseMicro: read('KLEIN_PRICE_BASE', DEFAULT_PRICING.baseMicro),
-    perMpEvalMicro: read('KLEIN_PRICE_PER_MP_EVAL', DEFAULT_PRICING.perMpEvalMicro),
+    baseMicro: read(`KLEIN_PRICE_BASE${suffix}`, fallback.baseMicro),
+    perMpEvalMicro: read(`KLEIN_PRICE_PER_MP_EVAL${suffix}`, fallback.perMpEvalMicro),
   };
   if (problems.length > 0) throw new PricingConfigError(problems);
   return out;

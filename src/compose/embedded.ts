@@ -1,6 +1,6 @@
 /**
  * The queue of the embedded default (no REDIS_URL): rows in the database, taken in order by
- * one engine this process supervises (worker/local-queue.ts).
+ * the engines this process supervises, one per served model (worker/local-queue.ts).
  */
 import { hostname } from 'node:os';
 import { LocalLimiter } from '../limits/limits.js';
@@ -10,29 +10,31 @@ import { makeEngine } from './parts.js';
 import type { QueueParts, QueuePartsInput } from './queue-parts.js';
 
 export function embeddedQueue({ config, env, db, bus, metrics, storage, logger, onWebhook }: QueuePartsInput): QueueParts {
-  const engine = makeEngine(config, env, logger, null);
+  const engines = new Map(config.models.list.map((m) => [m.slug, makeEngine(config, m, env, logger, null)] as const));
   const limiter = new LocalLimiter();
   const queue = new LocalQueue({
-    db, bus, engine, metrics, limiter, storage, onWebhook,
+    db, bus, engines, metrics, limiter, storage, onWebhook,
     logger: logger.child({ component: 'queue' }),
     workerId: `${hostname()}:${process.pid}`,
     imageMetadata: config.imageMetadata,
     maxAttempts: config.maxAttempts,
     retentionMs: config.retentionMs,
   });
-  countEngineRestarts(engine, metrics);
-  engine.onStateChange(() => queue.wake());
+  for (const [slug, engine] of engines) {
+    countEngineRestarts(engine, metrics);
+    engine.onStateChange(() => queue.wake(slug));
+  }
   return {
     queue,
     limiter,
-    engine,
+    engines,
     start: async () => {
-      engine.start();
+      for (const engine of engines.values()) engine.start();
       await queue.start();
     },
     stop: async () => {
       queue.stop();
-      await engine.stop();
+      await Promise.all([...engines.values()].map((e) => e.stop()));
       await queue.idle();
     },
   };

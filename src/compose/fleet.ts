@@ -10,7 +10,7 @@ import type { FleetWorker } from '../worker/fleet-worker.js';
 import { connectRedis, startFleetWorkers } from './parts.js';
 import type { QueueParts, QueuePartsInput } from './queue-parts.js';
 
-/** `gpus`: run fleet workers in this process too (role all), one per GPU; null: a gateway only. */
+/** `gpus`: run fleet workers in this process too (role all), one per GPU for each served model; null: a gateway only. */
 export function fleetQueue(input: QueuePartsInput, gpus: Array<string | null> | null): QueueParts {
   const { config, env, db, bus, metrics, storage, logger, onWebhook } = input;
   if (!config.redisUrl) throw new Error('a fleet gateway needs REDIS_URL');
@@ -23,12 +23,13 @@ export function fleetQueue(input: QueuePartsInput, gpus: Array<string | null> | 
     subscriber: redis.subscriber,
     bullConnection: failFastOptions(config.redisUrl),
     keys: redis.keys,
+    models: config.models.slugs,
     retentionMs: config.retentionMs,
     maxAttempts: config.maxAttempts,
   });
   const reconciler = new Reconciler({
-    db, redis: redis.redis, keys: redis.keys, queue: queue.queue, lifecycle: queue.ends,
-    enqueue: (id, route) => queue.enqueue(id, route),
+    db, redis: redis.redis, keys: redis.keys, queueOf: (model) => queue.queues.get(model), lifecycle: queue.ends,
+    enqueue: (id, route, model) => queue.enqueue(id, route, model),
     logger: logger.child({ component: 'reconciler' }),
     maxAttempts: config.maxAttempts,
     intervalMs: config.reconcileMs,
@@ -38,14 +39,14 @@ export function fleetQueue(input: QueuePartsInput, gpus: Array<string | null> | 
   return {
     queue,
     limiter: redis.limiter,
-    engine: null,
+    engines: new Map(),
     start: async () => {
       await queue.start();
       // What a crash left open anywhere in the fleet (held charges wait for their hold_until:
       // another gateway may still deliver them).
       await repairAndLog(db, storage, logger.child({ component: 'repair' }), { orphans: true });
       reconciler.start();
-      if (gpus) workers = await startFleetWorkers({ config, env, gpus, db, storage, metrics, logger, redis });
+      if (gpus) workers = await startFleetWorkers({ config, env, gpus, models: config.models.list, db, storage, metrics, logger, redis });
     },
     stop: async () => {
       reconciler.stop();

@@ -9,6 +9,7 @@ import type { Redis } from 'ioredis';
 import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
+import type { ServedModel } from '../contract/models.js';
 import type { Limiter } from '../limits/limits.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { RedisLimiter } from '../limits/redis-limiter.js';
@@ -34,13 +35,17 @@ export function makeStorage(config: Config): OutputStorage {
   return config.s3 ? new S3Storage(config.s3) : new LocalDiskStorage(config.dataDir);
 }
 
-/** `CUDA_VISIBLE_DEVICES` pins an engine to its GPU; null leaves the engine's default. */
-export function makeEngine(config: Config, env: NodeJS.ProcessEnv, logger: Logger, gpu: string | null): EngineProcess {
+/**
+ * An engine process for one served model. `CUDA_VISIBLE_DEVICES` pins it to its GPU; null
+ * leaves the engine's default.
+ */
+export function makeEngine(config: Config, model: ServedModel, env: NodeJS.ProcessEnv, logger: Logger, gpu: string | null): EngineProcess {
   return new EngineProcess({
     python: config.enginePython,
-    env: { ...env, KLEIN_MODEL: config.model, ...(gpu !== null ? { CUDA_VISIBLE_DEVICES: gpu } : {}) },
-    logger: logger.child({ component: 'engine', ...(gpu !== null ? { gpu } : {}) }),
+    env: { ...env, KLEIN_MODEL: model.source, ...(gpu !== null ? { CUDA_VISIBLE_DEVICES: gpu } : {}) },
+    logger: logger.child({ component: 'engine', model: model.slug, ...(gpu !== null ? { gpu } : {}) }),
     startTimeoutMs: config.engineStartTimeoutS * 1000,
+    variant: model.variant,
   });
 }
 
@@ -80,11 +85,12 @@ export function connectRedis(config: Config, logger: Logger): RedisParts {
   };
 }
 
-/** One fleet worker per GPU, sharing this process's database, storage and Redis. */
+/** One fleet worker per GPU for each of `models`, sharing this process's database, storage and Redis. */
 export async function startFleetWorkers(options: {
   config: Config;
   env: NodeJS.ProcessEnv;
   gpus: Array<string | null>;
+  models: readonly ServedModel[];
   db: Kysely<Database>;
   storage: OutputStorage;
   metrics: Metrics;
@@ -93,13 +99,14 @@ export async function startFleetWorkers(options: {
   onIdleExit?: () => void;
 }): Promise<FleetWorker[]> {
   const { config } = options;
-  const workers = options.gpus.map((gpu) => {
-    const id = `${hostname()}:${process.pid}${gpu !== null ? `:gpu${gpu}` : ''}`;
+  const several = options.models.length > 1;
+  const workers = options.models.flatMap((model) => options.gpus.map((gpu) => {
+    const id = `${hostname()}:${process.pid}${several ? `:${model.slug}` : ''}${gpu !== null ? `:gpu${gpu}` : ''}`;
     return new FleetWorker({
       id,
       gpu,
-      model: config.model,
-      engine: makeEngine(config, options.env, options.logger, gpu),
+      model: model.slug,
+      engine: makeEngine(config, model, options.env, options.logger, gpu),
       db: options.db,
       storage: options.storage,
       metrics: options.metrics,
@@ -114,7 +121,7 @@ export async function startFleetWorkers(options: {
       idleExitMs: config.idleExitMs,
       onIdleExit: options.onIdleExit,
     });
-  });
+  }));
   await subscribeCancels(options.redis.subscriber, options.redis.keys, (id, reason) => {
     for (const w of workers) w.cancel(id, reason);
   });

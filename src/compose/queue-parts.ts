@@ -25,8 +25,8 @@ export interface QueuePartsInput {
 export interface QueueParts {
   queue: JobQueue;
   limiter: Limiter;
-  /** The supervised engine of the embedded default; null when engines run in workers. */
-  engine: EngineProcess | null;
+  /** The supervised engines of the embedded default, by model slug; empty when engines run in workers. */
+  engines: ReadonlyMap<string, EngineProcess>;
   /** Starts taking work (the HTTP app answers before, with 503). */
   start: () => Promise<void>;
   /** Stops taking work and waits for what runs here. */

@@ -2,7 +2,7 @@
  * A server process, composed from the one validated Config:
  *
  * - embedded default (no REDIS_URL): gateway, SQLite (or DATABASE_URL), the durable local
- *   queue and one engine supervised by this process (embedded.ts);
+ *   queue and one engine per served model supervised by this process (embedded.ts);
  * - scaled out (REDIS_URL): a stateless gateway queueing work for fleet workers elsewhere
  *   (role api), or a gateway and this process's own workers (role all) (fleet.ts).
  *
@@ -14,7 +14,6 @@ import type { FastifyInstance } from 'fastify';
 import type { Kysely } from 'kysely';
 import { pino } from 'pino';
 import { loadConfig, type Config } from '../config.js';
-import { parsePricing } from '../billing/pricing.js';
 import { armFaults } from '../faults.js';
 import { buildApp } from '../gateway/app.js';
 import { createMetrics } from '../metrics/metrics.js';
@@ -38,14 +37,17 @@ export interface ServeOptions {
 
 export interface RunningServer {
   url: string;
-  /** The supervised engine of the embedded default (tests read its pid and state). */
+  /** The first served model's supervised engine in the embedded default (tests read its pid and state). */
   engine: EngineProcess | null;
+  /** Every served model's supervised engine by slug (embedded); empty when engines run in workers. */
+  engines: ReadonlyMap<string, EngineProcess>;
   close: () => Promise<void>;
 }
 
 export interface BuiltServer {
   app: FastifyInstance;
   engine: EngineProcess | null;
+  engines: ReadonlyMap<string, EngineProcess>;
   db: Kysely<Database>;
   queue: JobQueue;
   /** Starts the engine(s), the queue and the background loops (the app answers before that, with 503). */
@@ -60,7 +62,6 @@ export async function buildServer(config: Config = loadConfig(), env: NodeJS.Pro
   if (role === 'api' && !config.redisUrl) throw new Error('--role api needs REDIS_URL (and DATABASE_URL): the gateway queues work for workers elsewhere');
   armFaults(config.faults);
   const logger = pino({ level: config.logLevel, base: { pid: process.pid } });
-  const pricing = parsePricing(env);
   const db = await openStore(config);
   const metrics = createMetrics();
   const storage = makeStorage(config);
@@ -86,10 +87,11 @@ export async function buildServer(config: Config = loadConfig(), env: NodeJS.Pro
   metrics.queueSource = () => parts.queue.depth();
 
   let draining = false;
-  const app = await buildApp({ config, db, queue: parts.queue, limiter: parts.limiter, metrics, logger, pricing, storage, links, draining: () => draining });
+  const app = await buildApp({ config, db, queue: parts.queue, limiter: parts.limiter, metrics, logger, storage, links, draining: () => draining });
   return {
     app,
-    engine: parts.engine,
+    engine: parts.engines.get(config.models.first.slug) ?? null,
+    engines: parts.engines,
     db,
     queue: parts.queue,
     start: async () => {
@@ -114,6 +116,6 @@ export async function startServer(config: Config = loadConfig(), env: NodeJS.Pro
   const address = await built.app.listen({ host: config.host, port: config.port });
   // Links in responses and webhooks use the listening address unless KLEIN_PUBLIC_URL says otherwise.
   if (!config.publicUrl) config.publicUrl = address;
-  built.app.log.info({ address, model: config.model, data_dir: config.dataDir, role: options.role ?? 'all', scaled_out: Boolean(config.redisUrl) }, 'klein-serve listening');
-  return { url: address, engine: built.engine, close: built.close };
+  built.app.log.info({ address, models: config.models.slugs, data_dir: config.dataDir, role: options.role ?? 'all', scaled_out: Boolean(config.redisUrl) }, 'klein-serve listening');
+  return { url: address, engine: built.engine, engines: built.engines, close: built.close };
 }

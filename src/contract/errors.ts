@@ -40,6 +40,7 @@ export const ERRORS = {
   not_ready: { status: 503, message: 'The server is starting' },
   draining: { status: 503, message: 'The server is shutting down' },
   queue_unavailable: { status: 503, message: 'The job queue is unavailable; try again shortly' },
+  no_workers: { status: 503, message: 'No worker serves this model right now; try again shortly' },
   timeout: { status: 504, message: 'The request did not finish in time' },
 } as const satisfies Record<string, { status: number; message: string }>;
 

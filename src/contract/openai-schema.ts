@@ -154,10 +154,13 @@ export type OpenAiError = Static<typeof OpenAiError>;
 /** One model `model` accepts, in OpenAI's shape (GET /v1/models). */
 export const OpenAiModel = Type.Object(
   {
-    id: Type.String({ description: 'The name to pass as model: the served slug or an alias of it' }),
+    id: Type.String({ description: 'The name to pass as model: a served slug or an alias of one' }),
     object: Type.Literal('model'),
     created: Type.Integer({ description: 'Unix time, in seconds, when this server started' }),
     owned_by: Type.String({ description: "The model's publisher" }),
+    slug: Type.String({ description: 'The served model it runs (itself for a slug; /v1/{slug} and /v2/{slug} are its routes)' }),
+    variant: Choice(['distilled', 'base'], { description: "Read from the model's files; its defaults follow it" }),
+    defaults: Type.Object({ steps: Type.Integer(), cfg: Type.Number() }, { description: 'steps and cfg when a request leaves them out' }),
   },
   { $id: 'OpenAiModel', description: 'A model (or an alias of one) that the OpenAI-compatible routes take as model' },
 );

@@ -13,14 +13,15 @@ import Type, { type Static } from 'typebox';
 import { ASPECT_RATIO_NAMES, MAX_SIDE, MIN_SIDE, SIZE_MULTIPLE } from './aspect-ratios.js';
 import { IMAGE_FORMATS, SAMPLERS } from './types.js';
 import { Choice, IMAGE_URL_MESSAGE, ImageUrl, Text, WEBHOOK_URL_MESSAGE, WebhookUrl } from './string-schemas.js';
+import { VARIANT_DEFAULTS, type Variant } from './models.js';
 
 /** The defaults of contract §1 (the seed page's example body, plus our extensions). */
 export const DEFAULT_IMAGE_URLS: readonly string[] = Object.freeze([]);
 export const DEFAULT_NEGATIVE_PROMPT = 'low quality, blurry, less details';
 export const DEFAULT_SEED = 3425234;
-export const DEFAULT_CFG = 5;
+export const DEFAULT_CFG = VARIANT_DEFAULTS.distilled.cfg;
 export const DEFAULT_SAMPLER = 'euler';
-export const DEFAULT_STEPS = 20;
+export const DEFAULT_STEPS = VARIANT_DEFAULTS.distilled.steps;
 export const DEFAULT_ASPECT_RATIO = '1:1';
 export const DEFAULT_GO_FAST = true;
 export const DEFAULT_IMAGE_FORMAT = 'png';
@@ -171,20 +172,44 @@ export const GenerateBody = Type.Object(GENERATE_PROPERTIES, {
   description: 'Body of POST /v1/flux-2-klein-4b',
 });
 
+const WEBHOOK_URL_PROPERTY = Type.Optional(
+  WebhookUrl({
+    description: `URL that receives one signed terminal event for this request (http:// or https:// with a host, at most ${MAX_WEBHOOK_URL_LENGTH} characters; the image_urls address rules apply)`,
+    maxLength: MAX_WEBHOOK_URL_LENGTH,
+    pattern: WEBHOOK_URL_PATTERN,
+  }),
+);
+
 /** The v2 (asynchronous) body: the same fields plus `webhook_url` (contract §4). */
 export const AsyncBody = Type.Object(
-  {
-    ...GENERATE_PROPERTIES,
-    webhook_url: Type.Optional(
-      WebhookUrl({
-        description: `URL that receives one signed terminal event for this request (http:// or https:// with a host, at most ${MAX_WEBHOOK_URL_LENGTH} characters; the image_urls address rules apply)`,
-        maxLength: MAX_WEBHOOK_URL_LENGTH,
-        pattern: WEBHOOK_URL_PATTERN,
-      }),
-    ),
-  },
+  { ...GENERATE_PROPERTIES, webhook_url: WEBHOOK_URL_PROPERTY },
   { ...objectOptions, $id: 'AsyncBody', description: 'Body of POST /v2/flux-2-klein-4b' },
 );
+
+/**
+ * The bodies of a base (undistilled) model's routes (contract §6): the same fields and
+ * rules, with its own defaults of steps and cfg, so that the document and the playground
+ * show what a request without them runs with.
+ */
+const BASE_PROPERTIES = {
+  ...GENERATE_PROPERTIES,
+  cfg: Type.Optional(Type.Number({ ...GENERATE_PROPERTIES.cfg, default: VARIANT_DEFAULTS.base.cfg })),
+  steps: Type.Optional(Type.Integer({ ...GENERATE_PROPERTIES.steps, default: VARIANT_DEFAULTS.base.steps })),
+};
+export const GenerateBodyBase = Type.Object(BASE_PROPERTIES, {
+  ...objectOptions,
+  $id: 'GenerateBodyBase',
+  description: 'Body of POST /v1/{slug} for a base (undistilled) model: the defaults of steps and cfg are its own',
+});
+export const AsyncBodyBase = Type.Object(
+  { ...BASE_PROPERTIES, webhook_url: WEBHOOK_URL_PROPERTY },
+  { ...objectOptions, $id: 'AsyncBodyBase', description: 'Body of POST /v2/{slug} for a base (undistilled) model' },
+);
+
+/** The sync and async bodies of a model of `variant`. */
+export function bodiesFor(variant: Variant) {
+  return variant === 'base' ? { sync: GenerateBodyBase, async: AsyncBodyBase } : { sync: GenerateBody, async: AsyncBody };
+}
 
 /** A validated v1 body, before defaults (the schema's name is also its `Static` type). */
 export type GenerateBody = Static<typeof GenerateBody>;

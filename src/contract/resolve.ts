@@ -8,6 +8,7 @@ import { randomInt } from 'node:crypto';
 import { ASPECT_RATIOS, MATCH_INPUT_IMAGE, isNamedAspectRatio, sizeForAspect, type Size } from './aspect-ratios.js';
 import { DEFAULTS, JPEG_ALIAS, MAX_SEED, RANDOM_SEED, type GenerateInput } from './request-schema.js';
 import type { ImageFormat, ResolvedParams } from './types.js';
+import { VARIANT_DEFAULTS, type ModelDefaults } from './models.js';
 
 /**
  * A uniform integer in 0…2^53−1 from the CSPRNG. `crypto.randomInt` takes ranges below
@@ -43,8 +44,14 @@ function outputSize(input: GenerateInput, aspect: string, refs: readonly Size[])
  *   the first is read, and only when needsReferenceSize(input).
  * @param random draws the seed for `seed: -1`; must return an integer in 0…2^53−1
  *   (randomSeed by default). Anything else is a bug and throws.
+ * @param defaults the served model's steps and cfg (contract §6: they follow its variant).
  */
-export function resolveParams(input: GenerateInput, refs: readonly Size[], random: () => number = randomSeed): ResolvedParams {
+export function resolveParams(
+  input: GenerateInput,
+  refs: readonly Size[],
+  random: () => number = randomSeed,
+  defaults: Readonly<ModelDefaults> = VARIANT_DEFAULTS.distilled,
+): ResolvedParams {
   const aspect: string = input.aspect_ratio ?? DEFAULTS.aspect_ratio;
   const { width, height } = outputSize(input, aspect, refs);
   let seed = input.seed ?? DEFAULTS.seed;
@@ -57,9 +64,9 @@ export function resolveParams(input: GenerateInput, refs: readonly Size[], rando
     prompt: input.prompt,
     negative_prompt: input.negative_prompt ?? DEFAULTS.negative_prompt,
     seed,
-    cfg: input.cfg ?? DEFAULTS.cfg,
+    cfg: input.cfg ?? defaults.cfg,
     sampler: input.sampler ?? DEFAULTS.sampler,
-    steps: input.steps ?? DEFAULTS.steps,
+    steps: input.steps ?? defaults.steps,
     aspect_ratio: aspect,
     width,
     height,

@@ -73,9 +73,12 @@ export function slotTtlMs(config: Config, route: 'v1' | 'v2'): number {
   return route === 'v1' ? syncLifetimeMs(config) : config.retentionMs;
 }
 
-/** @param o.route v1 for the synchronous routes (OpenAI's included), v2 for the asynchronous one. */
-export function admissionHook(deps: AppDeps, o: { route: 'v1' | 'v2' }) {
-  const floor = cheapestPrice(deps.pricing);
+/**
+ * @param o.route v1 for the synchronous routes (OpenAI's included), v2 for the asynchronous one.
+ * @param o.floor the cheapest request of the models the route serves (cheapestPrice).
+ */
+export function admissionHook(deps: AppDeps, o: { route: 'v1' | 'v2'; floor: number }) {
+  const { floor } = o;
   return async function admission(req: FastifyRequest, reply: FastifyReply): Promise<void> {
     const caller = requireCaller(req);
     req.clientGone = clientGoneSignal(reply);

@@ -2,18 +2,18 @@
  * buildApp(deps) builds the Fastify instance without listening (tests use `inject()`);
  * src/cli/serve.ts listens.
  *
- * Request lifecycle of POST /v1/flux-2-klein-4b, in the order the code runs it, with the
- * status each stage can produce:
+ * Request lifecycle of POST /v1/{slug} (one route per served model: /v1/flux-2-klein-4b by
+ * default), in the order the code runs it, with the status each stage can produce:
  *
  *   connection  headers within KLEIN_HEADERS_TIMEOUT, the whole request within
  *               KLEIN_REQUEST_TIMEOUT (408, closed); at most KLEIN_MAX_CONNECTIONS open
- *   routing     bad percent-encoding (400), unknown route or method (404)
- *   onRequest   request id → auth (401) → rate limit (429) → credit floor (406)
- *               → concurrency slot (429)                              [before the body is read]
+ *   routing     bad percent-encoding (400), unknown route or method (404; an unknown
+ *               model's 404 names the served ones)
+ *   onRequest   request id → auth (401) → the key's models (403) → rate limit (429)
+ *               → credit floor (406) → concurrency slot (429)         [before the body is read]
  *   parse       content type (400) → size (413) → JSON (400)
- *   validation  the route's schemas (validation.ts): model slug (404) → body (400)
- *               → Idempotency-Key header (400)
- *   handler     readiness (503/502)
+ *   validation  the route's schemas (validation.ts): body (400) → Idempotency-Key header (400)
+ *   handler     readiness (503/502; 503 when no fleet worker serves the model)
  *               → price without references (406) → fetch + decode references (400)
  *               → resolve size, price → reserve credits (406) → enqueue
  *               → wait: engine error (502), timeout (504, cancelled), client gone (cancelled)
@@ -40,13 +40,12 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
-import type { PricingConfig } from '../billing/pricing.js';
 import type { Database } from '../store/schema.js';
 import type { JobQueue } from '../queue/types.js';
 import { ApiError, errorBody } from '../contract/errors.js';
 import type { Limiter } from '../limits/limits.js';
 import type { Metrics } from '../metrics/metrics.js';
-import { registerHealthRoutes } from './routes/health.js';
+import { registerHealthRoutes, unknownModel } from './routes/health.js';
 import { registerSegmindV1Routes } from './routes/segmind-v1.js';
 import { registerSegmindV2Routes } from './routes/segmind-v2.js';
 import { registerRequestEventRoutes } from './routes/request-events.js';
@@ -75,7 +74,6 @@ export interface AppDeps {
   limiter: Limiter;
   metrics: Metrics;
   logger: Logger;
-  pricing: PricingConfig;
   storage: OutputStorage;
   /** A request's links that work without the API key, and checking them (contract §9). */
   links: RequestLinks;
@@ -169,7 +167,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   });
 
   app.setNotFoundHandler((req, reply) => {
-    const err = new ApiError('not_found', `No route ${req.method} ${req.url.split('?')[0]}`);
+    const path = req.url.split('?')[0] ?? '';
+    // POST /v1/<slug> or /v2/<slug> of a model not served here: say which are (contract §6).
+    const slug = req.method === 'POST' ? /^\/v[12]\/([^/]+)$/.exec(path)?.[1] : undefined;
+    const err = slug !== undefined ? unknownModel(deps, decodeSegment(slug)) : new ApiError('not_found', `No route ${req.method} ${path}`);
     return reply.status(404).type('application/json').send(errorBody(err, req.id));
   });
 
@@ -186,6 +187,15 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   registerOpenApiRoutes(typed);
   registerPlaygroundRoutes(typed);
   return app;
+}
+
+/** A path segment as the client meant it (its percent-escapes decoded), or as sent when malformed. */
+function decodeSegment(s: string): string {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return s;
+  }
 }
 
 /**

@@ -12,7 +12,8 @@ import { createHash } from 'node:crypto';
 import type { FastifyRequest } from 'fastify';
 import { MIN_SIDE } from '../contract/aspect-ratios.js';
 import { needsReferenceSize, resolveParams } from '../contract/resolve.js';
-import { priceMicro } from '../billing/pricing.js';
+import { priceMicro, type PricingConfig } from '../billing/pricing.js';
+import type { ServedModel } from '../contract/models.js';
 import type { ResolvedParams, RgbImage } from '../contract/types.js';
 import type { GenerateInput } from '../contract/request-schema.js';
 import { loadReferenceImages } from '../images/references.js';
@@ -42,6 +43,8 @@ export type Admitted =
 
 export interface AdmitOptions {
   route: 'v1' | 'v2';
+  /** The served model it runs on (its defaults, price and queue). */
+  model: ServedModel;
   idempotencyKey?: string | undefined;
   /** The request id (default: the HTTP request's id; several images of one call need their own). */
   id?: string;
@@ -51,9 +54,13 @@ export interface AdmitOptions {
   hold?: boolean;
 }
 
-/** Throws 503 while the engine starts or the server drains, 502 when it failed. */
-export function assertReady(deps: AppDeps): void {
-  const h = healthOf(deps);
+/**
+ * Throws 503 while the model's engine starts or the server drains, 502 when it failed; and
+ * for a synchronous call (`route` v1), 503 when no worker of the fleet serves the model now
+ * (an asynchronous one waits in its queue for one).
+ */
+export function assertReady(deps: AppDeps, model: string, route: 'v1' | 'v2'): void {
+  const h = healthOf(deps, model);
   if (h.status === 'STARTING') {
     throw new ApiError('not_ready', 'The model is loading; try again shortly', {
       headers: { 'retry-after': String(deps.config.startingRetryAfterS) },
@@ -66,6 +73,18 @@ export function assertReady(deps: AppDeps): void {
     throw new ApiError('queue_unavailable', `The job queue is unavailable (${h.reason}); try again shortly`, { headers: { 'retry-after': String(h.retryAfterS) } });
   }
   if (h.status === 'UNHEALTHY') throw new ApiError('engine_unavailable', `No engine can take work: ${h.reason}`);
+  if (h.noWorkers && route === 'v1') {
+    throw new ApiError('no_workers', `No worker serves ${model} right now; its workers are starting or scaled to zero. Try again shortly, or use POST /v2/${model}, which waits in the queue`, {
+      headers: { 'retry-after': String(h.noWorkers.retryAfterS) },
+    });
+  }
+}
+
+/** The price function of a served model (config.pricing has one for each). */
+export function pricingOf(deps: AppDeps, model: string): PricingConfig {
+  const p = deps.config.pricing.get(model);
+  if (!p) throw new Error(`no price for the model ${model} (config.pricing has one for each served model)`);
+  return p;
 }
 
 /** Replaces data: URIs by a digest so rows never hold image bytes. */
@@ -104,11 +123,11 @@ function checkReplay(existing: RequestRow, hash: string): Admitted {
 }
 
 /** A lower bound of the price before the references are fetched: their pixels only add, and an unknown size counts as the smallest. */
-function priceWithoutReferences(deps: AppDeps, input: GenerateInput): number {
+function priceWithoutReferences(deps: AppDeps, input: GenerateInput, model: ServedModel): number {
   const p = needsReferenceSize(input)
-    ? { ...resolveParams({ ...input, aspect_ratio: '1:1' }, [], () => 0), width: MIN_SIDE, height: MIN_SIDE }
-    : resolveParams(input, [], () => 0);
-  return priceMicro(p, deps.pricing, 0);
+    ? { ...resolveParams({ ...input, aspect_ratio: '1:1' }, [], () => 0, model.defaults), width: MIN_SIDE, height: MIN_SIDE }
+    : resolveParams(input, [], () => 0, model.defaults);
+  return priceMicro(p, pricingOf(deps, model.slug), 0);
 }
 
 /**
@@ -126,11 +145,12 @@ export async function admit(deps: AppDeps, req: FastifyRequest, caller: Caller, 
     if (existing) return checkReplay(existing, hash);
   }
 
-  // 2. Is there an engine to run it? (503 starting/draining, 502 failed)
-  assertReady(deps);
+  // 2. Is there an engine to run it? (503 starting/draining/no worker, 502 failed)
+  const model = opts.model;
+  assertReady(deps, model.slug, opts.route);
 
   // 3. Can the caller pay for it even without its references? (406 before any fetch)
-  const floor = priceWithoutReferences(deps, input);
+  const floor = priceWithoutReferences(deps, input, model);
   if (caller.balanceMicro < floor) throw insufficientCredits(floor, caller.balanceMicro);
 
   // 4. The webhook URL must pass the SSRF guard now, not only when it is called.
@@ -155,9 +175,9 @@ export async function admit(deps: AppDeps, req: FastifyRequest, caller: Caller, 
   const images: RgbImage[] = refs.map((r) => r.image);
 
   // 6. Resolve defaults, seed and size; price it (references add their pixels).
-  const params = resolveParams(input, refs.map((r) => r.original));
+  const params = resolveParams(input, refs.map((r) => r.original), undefined, model.defaults);
   const refPixels = images.reduce((n, i) => n + i.width * i.height, 0);
-  const price = priceMicro(params, deps.pricing, refPixels);
+  const price = priceMicro(params, pricingOf(deps, model.slug), refPixels);
 
   // 7. Concurrency (429): a request holds one of its key's slots until it ends. The
   //    admission hook took the call's first one (its id is the HTTP request's); the other
@@ -179,6 +199,7 @@ export async function admit(deps: AppDeps, req: FastifyRequest, caller: Caller, 
       accountId: caller.accountId,
       keyId: caller.keyId,
       route: opts.route,
+      model: model.slug,
       params,
       storedParams: storableParams(params),
       images,

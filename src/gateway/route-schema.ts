@@ -11,7 +11,7 @@ import Type, { type Static, type TSchema, type TUnsafe } from 'typebox';
 import { ERRORS, type ErrorCode } from '../contract/errors.js';
 import { ErrorEnvelope } from '../contract/responses.js';
 import { OpenAiError } from '../contract/openai-schema.js';
-import { MODEL_SLUG } from '../contract/models.js';
+import type { ServedModel } from '../contract/models.js';
 
 /** Either header carries the key (contract §1: x-api-key; OpenAI clients: a Bearer token). */
 export const SECURED: Array<Record<string, string[]>> = [{ ApiKey: [] }, { Bearer: [] }];
@@ -95,8 +95,19 @@ export function text(contentType: string, description: string) {
 /** An answer without a body (304). */
 export const NOT_MODIFIED = Type.Null({ description: 'Not modified (If-None-Match matched the ETag)' });
 
-/** The model of `/v1/{model}` and `/v2/{model}`: the served slug (any other is a 404). */
-export const ModelParams = Type.Object({ model: Type.Literal(MODEL_SLUG, { description: 'The model to run' }) });
+/**
+ * The operationId of a served model's route: `base` for the first model (the one a server
+ * with one model has, so its document keeps the names clients were generated with), and
+ * `base_<slug>` for the others (`generate_flux_2_klein_9b`).
+ */
+export function modelOperationId(base: string, model: ServedModel, first: boolean): string {
+  return first ? base : `${base}_${model.slug.replace(/[^a-z0-9]/g, '_')}`;
+}
+
+/** What a model's route runs, for its description in the document. */
+export function modelRouteDescription(model: ServedModel): string {
+  return `Runs ${model.slug} (${model.variant}; defaults: ${model.defaults.steps} steps, cfg ${model.defaults.cfg}).`;
+}
 
 /** The request of `/v2/requests/{id}/…`. */
 export const RequestIdParams = Type.Object({ id: Type.String({ description: 'The request id (request_id)' }) });

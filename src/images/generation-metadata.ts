@@ -1,12 +1,11 @@
 /** The generation parameters written into each output (PNG text chunk, EXIF); see encode.ts. */
-import { MODEL_SLUG } from '../contract/models.js';
 import type { ResolvedParams } from '../contract/types.js';
 
 /** The generation parameters written into the image (PNG text chunk, EXIF). */
-export function generationMetadata(p: ResolvedParams, seed: number): Record<string, string> {
+export function generationMetadata(model: string, p: ResolvedParams, seed: number): Record<string, string> {
   return {
     parameters: JSON.stringify({
-      model: MODEL_SLUG,
+      model,
       prompt: p.prompt,
       negative_prompt: p.cfg > 1 ? p.negative_prompt : undefined,
       seed,

@@ -5,7 +5,7 @@
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
-/** How much work waits: the source of the queue gauges (each queue reports its own). */
+/** How much work waits for one model: the source of the queue gauges (each queue reports its models'). */
 export interface QueueDepth {
   /** Requests queued, not yet started. */
   waiting: number;
@@ -20,16 +20,22 @@ export const STAGES = ['fetch', 'queue', 'text', 'denoise', 'decode', 'encode', 
 export interface Metrics {
   registry: Registry;
   httpRequests: Counter<'route' | 'method' | 'status'>;
-  jobsWaiting: Gauge;
-  jobsRunning: Gauge;
-  oldestAge: Gauge;
+  jobsWaiting: Gauge<'model'>;
+  jobsRunning: Gauge<'model'>;
+  oldestAge: Gauge<'model'>;
   stageSeconds: Histogram<'stage'>;
   engineRestarts: Counter;
   jobsFinished: Counter<'status'>;
   /** Requests sent to an engine together, one observation per batch (1: a job alone). */
   batchSize: Histogram;
-  /** Where the queue gauges are read from at scrape time (set once the queue exists). */
-  queueSource: (() => Promise<QueueDepth>) | null;
+  /** Where the queue gauges are read from at scrape time, by model slug (set once the queue exists). */
+  queueSource: (() => Promise<ReadonlyMap<string, QueueDepth>>) | null;
+}
+
+/** Sets a per-model gauge from one read of the queue (nothing when the read failed: the scrape shows no stale value). */
+function setByModel(gauge: Gauge<'model'>, depths: ReadonlyMap<string, QueueDepth> | null, pick: (d: QueueDepth) => number): void {
+  gauge.reset();
+  for (const [model, d] of depths ?? []) gauge.set({ model }, pick(d));
 }
 
 /** Counts an engine's restarts into klein_engine_restarts_total, as they happen. */
@@ -46,8 +52,8 @@ export function countEngineRestarts(engine: { readonly restarts: number; onState
 export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics {
   const registry = new Registry();
   // One read of the queue per scrape, shared by its three gauges.
-  let cached: { at: number; value: Promise<QueueDepth | null> } | null = null;
-  const depth = (): Promise<QueueDepth | null> => {
+  let cached: { at: number; value: Promise<ReadonlyMap<string, QueueDepth> | null> } | null = null;
+  const depth = (): Promise<ReadonlyMap<string, QueueDepth> | null> => {
     if (!cached || Date.now() - cached.at > 500) {
       cached = { at: Date.now(), value: m.queueSource ? m.queueSource().catch(() => null) : Promise.resolve(null) };
     }
@@ -64,26 +70,29 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics 
     }),
     jobsWaiting: new Gauge({
       name: 'klein_jobs_waiting',
-      help: 'Requests queued, not yet started (the queue depth autoscalers scale on)',
+      help: 'Requests queued, not yet started, by model (the queue depth autoscalers scale on)',
       registers: [registry],
+      labelNames: ['model'],
       async collect() {
-        this.set((await depth())?.waiting ?? 0);
+        setByModel(this, await depth(), (d) => d.waiting);
       },
     }),
     jobsRunning: new Gauge({
       name: 'klein_jobs_running',
-      help: 'Requests running on an engine',
+      help: 'Requests running on an engine, by model',
       registers: [registry],
+      labelNames: ['model'],
       async collect() {
-        this.set((await depth())?.running ?? 0);
+        setByModel(this, await depth(), (d) => d.running);
       },
     }),
     oldestAge: new Gauge({
       name: 'klein_queue_oldest_age_seconds',
-      help: 'How long the oldest queued request has waited (0 when none waits)',
+      help: 'How long the oldest queued request of each model has waited (0 when none waits)',
       registers: [registry],
+      labelNames: ['model'],
       async collect() {
-        this.set((await depth())?.oldestAgeS ?? 0);
+        setByModel(this, await depth(), (d) => d.oldestAgeS);
       },
     }),
     stageSeconds: new Histogram({

@@ -1,16 +1,28 @@
-/** The queue's depth and the oldest queued request's age, from the rows (any queue, any dialect). */
+/** Each served model's queue depth and oldest queued request's age, from the rows (any queue, any dialect). */
 import type { Kysely } from 'kysely';
-import { countByStatus } from '../store/requests.js';
 import type { Database } from '../store/schema.js';
 import type { QueueDepth } from '../metrics/metrics.js';
 
-export async function queueDepth(db: Kysely<Database>, now = Date.now()): Promise<QueueDepth> {
-  const counts = await countByStatus(db, ['QUEUED', 'PROCESSING']);
-  const row = await db
+/**
+ * One grouped read: every model of `models` is in the answer, an idle one with zeros
+ * (a gauge that vanishes when its queue empties would read as "no data" to an autoscaler).
+ */
+export async function queueDepths(db: Kysely<Database>, models: readonly string[], now = Date.now()): Promise<Map<string, QueueDepth>> {
+  const rows = await db
     .selectFrom('requests')
-    .select((eb) => eb.fn.min('created_at').as('oldest'))
-    .where('status', '=', 'QUEUED')
-    .executeTakeFirst();
-  const oldest = row?.oldest === null || row?.oldest === undefined ? null : Number(row.oldest);
-  return { waiting: counts.QUEUED ?? 0, running: counts.PROCESSING ?? 0, oldestAgeS: oldest === null ? 0 : Math.max(0, (now - oldest) / 1000) };
+    .select(['model', 'status', (eb) => eb.fn.countAll().as('n'), (eb) => eb.fn.min('created_at').as('oldest')])
+    .where('status', 'in', ['QUEUED', 'PROCESSING'])
+    .groupBy(['model', 'status'])
+    .execute();
+  const out = new Map<string, QueueDepth>(models.map((m) => [m, { waiting: 0, running: 0, oldestAgeS: 0 }]));
+  for (const r of rows) {
+    const d = out.get(r.model);
+    if (!d) continue; // a model no longer served: its rows are failed at start-up
+    if (r.status === 'PROCESSING') d.running = Number(r.n);
+    else {
+      d.waiting = Number(r.n);
+      d.oldestAgeS = r.oldest === null ? 0 : Math.max(0, (now - Number(r.oldest)) / 1000);
+    }
+  }
+  return out;
 }

@@ -38,6 +38,7 @@ export async function submitRequest(
         account_id: spec.accountId,
         key_id: spec.keyId,
         route: spec.route,
+        model: spec.model,
         params: spec.storedParams,
         seed: spec.params.seed,
         width: spec.params.width,

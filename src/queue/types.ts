@@ -16,6 +16,8 @@ export interface SubmitSpec {
   keyId: string;
   /** 'v1' (synchronous) or 'v2' (asynchronous). */
   route: string;
+  /** The served model's slug: its queue takes the job (contract §6). */
+  model: string;
   params: ResolvedParams;
   /** `params` as stored: data: URIs replaced by a short digest (no image bytes in rows). */
   storedParams: Record<string, unknown>;
@@ -44,6 +46,12 @@ export interface Readiness {
   reason?: string;
   /** Set when UNHEALTHY is a passing outage (the queue's Redis is away): 503 with Retry-After, not 502. */
   retryAfterS?: number;
+  /**
+   * A fleet with no live worker for the model (all gone, or scaled to zero): asynchronous
+   * work waits in its queue (an autoscaler sees the depth and starts one); a synchronous
+   * call is answered 503 with this Retry-After rather than left hanging.
+   */
+  noWorkers?: { retryAfterS: number };
 }
 
 export interface JobQueue {
@@ -61,9 +69,10 @@ export interface JobQueue {
   progressLog(id: string): Promise<LoggedStep[]>;
   /** Calls `fn` for each step of the running job; returns the unsubscribe function. */
   onProgress(id: string, fn: (ev: ProgressEvent) => void): () => void;
-  /** Can work be taken now? Synchronous: the gateway asks on every request. */
-  readiness(): Readiness;
-  /** What /health shows besides the status: the engine, or the fleet of workers. */
+  /** Can work for `model` be taken now? Synchronous: the gateway asks on every request. */
+  readiness(model: string): Readiness;
+  /** What /health shows besides the status: each model's engine, or the fleet of workers. */
   describe(): Promise<Record<string, unknown>>;
-  depth(): Promise<QueueDepth>;
+  /** Each served model's queue depth. */
+  depth(): Promise<ReadonlyMap<string, QueueDepth>>;
 }

@@ -64,7 +64,7 @@ export function connect(opts: ConnOptions, onError: (err: Error) => void): Redis
 /** Key names under one prefix (KLEIN_REDIS_PREFIX, default `klein`), so several deployments can share a Redis. */
 export class RedisKeys {
   constructor(readonly prefix: string) {}
-  /** BullMQ's own prefix for its keys (the queue is `<prefix>:bull:generate:*`). */
+  /** BullMQ's own prefix for its keys (each model's queue is `<prefix>:bull:generate.<slug>:*`). */
   get bull(): string {
     return `${this.prefix}:bull`;
   }

@@ -10,6 +10,7 @@
 import type { Kysely, Selectable, Transaction, Updateable } from 'kysely';
 import type { Database, RequestsTable } from './schema.js';
 import { canTransition, isTerminal, REQUEST_STATUSES, TERMINAL, type RequestStatus } from '../contract/request-states.js';
+import { DEFAULT_MODEL_SLUG } from '../contract/models.js';
 
 type Db = Kysely<Database> | Transaction<Database>;
 
@@ -20,6 +21,8 @@ export interface NewRequest {
   account_id: string;
   key_id: string;
   route: string;
+  /** The served model's slug (contract §6); absent: the default model. */
+  model?: string;
   /** ResolvedParams as stored: no image bytes (data: URIs replaced by a digest). */
   params: Record<string, unknown>;
   seed: number;
@@ -64,6 +67,7 @@ export async function createRequest(db: Db, r: NewRequest, now = Date.now()): Pr
       account_id: r.account_id,
       key_id: r.key_id,
       route: r.route,
+      model: r.model ?? DEFAULT_MODEL_SLUG,
       status: 'QUEUED',
       params: JSON.stringify(r.params),
       seed: r.seed,
@@ -120,8 +124,9 @@ export async function findByIdempotencyKey(db: Db, accountId: string, key: strin
  * … RETURNING, so a row is handed to at most one claimer: SQLite runs the statement under
  * its write lock; on PostgreSQL a concurrent claimer's re-check of `status` fails and it
  * gets no row, hence the short retry while work remains. Null when the queue is empty.
+ * `model`: only that model's queue (each engine serves one model); absent: any.
  */
-export async function claimNext(db: Db, workerId: string, leaseMs: number, now = Date.now()): Promise<RequestRow | null> {
+export async function claimNext(db: Db, workerId: string, leaseMs: number, now = Date.now(), model?: string): Promise<RequestRow | null> {
   for (let attempt = 0; attempt < 3; attempt++) {
     const row = await statusUpdate(db, ['QUEUED'], 'PROCESSING', { worker_id: workerId, lease_until: now + leaseMs }, now)
       .where('id', '=', (eb) =>
@@ -129,6 +134,7 @@ export async function claimNext(db: Db, workerId: string, leaseMs: number, now =
           .selectFrom('requests as q')
           .select('q.id')
           .where('q.status', '=', 'QUEUED')
+          .$if(model !== undefined, (q) => q.where('q.model', '=', model!))
           .orderBy('q.created_at')
           .orderBy('q.id')
           .limit(1),
@@ -136,7 +142,13 @@ export async function claimNext(db: Db, workerId: string, leaseMs: number, now =
       .returningAll()
       .executeTakeFirst();
     if (row) return row;
-    const left = await db.selectFrom('requests').select('id').where('status', '=', 'QUEUED').limit(1).executeTakeFirst();
+    const left = await db
+      .selectFrom('requests')
+      .select('id')
+      .where('status', '=', 'QUEUED')
+      .$if(model !== undefined, (q) => q.where('model', '=', model!))
+      .limit(1)
+      .executeTakeFirst();
     if (!left) return null;
   }
   return null;
@@ -146,8 +158,16 @@ export async function claimNext(db: Db, workerId: string, leaseMs: number, now =
  * The oldest QUEUED rows in queue order, at most `limit`: the candidates a batch is picked
  * from (queue/batching.ts). A read only; claimBatch takes the rows picked.
  */
-export async function oldestQueued(db: Db, limit: number): Promise<RequestRow[]> {
-  return db.selectFrom('requests').selectAll().where('status', '=', 'QUEUED').orderBy('created_at').orderBy('id').limit(limit).execute();
+export async function oldestQueued(db: Db, limit: number, model?: string): Promise<RequestRow[]> {
+  return db
+    .selectFrom('requests')
+    .selectAll()
+    .where('status', '=', 'QUEUED')
+    .$if(model !== undefined, (q) => q.where('model', '=', model!))
+    .orderBy('created_at')
+    .orderBy('id')
+    .limit(limit)
+    .execute();
 }
 
 /**
@@ -259,13 +279,14 @@ export async function transition(
 }
 
 /**
- * 1-based position of `id` among QUEUED rows in queue order; 0 when it is not queued (or
- * unknown). One SELECT, so the count and the row's own status come from one snapshot.
+ * 1-based position of `id` among the QUEUED rows of its model's queue, in queue order; 0
+ * when it is not queued (or unknown). One SELECT, so the count and the row's own status
+ * come from one snapshot.
  */
 export async function queuePosition(db: Db, id: string): Promise<number> {
   const row = await db
     .selectFrom('requests as me')
-    .innerJoin('requests as q', (j) => j.on('q.status', '=', 'QUEUED'))
+    .innerJoin('requests as q', (j) => j.on('q.status', '=', 'QUEUED').onRef('q.model', '=', 'me.model'))
     .select((eb) => eb.fn.countAll().as('n'))
     .where('me.id', '=', id)
     .where('me.status', '=', 'QUEUED')

@@ -38,6 +38,8 @@ export interface ApiKeysTable {
   created_at: number;
   revoked_at: number | null;
   last_used_at: number | null;
+  /** The model slugs this key may use, comma-separated; null: every served model. */
+  models: string | null;
 }
 
 export type LedgerKind = 'grant' | 'reserve' | 'settle' | 'release';
@@ -71,6 +73,8 @@ export interface RequestsTable {
   key_id: string;
   /** Which API took it, e.g. `v1/flux-2-klein-4b`. */
   route: string;
+  /** The served model's slug (contract §6); the queue of that model takes it. */
+  model: Generated<string>;
   status: RequestStatus;
   /** ResolvedParams as JSON, without image bytes (data: URIs are replaced by the caller). */
   params: string;

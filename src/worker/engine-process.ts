@@ -44,6 +44,12 @@ export interface EngineOptions {
   backoffMaxMs?: number;
   /** After a cancel, how long the engine may take to answer before it is killed. */
   cancelGraceMs?: number;
+  /**
+   * The variant the server took the model for (served-models.ts: its defaults follow it).
+   * An engine that loads the other one is refused and restarted with backoff, its reason in
+   * /health: serving it would run every request with the wrong defaults.
+   */
+  variant?: 'distilled' | 'base';
 }
 
 export interface EngineJob {
@@ -289,7 +295,7 @@ export class EngineProcess {
         this.setState('STOPPED');
         return;
       }
-      if (code === 2 && this.loadFailure) {
+      if (this.loadFailure) {
         this.lastError = this.loadFailure;
         // A model that cannot load will not load in a second either: back off harder.
         this.backoffMs = Math.max(this.backoffMs, 5_000);
@@ -309,8 +315,15 @@ export class EngineProcess {
 
   private onMessage(m: EngineMessage, child: ChildProcessWithoutNullStreams): void {
     switch (m.type) {
-      case 'ready':
+      case 'ready': {
         if (this.startTimer) clearTimeout(this.startTimer);
+        const expected = this.options.variant;
+        if (expected && (m.facts.variant === 'distilled' || m.facts.variant === 'base') && m.facts.variant !== expected) {
+          this.loadFailure = `the model ${m.facts.model} is ${m.facts.variant}, but the server took it for ${expected} (its defaults follow the variant); check its model_index.json`;
+          this.options.logger.error({ engine_pid: child.pid, reason: this.loadFailure }, 'engine loaded another variant');
+          child.kill('SIGKILL');
+          return;
+        }
         this.facts = m.facts;
         this.lastError = null;
         this.options.logger.info({ engine_pid: child.pid, model: m.facts.model, device: m.facts.device, dtype: m.facts.dtype }, 'engine ready');
@@ -318,6 +331,7 @@ export class EngineProcess {
         this.healthyTimer = setTimeout(() => (this.backoffMs = this.options.backoffInitialMs ?? 500), 60_000);
         this.setState('READY');
         return;
+      }
       case 'progress':
         this.inFlight.get(m.id)?.onProgress?.(m.step, m.total, m.preview);
         return;

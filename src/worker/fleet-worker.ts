@@ -43,7 +43,7 @@ import type { Limiter } from '../limits/limits.js';
 import { countEngineRestarts, type Metrics } from '../metrics/metrics.js';
 import { Lifecycle, lostInputs } from '../queue/lifecycle.js';
 import type { ConnOptions, RedisKeys } from '../redis/connection.js';
-import { QUEUE_NAME, type JobData } from '../queue/redis/bull-job.js';
+import { queueName, type JobData } from '../queue/redis/bull-job.js';
 import { jobOptions } from '../queue/redis/distributed-queue.js';
 import { RedisNotifier } from '../queue/redis/events.js';
 import { FleetMember, type WorkerState } from '../queue/redis/fleet.js';
@@ -68,6 +68,7 @@ const STALL_CHECK_MS = 1000;
 export interface FleetWorkerOptions {
   id: string;
   gpu: string | null;
+  /** The served model's slug: the worker takes jobs from its queue only (contract §6). */
   model: string;
   engine: EngineProcess;
   db: Kysely<Database>;
@@ -164,7 +165,7 @@ export class FleetWorker {
         void w.close().catch((err: unknown) => this.options.logger.warn({ err }, 'closing the queue worker failed'));
       }
     });
-    this.queue = new Queue<JobData>(QUEUE_NAME, { connection: this.options.bullConnection, prefix: this.options.keys.bull });
+    this.queue = new Queue<JobData>(queueName(this.options.model), { connection: this.options.bullConnection, prefix: this.options.keys.bull });
     this.queue.on('error', (err) => this.options.logger.warn({ err: err.message }, 'queue connection error'));
     this.member.start();
     this.options.engine.start();
@@ -182,7 +183,7 @@ export class FleetWorker {
   }
 
   private newWorker(): Worker<JobData> {
-    const w = new Worker<JobData>(QUEUE_NAME, (job, token) => this.process(job, token), {
+    const w = new Worker<JobData>(queueName(this.options.model), (job, token) => this.process(job, token), {
       connection: this.options.bullConnection,
       prefix: this.options.keys.bull,
       concurrency: 1,
@@ -273,7 +274,7 @@ export class FleetWorker {
       // is away, the reconciler adds it later: its row is QUEUED without a job).
       for (const [i, mate] of jobs.entries()) {
         if (i === 0 || ends[i] !== 'retry') continue;
-        await this.queue?.add(QUEUE_NAME, { id: mate.row.id, route: mate.row.route }, jobOptions(mate.row.id, this.options.maxAttempts)).catch((err: unknown) =>
+        await this.queue?.add(queueName(this.options.model), { id: mate.row.id, route: mate.row.route, model: this.options.model }, jobOptions(mate.row.id, this.options.maxAttempts)).catch((err: unknown) =>
           this.options.logger.warn({ err, request_id: mate.row.id }, 'could not queue a requeued batch mate again; the reconciler will'),
         );
       }
@@ -294,7 +295,7 @@ export class FleetWorker {
     const maxBatch = this.options.engine.maxBatch;
     if (maxBatch <= 1 || !this.queue) return [];
     const { db, storage } = this.options;
-    const rows = await oldestQueued(db, pickWindow(maxBatch));
+    const rows = await oldestQueued(db, pickWindow(maxBatch), this.options.model);
     const picked = (await pickBatch({ row: head, inputs: headInputs }, rows, maxBatch, (r) => loadJobInputs(r, storage))).slice(1);
     if (picked.length === 0) return [];
     // Registered before the claim, as the head's control is, so no cancel is lost.

@@ -1,9 +1,11 @@
 /**
  * The embedded default's durable queue: jobs are rows of the `requests` table (SQLite),
- * taken in order by the one engine this process supervises. Submission is submit.ts, the
- * run is worker/run-job.ts, every end is lifecycle.ts (shared with the fleet's workers).
+ * taken in order by the engines this process supervises, one per served model (contract
+ * §6): each engine takes only its model's rows, so a busy model never holds up another.
+ * Submission is submit.ts, the run is worker/run-job.ts, every end is lifecycle.ts (shared
+ * with the fleet's workers).
  *
- * When the engine is idle the queue takes the oldest queued request and, up to the engine's
+ * When a model's engine is idle the queue takes its oldest queued request and, up to the engine's
  * max_batch (KLEIN_MAX_BATCH), the later queued ones it may share a batch with
  * (queue/batching.ts), and sends them to the engine together; requests that arrive while a
  * batch runs wait for the next one.
@@ -33,7 +35,7 @@ import { JobControl, runBatch, type JobToRun } from './run-job.js';
 import { pickBatch, pickWindow, type Candidate } from '../queue/batching.js';
 import type { CancelReason, JobBus, JobOutcome, LoggedStep, ProgressEvent } from '../queue/events.js';
 import { Lifecycle, lostInputs, slotKey } from '../queue/lifecycle.js';
-import { queueDepth } from '../queue/depth.js';
+import { queueDepths } from '../queue/depth.js';
 import { repairAndLog } from '../queue/repair.js';
 import { submitRequest } from '../queue/submit.js';
 import type { QueueDepth } from '../metrics/metrics.js';
@@ -42,7 +44,8 @@ import type { JobQueue, Readiness, SubmitResult, SubmitSpec } from '../queue/typ
 export interface LocalQueueOptions {
   db: Kysely<Database>;
   bus: JobBus;
-  engine: EngineProcess;
+  /** One engine per served model, by slug. */
+  engines: ReadonlyMap<string, EngineProcess>;
   metrics: Metrics;
   logger: Logger;
   storage: OutputStorage;
@@ -60,8 +63,11 @@ export class LocalQueue implements JobQueue {
   /** Reference pixels of jobs submitted in this process, until they end. */
   private readonly images = new Map<string, RgbImage[]>();
   private readonly running = new Map<string, JobControl>();
+  /** The models whose engine runs a batch now. */
+  private readonly busyModels = new Set<string>();
   private readonly lifecycle: Lifecycle;
-  private pumping = false;
+  /** The models whose pump is running. */
+  private readonly pumping = new Set<string>();
   private stopped = false;
 
   constructor(private readonly options: LocalQueueOptions) {
@@ -78,9 +84,13 @@ export class LocalQueue implements JobQueue {
    */
   async start(): Promise<void> {
     const requeued = await this.lifecycle.recover(this.options.maxAttempts);
-    const queued = await this.options.db.selectFrom('requests').select(['id', 'route', 'key_id']).where('status', '=', 'QUEUED').execute();
-    for (const { id, route, key_id } of queued) {
+    const queued = await this.options.db.selectFrom('requests').select(['id', 'route', 'key_id', 'model']).where('status', '=', 'QUEUED').execute();
+    for (const { id, route, key_id, model } of queued) {
       if (this.images.has(id)) continue;
+      if (!this.options.engines.has(model)) {
+        await this.lifecycle.failed(id, new ApiError('engine_failed', `the server restarted without the model ${model}`), ['QUEUED']);
+        continue;
+      }
       if (route === 'v2') {
         await this.options.limiter.acquire(slotKey(key_id), Number.MAX_SAFE_INTEGER, id, this.options.retentionMs);
         continue;
@@ -98,7 +108,7 @@ export class LocalQueue implements JobQueue {
 
   /** Resolves once no job is running (used when shutting down, after stop()). */
   async idle(): Promise<void> {
-    while (this.running.size > 0 || this.pumping) await new Promise((r) => setTimeout(r, 20));
+    while (this.running.size > 0 || this.pumping.size > 0) await new Promise((r) => setTimeout(r, 20));
   }
 
   async submit(spec: SubmitSpec): Promise<SubmitResult> {
@@ -109,7 +119,7 @@ export class LocalQueue implements JobQueue {
       this.images.delete(spec.id);
       return r;
     }
-    this.wake();
+    this.wake(spec.model);
     return r;
   }
 
@@ -133,18 +143,22 @@ export class LocalQueue implements JobQueue {
     return this.options.bus.onProgress(id, fn);
   }
 
-  readiness(): Readiness {
-    const s = this.options.engine.state;
+  readiness(model: string): Readiness {
+    const engine = this.options.engines.get(model);
+    if (!engine) return { status: 'UNHEALTHY', reason: `the model ${model} is not served here` };
+    const s = engine.state;
     if (s === 'READY' || s === 'BUSY' || s === 'STARTING') return { status: s };
-    return { status: 'UNHEALTHY', reason: this.options.engine.lastError ?? `engine ${s.toLowerCase()}` };
+    return { status: 'UNHEALTHY', reason: engine.lastError ?? `engine ${s.toLowerCase()}` };
   }
 
   async describe(): Promise<Record<string, unknown>> {
-    return { engine: this.options.engine.facts ?? null, engine_restarts: this.options.engine.restarts };
+    const models: Record<string, unknown> = {};
+    for (const [slug, engine] of this.options.engines) models[slug] = { engine: engine.facts ?? null, engine_restarts: engine.restarts };
+    return { models };
   }
 
-  async depth(): Promise<QueueDepth> {
-    return queueDepth(this.options.db);
+  async depth(): Promise<ReadonlyMap<string, QueueDepth>> {
+    return queueDepths(this.options.db, [...this.options.engines.keys()]);
   }
 
   async cancel(id: string, reason: CancelReason): Promise<boolean> {
@@ -160,28 +174,36 @@ export class LocalQueue implements JobQueue {
     return false;
   }
 
-  /** Starts the next job when the engine is free. Safe to call any time. */
-  wake(): void {
-    if (this.pumping || this.stopped) return;
-    this.pumping = true;
-    void this.pump()
-      .catch((err) => this.options.logger.error({ err }, 'queue pump failed'))
-      .finally(() => {
-        this.pumping = false;
-      });
+  /** Starts the next job of `model` (of every model when absent) whose engine is free. Safe to call any time. */
+  wake(model?: string): void {
+    for (const [slug, engine] of this.options.engines) {
+      if (model !== undefined && slug !== model) continue;
+      if (this.pumping.has(slug) || this.stopped) continue;
+      this.pumping.add(slug);
+      void this.pump(slug, engine)
+        .catch((err) => this.options.logger.error({ err, model: slug }, 'queue pump failed'))
+        .finally(() => {
+          this.pumping.delete(slug);
+        });
+    }
   }
 
-  private async pump(): Promise<void> {
-    while (!this.stopped && this.options.engine.state === 'READY' && this.running.size === 0) {
-      const claimed = await this.claim();
+  private async pump(model: string, engine: EngineProcess): Promise<void> {
+    while (!this.stopped && engine.state === 'READY' && !this.runningOn(model)) {
+      const claimed = await this.claim(model, engine);
       if (!claimed) return;
       const jobs: JobToRun[] = [];
       for (const { row, inputs } of claimed) {
         if (inputs) jobs.push({ row, job: inputs, control: new JobControl() });
         else await this.lifecycle.failed(row.id, lostInputs(), ['PROCESSING']);
       }
-      if (jobs.length > 0) await this.run(jobs);
+      if (jobs.length > 0) await this.run(jobs, model, engine);
     }
+  }
+
+  /** Whether a batch of `model` runs now (each engine runs one batch at a time). */
+  private runningOn(model: string): boolean {
+    return this.busyModels.has(model);
   }
 
   /**
@@ -189,14 +211,14 @@ export class LocalQueue implements JobQueue {
    * (none when the engine runs one job at a time). Null when nothing is queued; an empty
    * list when the rows picked were taken meanwhile (then the pump looks again).
    */
-  private async claim(): Promise<Candidate[] | null> {
+  private async claim(model: string, engine: EngineProcess): Promise<Candidate[] | null> {
     const { db, workerId } = this.options;
-    const maxBatch = this.options.engine.maxBatch;
+    const maxBatch = engine.maxBatch;
     if (maxBatch <= 1) {
-      const row = await claimNext(db, workerId, LEASE_MS);
+      const row = await claimNext(db, workerId, LEASE_MS, Date.now(), model);
       return row ? [{ row, inputs: await this.inputsOf(row) }] : null;
     }
-    const rows = await oldestQueued(db, pickWindow(maxBatch));
+    const rows = await oldestQueued(db, pickWindow(maxBatch), model);
     const head = rows[0];
     if (!head) return null;
     const picked = await pickBatch({ row: head, inputs: await this.inputsOf(head) }, rows.slice(1), maxBatch, (r) => this.inputsOf(r));
@@ -212,11 +234,12 @@ export class LocalQueue implements JobQueue {
     return row.route === 'v2' ? loadJobInputs(row, this.options.storage) : null;
   }
 
-  private async run(jobs: JobToRun[]): Promise<void> {
+  private async run(jobs: JobToRun[], model: string, engine: EngineProcess): Promise<void> {
     for (const j of jobs) this.running.set(j.row.id, j.control);
+    this.busyModels.add(model);
     try {
       const ends = await runBatch(
-        { lifecycle: this.lifecycle, engine: this.options.engine, storage: this.options.storage, metrics: this.options.metrics, logger: this.options.logger, imageMetadata: this.options.imageMetadata, maxAttempts: this.options.maxAttempts },
+        { lifecycle: this.lifecycle, engine, storage: this.options.storage, metrics: this.options.metrics, logger: this.options.logger, imageMetadata: this.options.imageMetadata, maxAttempts: this.options.maxAttempts },
         jobs,
         this.options.workerId,
       );
@@ -225,6 +248,7 @@ export class LocalQueue implements JobQueue {
       });
     } finally {
       for (const j of jobs) this.running.delete(j.row.id);
+      this.busyModels.delete(model);
     }
   }
 }

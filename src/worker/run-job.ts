@@ -117,7 +117,7 @@ async function finish(
     const bytes = await encodeImage(out.image, {
       format: params.image_format,
       quality: params.quality,
-      metadata: ctx.imageMetadata ? generationMetadata(params, out.seed) : null,
+      metadata: ctx.imageMetadata ? generationMetadata(row.model, params, out.seed) : null,
     });
     const encodeMs = Date.now() - t0;
     const key = outputKey(id, params.image_format);

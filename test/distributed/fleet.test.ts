@@ -141,20 +141,20 @@ describe('fleet: drain, scale to zero, metrics', () => {
     const id = await submit(url, key, { prompt: 'waits for a worker', width: 64, height: 64, steps: 2, cfg: 1 });
     await sleep(1200);
     const m = await (await fetch(`${url}/metrics`)).text();
-    assert.match(m, /^klein_jobs_waiting 1$/m);
-    const age = Number(/^klein_queue_oldest_age_seconds (\S+)$/m.exec(m)?.[1]);
+    assert.match(m, /^klein_jobs_waiting\{model="flux-2-klein-4b"\} 1$/m);
+    const age = Number(/^klein_queue_oldest_age_seconds\{model="flux-2-klein-4b"\} (\S+)$/m.exec(m)?.[1]);
     assert.ok(age >= 1, `oldest age ${age}`);
     const h = (await (await fetch(`${url}/health`)).json()) as { status: string; workers: { ready: number }; queue: { waiting: number } };
     assert.equal(h.status, 'READY', 'a gateway with no worker still takes work (scale to zero)');
     assert.equal(h.workers.ready, 0);
     assert.equal(h.queue.waiting, 1);
-    // The list KEDA's redis scaler reads (deploy/kubernetes/keda-scaledobject.yaml) holds it.
+    // The list of its model's queue (what a KEDA redis trigger would read, deploy/kubernetes/worker-<slug>.yaml) holds it.
     const r = new Redis(s.redis.url);
-    assert.equal(await r.llen('klein:bull:generate:wait'), 1);
+    assert.equal(await r.llen('klein:bull:generate.flux-2-klein-4b:wait'), 1);
     r.disconnect();
     await s.startWorker({ KLEIN_IDLE_EXIT: '2' });
     await waitStatus(url, key, id, ['COMPLETED'], 60_000);
-    assert.match(await (await fetch(`${url}/metrics`)).text(), /^klein_jobs_waiting 0$/m);
+    assert.match(await (await fetch(`${url}/metrics`)).text(), /^klein_jobs_waiting\{model="flux-2-klein-4b"\} 0$/m);
   });
 
   it('a worker with KLEIN_IDLE_EXIT leaves the fleet after that long without a job', async () => {

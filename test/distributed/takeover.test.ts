@@ -10,7 +10,8 @@ import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import { generateOn, startStack, type Proc, type Stack } from './stack.js';
 import { RedisKeys } from '../../src/redis/connection.js';
-import { QUEUE_NAME } from '../../src/queue/redis/bull-job.js';
+import { queueName } from '../../src/queue/redis/bull-job.js';
+import { DEFAULT_MODEL_SLUG } from '../../src/contract/models.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -80,7 +81,7 @@ describe('fleet with default settings: a SIGKILLed worker\'s job', () => {
     // The worst case: killed just after its BullMQ lock was set or renewed, so the lock
     // outlives the worker by (almost) all of KLEIN_JOB_LOCK_MS.
     const redis = new Redis(s.redis.url);
-    const lockKey = `${new RedisKeys('klein').bull}:${QUEUE_NAME}:${id}:lock`;
+    const lockKey = `${new RedisKeys('klein').bull}:${queueName(DEFAULT_MODEL_SLUG)}:${id}:lock`;
     let lockLeft = 0;
     try {
       for (const deadline = Date.now() + 30_000; lockLeft < DEFAULT_LOCK_MS - 300; await sleep(10)) {

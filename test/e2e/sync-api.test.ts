@@ -216,8 +216,8 @@ describe('POST /v1/flux-2-klein-4b end to end (tiny engine)', () => {
     for (const stage of ['queue', 'text', 'denoise', 'decode', 'encode', 'fetch']) {
       assert.match(m, new RegExp(`klein_stage_seconds_count\\{stage="${stage}"\\} [1-9]`), stage);
     }
-    assert.match(m, /klein_http_requests_total\{route="\/v1\/:model",method="POST",status="200"\} [1-9]/);
-    assert.match(m, /klein_jobs_waiting 0/);
+    assert.match(m, /klein_http_requests_total\{route="\/v1\/flux-2-klein-4b",method="POST",status="200"\} [1-9]/);
+    assert.match(m, /klein_jobs_waiting\{model="flux-2-klein-4b"\} 0/);
   });
 });
 

@@ -21,13 +21,13 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { authHook, requireCaller } from '../auth.js';
+import { assertModelAllowed, authHook, requireCaller } from '../auth.js';
 import type { App, AppDeps } from '../app.js';
 import { ApiError } from '../../contract/errors.js';
 import type { GenerateInput } from '../../contract/request-schema.js';
-import { admit, type Admitted } from '../generate.js';
+import { admit, pricingOf, type Admitted } from '../generate.js';
 import { rateLimitHook } from '../rate-limit-hook.js';
-import { admissionHook } from '../admission-hook.js';
+import { admissionHook, cheapestPrice } from '../admission-hook.js';
 import { outcomeError, waitForOutcome } from '../../queue/outcomes.js';
 import { chargeOnDelivery } from '../charge-on-delivery.js';
 import { baseUrl } from '../base-url.js';
@@ -99,6 +99,9 @@ async function waitAll(deps: AppDeps, admitted: New[], gone: AbortSignal | undef
 
 async function generateImages(deps: AppDeps, req: FastifyRequest, reply: FastifyReply, b: OpenAiImagesInput, images: string[]) {
   const caller = requireCaller(req);
+  const model = deps.config.models.get(servedModel(deps.config, b.model) ?? '');
+  if (!model) throw new ApiError('internal', 'offered() lets only served models through');
+  assertModelAllowed(caller, model.slug);
   const gone = req.clientGone;
   const n = b.n ?? 1;
   const responseFormat = b.response_format ?? 'b64_json';
@@ -106,7 +109,7 @@ async function generateImages(deps: AppDeps, req: FastifyRequest, reply: Fastify
   try {
     try {
       for (let i = 0; i < n; i++) {
-        const a = await admit(deps, req, caller, segmindInput(b, images, i), { route: 'v1', id: i === 0 ? req.id : randomUUID(), signal: gone, hold: true });
+        const a = await admit(deps, req, caller, segmindInput(b, images, i), { route: 'v1', model, id: i === 0 ? req.id : randomUUID(), signal: gone, hold: true });
         if (a.kind !== 'new') throw new ApiError('internal', 'unexpected replay');
         admitted.push(a);
       }
@@ -197,7 +200,7 @@ const imageHeaders = {
 };
 const responses = {
   200: json(ref(OpenAiImagesResponse), '{created, data: [{b64_json} | {url}]}', imageHeaders),
-  ...openAiErrorResponses(400, 401, 406, 408, 409, 413, 429, 500, 502, 503, 504),
+  ...openAiErrorResponses(400, 401, 403, 406, 408, 409, 413, 429, 500, 502, 503, 504),
 };
 const tagged = { tags: ['openai'], security: SECURED };
 
@@ -221,7 +224,9 @@ const editsSchema = {
 export function registerOpenAiImageRoutes(app: App, deps: AppDeps): void {
   const auth = authHook(deps.db, { rpm: deps.config.defaultRpm, concurrency: deps.config.defaultConcurrency });
   const rate = rateLimitHook(deps.limiter);
-  const admission = admissionHook(deps, { route: 'v1' });
+  // The model is in the body, so the floor before it is read is the cheapest served model's.
+  const floor = Math.min(...deps.config.models.slugs.map((slug) => cheapestPrice(pricingOf(deps, slug))));
+  const admission = admissionHook(deps, { route: 'v1', floor });
   const onRequest = [auth, rate, admission];
   // Errors in OpenAI's envelope (contract §8), so OpenAI clients raise with the reason.
   const preSerialization = openAiErrorHook;

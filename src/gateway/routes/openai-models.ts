@@ -1,9 +1,11 @@
 /**
- * OpenAI-compatible model list (contract §8), behind the same key as the image routes:
- *   GET /v1/models          {object: "list", data: [{id, object: "model", created, owned_by}]}
+ * OpenAI-compatible model list (contract §6, §8), behind the same key as the image routes:
+ *   GET /v1/models          {object: "list", data: [{id, object: "model", created, owned_by, slug, variant, defaults}]}
  *   GET /v1/models/{model}  one of them; any other name is a 404
- * It lists the served slug and every alias of KLEIN_OPENAI_MODEL_ALIASES, which is what the
- * image routes' `model` takes (openai-model-names.ts). Errors are in OpenAI's envelope.
+ * It lists every served slug and every alias of KLEIN_OPENAI_MODEL_ALIASES, which is what
+ * the image routes' `model` takes (openai-model-names.ts), each with the served model it
+ * runs, that model's variant and defaults (OpenAI clients ignore fields they do not know).
+ * Errors are in OpenAI's envelope.
  *
  * `created` is when this server started (OpenAI's is when the model was published, which
  * a self-hosted server cannot know for an alias); `owned_by` is the model's publisher.
@@ -27,7 +29,11 @@ const tagged = { tags: ['openai'], security: SECURED };
 export function registerOpenAiModelRoutes(app: App, deps: AppDeps): void {
   const auth = authHook(deps.db, { rpm: deps.config.defaultRpm, concurrency: deps.config.defaultConcurrency });
   const created = Math.floor(Date.now() / 1000);
-  const describe = (id: string) => ({ id, object: 'model' as const, created, owned_by: OWNER });
+  const describe = (id: string) => {
+    const m = deps.config.models.get(servedModel(deps.config, id) ?? '');
+    if (!m) throw new ApiError('internal', `${id} names no served model`);
+    return { id, object: 'model' as const, created, owned_by: OWNER, slug: m.slug, variant: m.variant, defaults: { ...m.defaults } };
+  };
 
   app.get(
     '/v1/models',

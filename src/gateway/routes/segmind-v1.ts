@@ -1,6 +1,8 @@
 /**
- * POST /v1/flux-2-klein-4b — the synchronous, Segmind-compatible endpoint (contract §1).
- * Answers the image bytes with the x-… headers, or JSON with base64 when asked.
+ * POST /v1/{slug} — the synchronous, Segmind-compatible endpoint (contract §1), one route
+ * per served model (contract §6; `/v1/flux-2-klein-4b` by default), each with its model's
+ * defaults in its schema. Answers the image bytes with the x-… headers, or JSON with
+ * base64 when asked.
  *
  * Only a delivered answer is charged: without an Idempotency-Key the request's charge is
  * held until its answer has gone out (charge-on-delivery.ts), and a client that goes away
@@ -11,51 +13,58 @@
  */
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { microToCredits } from '../../billing/pricing.js';
-import { GenerateBody } from '../../contract/request-schema.js';
+import { bodiesFor } from '../../contract/request-schema.js';
+import type { ServedModel } from '../../contract/models.js';
 import { GeneratedImage } from '../../contract/responses.js';
-import { authHook, requireCaller } from '../auth.js';
+import { authHook, modelAccessHook, requireCaller } from '../auth.js';
 import type { App, AppDeps } from '../app.js';
-import { admit } from '../generate.js';
+import { admit, pricingOf } from '../generate.js';
 import { outcomeError, outcomeOfRow, waitForOutcome } from '../../queue/outcomes.js';
 import { rateLimitHook } from '../rate-limit-hook.js';
-import { admissionHook } from '../admission-hook.js';
+import { admissionHook, cheapestPrice } from '../admission-hook.js';
 import type { CompletedOutcome } from '../../queue/events.js';
 import { chargeOnDelivery } from '../charge-on-delivery.js';
-import { errorResponses, IdempotencyHeaders, IMAGE_CONTENT, IMAGE_HEADERS, ModelParams, ref, SECURED } from '../route-schema.js';
+import { errorResponses, IdempotencyHeaders, IMAGE_CONTENT, IMAGE_HEADERS, modelOperationId, modelRouteDescription, ref, SECURED } from '../route-schema.js';
 
-const schema = {
-  operationId: 'generate',
-  tags: ['generate'],
-  summary: 'Generate an image (synchronous, Segmind-compatible)',
-  description: 'Answers the image bytes with the x-… headers; JSON with the image base64-encoded when the body asks (base64) or the Accept header prefers application/json. Only a 200 is charged.',
-  security: SECURED,
-  params: ModelParams,
-  headers: IdempotencyHeaders,
-  body: ref(GenerateBody),
-  response: {
-    200: {
-      description: 'The image (or JSON with base64 when asked)',
-      headers: IMAGE_HEADERS,
-      content: { ...IMAGE_CONTENT, 'application/json': { schema: ref(GeneratedImage) } },
+function schemaFor(model: ServedModel, first: boolean) {
+  return {
+    operationId: modelOperationId('generate', model, first),
+    tags: ['generate'],
+    summary: `Generate an image with ${model.slug} (synchronous, Segmind-compatible)`,
+    description:
+      'Answers the image bytes with the x-… headers; JSON with the image base64-encoded when the body asks (base64) or the Accept header prefers application/json. Only a 200 is charged. ' +
+      modelRouteDescription(model),
+    security: SECURED,
+    headers: IdempotencyHeaders,
+    body: ref(bodiesFor(model.variant).sync),
+    response: {
+      200: {
+        description: 'The image (or JSON with base64 when asked)',
+        headers: IMAGE_HEADERS,
+        content: { ...IMAGE_CONTENT, 'application/json': { schema: ref(GeneratedImage) } },
+      },
+      ...errorResponses(400, 401, 403, 404, 406, 408, 409, 413, 422, 429, 500, 502, 503, 504),
     },
-    ...errorResponses(400, 401, 403, 404, 406, 408, 409, 413, 422, 429, 500, 502, 503, 504),
-  },
-};
+  };
+}
 
 export function registerSegmindV1Routes(app: App, deps: AppDeps): void {
   const auth = authHook(deps.db, { rpm: deps.config.defaultRpm, concurrency: deps.config.defaultConcurrency });
   const rate = rateLimitHook(deps.limiter);
-  const admission = admissionHook(deps, { route: 'v1' });
+  for (const model of deps.config.models.list) registerModelRoute(app, deps, model, [auth, rate]);
+}
 
+function registerModelRoute(app: App, deps: AppDeps, model: ServedModel, hooks: [ReturnType<typeof authHook>, ReturnType<typeof rateLimitHook>]): void {
+  const admission = admissionHook(deps, { route: 'v1', floor: cheapestPrice(pricingOf(deps, model.slug)) });
   app.post(
-    '/v1/:model',
-    { schema, onRequest: [auth, rate, admission], bodyLimit: deps.config.bodyLimitBytes },
+    `/v1/${model.slug}`,
+    { schema: schemaFor(model, model === deps.config.models.first), onRequest: [hooks[0], modelAccessHook(model.slug), hooks[1], admission], bodyLimit: deps.config.bodyLimitBytes },
     async (req, reply) => {
       const caller = requireCaller(req);
       const idem = req.headers['idempotency-key'];
       // Without an Idempotency-Key, a client that has gone cancels its request.
       const gone = idem === undefined ? req.clientGone : undefined;
-      const admitted = await admit(deps, req, caller, req.body, { route: 'v1', idempotencyKey: idem, signal: gone, hold: idem === undefined });
+      const admitted = await admit(deps, req, caller, req.body, { route: 'v1', model, idempotencyKey: idem, signal: gone, hold: idem === undefined });
       if (admitted.kind === 'existing') {
         // A replay: the finished result, or the one in flight; its own id in the header and any error body.
         reply.header('x-request-id', admitted.row.id);

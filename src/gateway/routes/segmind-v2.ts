@@ -1,5 +1,6 @@
 /**
- * The asynchronous API (contract §4): submit, status, record, output, and cancel (the
+ * The asynchronous API (contract §4): submit (POST /v2/{slug}, one route per served model,
+ * contract §6), status, record, output, and cancel (the
  * event stream is request-events.ts). A request is visible only to its own account (404 otherwise),
  * and an expired request is a 404.
  *
@@ -17,32 +18,36 @@ import { getRequestForAccount, type RequestRow } from '../../store/requests.js';
 import { TERMINAL } from '../../contract/request-states.js';
 import { CONTENT_TYPES } from '../../queue/storage-keys.js';
 import type { ImageFormat } from '../../contract/types.js';
-import { authHook, requireCaller } from '../auth.js';
+import { authHook, modelAccessHook, requireCaller } from '../auth.js';
 import { keyOrLink, ownRow } from '../request-access.js';
 import type { App, AppDeps } from '../app.js';
 import { ApiError } from '../../contract/errors.js';
-import { AsyncBody } from '../../contract/request-schema.js';
+import { bodiesFor } from '../../contract/request-schema.js';
+import type { ServedModel } from '../../contract/models.js';
 import { Cancellation, RequestRecord, StatusView, Submitted, type RequestMetrics } from '../../contract/responses.js';
-import { admit } from '../generate.js';
+import { admit, pricingOf } from '../generate.js';
 import { rateLimitHook } from '../rate-limit-hook.js';
-import { admissionHook } from '../admission-hook.js';
+import { admissionHook, cheapestPrice } from '../admission-hook.js';
 import { errorView, metricsOf, signedRecordView, urlsFor } from '../../store/record-view.js';
 import { outputPath } from '../../storage/request-links.js';
 import { baseUrl } from '../base-url.js';
-import { errorResponses, IdempotencyHeaders, IMAGE_CONTENT, json, ModelParams, RATE_LIMITED_HEADERS, ref, RequestIdParams, SECURED } from '../route-schema.js';
+import { errorResponses, IdempotencyHeaders, IMAGE_CONTENT, json, modelOperationId, modelRouteDescription, RATE_LIMITED_HEADERS, ref, RequestIdParams, SECURED } from '../route-schema.js';
 
 const tagged = { tags: ['requests'], security: SECURED };
 
-const submitSchema = {
-  ...tagged,
-  operationId: 'submitRequest',
-  summary: 'Queue a generation (asynchronous)',
-  description: 'Answers at once with the request id and its links; webhook_url gets one signed terminal event.',
-  params: ModelParams,
-  headers: IdempotencyHeaders,
-  body: ref(AsyncBody),
-  response: { 200: json(ref(Submitted), 'Queued', RATE_LIMITED_HEADERS), ...errorResponses(400, 401, 404, 406, 408, 413, 422, 429, 500, 502, 503) },
-};
+function submitSchema(model: ServedModel, first: boolean) {
+  return {
+    ...tagged,
+    operationId: modelOperationId('submitRequest', model, first),
+    summary: `Queue a generation with ${model.slug} (asynchronous)`,
+    description:
+      'Answers at once with the request id and its links; webhook_url gets one signed terminal event. When no worker serves the model (scaled to zero), the request waits in its queue. ' +
+      modelRouteDescription(model),
+    headers: IdempotencyHeaders,
+    body: ref(bodiesFor(model.variant).async),
+    response: { 200: json(ref(Submitted), 'Queued', RATE_LIMITED_HEADERS), ...errorResponses(400, 401, 403, 404, 406, 408, 413, 422, 429, 500, 502, 503) },
+  };
+}
 
 const statusSchema = {
   ...tagged,
@@ -93,19 +98,22 @@ const cancelSchema = {
 export function registerSegmindV2Routes(app: App, deps: AppDeps): void {
   const auth = authHook(deps.db, { rpm: deps.config.defaultRpm, concurrency: deps.config.defaultConcurrency });
   const rate = rateLimitHook(deps.limiter);
-  const admission = admissionHook(deps, { route: 'v2' });
   const outputAccess = keyOrLink(auth, deps.links, outputPath);
 
-  app.post('/v2/:model', { schema: submitSchema, onRequest: [auth, rate, admission], bodyLimit: deps.config.bodyLimitBytes }, async (req, reply) => {
-    const caller = requireCaller(req);
-    // A client that leaves before its request is queued never learns its id: nothing is queued for it.
-    const a = await admit(deps, req, caller, req.body, { route: 'v2', idempotencyKey: req.headers['idempotency-key'], signal: req.clientGone });
-    const id = a.kind === 'new' ? a.id : a.row.id;
-    if (a.kind === 'existing') reply.header('idempotent-replayed', 'true');
-    reply.header('x-request-id', id);
-    const status = a.kind === 'new' ? 'QUEUED' : a.row.status;
-    return { request_id: id, status, ...urlsFor(baseUrl(deps, req), id, deps.links) };
-  });
+  for (const model of deps.config.models.list) {
+    const admission = admissionHook(deps, { route: 'v2', floor: cheapestPrice(pricingOf(deps, model.slug)) });
+    const onRequest = [auth, modelAccessHook(model.slug), rate, admission];
+    app.post(`/v2/${model.slug}`, { schema: submitSchema(model, model === deps.config.models.first), onRequest, bodyLimit: deps.config.bodyLimitBytes }, async (req, reply) => {
+      const caller = requireCaller(req);
+      // A client that leaves before its request is queued never learns its id: nothing is queued for it.
+      const a = await admit(deps, req, caller, req.body, { route: 'v2', model, idempotencyKey: req.headers['idempotency-key'], signal: req.clientGone });
+      const id = a.kind === 'new' ? a.id : a.row.id;
+      if (a.kind === 'existing') reply.header('idempotent-replayed', 'true');
+      reply.header('x-request-id', id);
+      const status = a.kind === 'new' ? 'QUEUED' : a.row.status;
+      return { request_id: id, status, ...urlsFor(baseUrl(deps, req), id, deps.links) };
+    });
+  }
 
   app.get('/v2/requests/:id/status', { schema: statusSchema, onRequest: auth }, async (req) => {
     const row = await ownRow(deps, req, req.params.id);

@@ -25,16 +25,16 @@ import { TERMINAL } from '../../contract/request-states.js';
 import { getRequest, queuePosition } from '../../store/requests.js';
 import type { Database } from '../../store/schema.js';
 import type { OutputStorage } from '../../storage/types.js';
-import { queueDepth } from '../depth.js';
+import { queueDepths } from '../depth.js';
 import type { CancelReason, JobBus, JobOutcome, LoggedStep, ProgressEvent } from '../events.js';
 import { Lifecycle } from '../lifecycle.js';
 import { submitRequest } from '../submit.js';
 import type { QueueDepth } from '../../metrics/metrics.js';
 import type { JobQueue, Readiness, SubmitResult, SubmitSpec } from '../types.js';
 import type { ConnOptions, RedisKeys } from '../../redis/connection.js';
-import { QUEUE_NAME, type JobData } from './bull-job.js';
+import { queueName, type JobData } from './bull-job.js';
 import { readProgress, readProgressLog, RedisNotifier, subscribeEvents } from './events.js';
-import { readFleet } from './fleet.js';
+import { readFleet, type FleetView } from './fleet.js';
 
 export interface DistributedQueueOptions {
   db: Kysely<Database>;
@@ -50,8 +50,14 @@ export interface DistributedQueueOptions {
   /** Options for BullMQ's producer connection (fail-fast). */
   bullConnection: ConnOptions;
   keys: RedisKeys;
+  /** The served models' slugs: one BullMQ queue each. */
+  models: readonly string[];
   retentionMs: number;
   maxAttempts: number;
+  /** How often the fleet view behind readiness is read (ms; default 1000). */
+  fleetPollMs?: number;
+  /** How long a synchronous call for a model with no live worker is told to wait (Retry-After, s). */
+  noWorkerRetryAfterS?: number;
   /** How often a waiter reads the row while no `done` message came (ms). */
   pollMs?: number;
   onWebhook?: () => void;
@@ -63,13 +69,22 @@ export function jobOptions(id: string, maxAttempts: number) {
 }
 
 export class DistributedQueue implements JobQueue {
-  readonly queue: Queue<JobData>;
+  /** Each served model's BullMQ queue, by slug. */
+  readonly queues: ReadonlyMap<string, Queue<JobData>>;
   private readonly lifecycle: Lifecycle;
   private readonly notifier: RedisNotifier;
+  /** The fleet as last read (readiness is synchronous); null until the first read. */
+  private fleet: FleetView | null = null;
+  private fleetTimer: NodeJS.Timeout | null = null;
 
   constructor(private readonly options: DistributedQueueOptions) {
-    this.queue = new Queue<JobData>(QUEUE_NAME, { connection: options.bullConnection, prefix: options.keys.bull });
-    this.queue.on('error', (err) => options.logger.warn({ err }, 'queue connection error'));
+    this.queues = new Map(
+      options.models.map((model) => {
+        const q = new Queue<JobData>(queueName(model), { connection: options.bullConnection, prefix: options.keys.bull });
+        q.on('error', (err) => options.logger.warn({ err, model }, 'queue connection error'));
+        return [model, q] as const;
+      }),
+    );
     this.notifier = new RedisNotifier(options.redis, options.keys, options.logger);
     // Ends decided on a gateway (a queued request cancelled) reach waiters here at once and
     // other gateways through Redis.
@@ -88,17 +103,25 @@ export class DistributedQueue implements JobQueue {
 
   async start(): Promise<void> {
     await subscribeEvents(this.options.subscriber, this.options.keys, this.options.bus, (id) => this.outcome(id), this.options.logger);
+    await this.readFleet();
+    this.fleetTimer = setInterval(() => void this.readFleet(), this.options.fleetPollMs ?? 1000);
+    this.fleetTimer.unref();
   }
 
   async close(): Promise<void> {
-    await this.queue.close().catch(() => undefined);
+    if (this.fleetTimer) clearInterval(this.fleetTimer);
+    await Promise.all([...this.queues.values()].map((q) => q.close().catch(() => undefined)));
+  }
+
+  private async readFleet(): Promise<void> {
+    this.fleet = await readFleet(this.options.redis, this.options.keys).catch(() => this.fleet);
   }
 
   async submit(spec: SubmitSpec): Promise<SubmitResult> {
     const r = await submitRequest({ db: this.options.db, storage: this.options.storage, retentionMs: this.options.retentionMs }, spec, true);
     if (!r.ok) return r;
     try {
-      await this.enqueue(spec.id, spec.route);
+      await this.enqueue(spec.id, spec.route, spec.model);
     } catch (err) {
       const e = new ApiError('queue_unavailable', 'The job queue (Redis) is unreachable; the request was not queued and not charged', {
         headers: { 'retry-after': '5' },
@@ -110,18 +133,21 @@ export class DistributedQueue implements JobQueue {
     return r;
   }
 
-  /** Adds the job for request `id` (a no-op while a job with that id exists). */
-  async enqueue(id: string, route: string): Promise<void> {
-    await this.queue.add(QUEUE_NAME, { id, route }, jobOptions(id, this.options.maxAttempts));
+  /** Adds the job for request `id` to its model's queue (a no-op while a job with that id exists). */
+  async enqueue(id: string, route: string, model: string): Promise<void> {
+    const queue = this.queues.get(model);
+    if (!queue) throw new Error(`the model ${model} is not served by this gateway`);
+    await queue.add(queueName(model), { id, route, model }, jobOptions(id, this.options.maxAttempts));
   }
 
   async cancel(id: string, reason: CancelReason): Promise<boolean> {
+    const row = await getRequest(this.options.db, id);
     if (await this.lifecycle.cancelled(id, reason, ['QUEUED'])) {
-      await this.queue.remove(id).catch(() => undefined);
+      if (row) await this.queues.get(row.model)?.remove(id).catch(() => undefined);
       return true;
     }
-    const row = await getRequest(this.options.db, id);
-    if (row?.status !== 'PROCESSING') return false;
+    const now = row?.status === 'PROCESSING' ? row : await getRequest(this.options.db, id);
+    if (now?.status !== 'PROCESSING') return false;
     await this.notifier.cancel(id, reason).catch((err: unknown) => {
       throw new ApiError('queue_unavailable', 'The cancel could not reach the workers (Redis is unreachable); try again shortly', { cause: err });
     });
@@ -165,10 +191,18 @@ export class DistributedQueue implements JobQueue {
     return this.options.bus.onProgress(id, fn);
   }
 
-  readiness(): Readiness {
+  /**
+   * Redis up, and a live worker for `model` (ready, busy or starting; one that is draining
+   * or unhealthy takes no new work). With none, asynchronous work still queues (an
+   * autoscaler sees its depth and starts a worker); a synchronous call gets 503.
+   */
+  readiness(model: string): Readiness {
     const s = this.options.redis.status;
-    if (s === 'ready') return { status: 'READY' };
-    return { status: 'UNHEALTHY', reason: `the job queue's Redis is unreachable (${s})`, retryAfterS: 5 };
+    if (s !== 'ready') return { status: 'UNHEALTHY', reason: `the job queue's Redis is unreachable (${s})`, retryAfterS: 5 };
+    if (!this.queues.has(model)) return { status: 'UNHEALTHY', reason: `the model ${model} is not served here` };
+    const live = (this.fleet?.workers ?? []).filter((w) => w.model === model && (w.state === 'READY' || w.state === 'BUSY' || w.state === 'STARTING'));
+    if (live.length === 0) return { status: 'READY', noWorkers: { retryAfterS: this.options.noWorkerRetryAfterS ?? 30 } };
+    return { status: 'READY' };
   }
 
   async describe(): Promise<Record<string, unknown>> {
@@ -184,15 +218,15 @@ export class DistributedQueue implements JobQueue {
             unhealthy: fleet.unhealthy,
             draining: fleet.draining,
             lost: fleet.lost,
-            list: fleet.workers.map((w) => ({ id: w.id, gpu: w.gpu, state: w.state, reason: w.reason, job: w.job, jobs_done: w.jobs_done, seen_at: w.seen_at })),
+            list: fleet.workers.map((w) => ({ id: w.id, model: w.model, gpu: w.gpu, state: w.state, reason: w.reason, job: w.job, jobs_done: w.jobs_done, seen_at: w.seen_at })),
             lost_ids: fleet.lost_ids,
           }
         : null,
     };
   }
 
-  async depth(): Promise<QueueDepth> {
-    return queueDepth(this.options.db);
+  async depth(): Promise<ReadonlyMap<string, QueueDepth>> {
+    return queueDepths(this.options.db, this.options.models);
   }
 
   /** The lifecycle, for the reconciler (it ends requests whose jobs are lost for good). */

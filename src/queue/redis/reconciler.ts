@@ -29,9 +29,10 @@ export interface ReconcilerOptions {
   db: Kysely<Database>;
   redis: Redis;
   keys: RedisKeys;
-  queue: Queue;
+  /** Each served model's queue; undefined for a model this gateway does not serve (its rows are left to gateways that do). */
+  queueOf: (model: string) => Pick<Queue, 'getJobState'> | undefined;
   lifecycle: Lifecycle;
-  enqueue: (id: string, route: string) => Promise<void>;
+  enqueue: (id: string, route: string, model: string) => Promise<void>;
   logger: Logger;
   maxAttempts: number;
   intervalMs: number;
@@ -92,7 +93,7 @@ export class Reconciler {
   async reconcile(now = Date.now()): Promise<{ requeued: string[]; failed: string[]; returned: string[] }> {
     const rows = await this.options.db
       .selectFrom('requests')
-      .select(['id', 'status', 'route', 'worker_id', 'attempts'])
+      .select(['id', 'status', 'route', 'model', 'worker_id', 'attempts'])
       .where('status', 'in', ['QUEUED', 'PROCESSING'])
       .where('created_at', '<=', now - this.options.graceMs)
       .orderBy('created_at')
@@ -101,15 +102,17 @@ export class Reconciler {
     const done = { requeued: [] as string[], failed: [] as string[], returned: [] as string[] };
     let alive: Set<string> | null = null;
     for (const r of rows) {
+      const queue = this.options.queueOf(r.model);
+      if (!queue) continue;
       // Read after the row, as returnTakenBack does (its comment says why).
-      const state = await this.options.queue.getJobState(r.id);
+      const state = await queue.getJobState(r.id);
       if (r.status === 'PROCESSING' && r.worker_id !== null && NOT_HELD.has(state)) {
         if (await requeueClaim(this.options.db, r.id, { workerId: r.worker_id, attempts: r.attempts })) done.returned.push(r.id);
         continue;
       }
       if (state !== 'unknown') continue;
       if (r.status === 'QUEUED') {
-        await this.options.enqueue(r.id, r.route);
+        await this.options.enqueue(r.id, r.route, r.model);
         done.requeued.push(r.id);
         continue;
       }
@@ -117,7 +120,7 @@ export class Reconciler {
       if (r.worker_id && alive.has(r.worker_id)) continue;
       if (r.attempts < this.options.maxAttempts) {
         if (await transition(this.options.db, r.id, ['PROCESSING'], 'QUEUED', {}, now, r.worker_id ?? undefined)) {
-          await this.options.enqueue(r.id, r.route);
+          await this.options.enqueue(r.id, r.route, r.model);
           done.requeued.push(r.id);
         }
       } else {

@@ -8,11 +8,13 @@ import { type Kysely, type Migration, type MigrationProvider, Migrator } from 'k
 import * as m001 from './001-initial.js';
 import * as m002 from './002-webhooks.js';
 import * as m003 from './003-held-charges.js';
+import * as m004 from './004-models.js';
 
 const MIGRATIONS: Readonly<Record<string, Migration>> = {
   '001-initial': m001,
   '002-webhooks': m002,
   '003-held-charges': m003,
+  '004-models': m004,
 };
 
 class InCodeProvider implements MigrationProvider {

@@ -57,10 +57,7 @@ export const Usage = Type.Object(
   { $id: 'Usage', description: "An account's requests and money" },
 );
 
-/**
- * The key routes' schemas (POST and GET /admin/keys) carry no `$id`: the routes use them
- * in place, so that they stand without a component registered for them in openapi.ts.
- */
+/** The key routes' schemas (POST and GET /admin/keys), components like the others. */
 const KeyModels = Type.Union(
   [Type.Array(Type.String({ description: 'A served model slug' }), { minItems: 1, maxItems: 64 }), Type.Null()],
   { description: 'The served models (slugs) the key may use; null: every model the server serves (contract §2: another model is a 403)' },
@@ -80,7 +77,7 @@ export const KeyCreation = Type.Object(
     admin: Type.Optional(Type.Boolean({ description: 'The key may use the admin routes; default false' })),
     models: Type.Optional(KeyModels),
   },
-  { additionalProperties: false, description: 'Body of POST /admin/keys (the options of `klein keys create`)' },
+  { $id: 'KeyCreation', additionalProperties: false, description: 'Body of POST /admin/keys (the options of `klein keys create`)' },
 );
 
 export const CreatedKey = Type.Object(
@@ -97,7 +94,7 @@ export const CreatedKey = Type.Object(
     concurrency: Type.Union([Type.Integer(), Type.Null()], { description: 'Concurrent requests; null: the server default' }),
     webhook_secret: Type.String({ description: "The account's webhook signing secret" }),
   },
-  { description: 'The new key and its account' },
+  { $id: 'CreatedKey', description: 'The new key and its account' },
 );
 
 const Millis = (description: string) => Type.Union([Type.Integer(), Type.Null()], { description: `${description}, epoch milliseconds` });
@@ -119,7 +116,7 @@ export const KeyList = Type.Object(
       }),
     ),
   },
-  { description: 'Keys, oldest first: prefixes only' },
+  { $id: 'KeyList', description: 'Keys, oldest first: prefixes only' },
 );
 
 export const KeyListQuery = Type.Object({

@@ -16,7 +16,7 @@ import Type, { type TSchema } from 'typebox';
 import { AsyncBody, GenerateBody } from '../contract/request-schema.js';
 import { OpenAiEditsForm, OpenAiError, OpenAiImagesBody, OpenAiImagesResponse, OpenAiModel, OpenAiModelList } from '../contract/openai-schema.js';
 import { Cancellation, Credits, ErrorEnvelope, GeneratedImage, ProgressEvent, QueuedEvent, RequestRecord, StatusView, Submitted, TerminalEvent } from '../contract/responses.js';
-import { AccountList, CreditBalance, CreditGrant, Usage } from '../contract/admin-schema.js';
+import { AccountList, CreatedKey, CreditBalance, CreditGrant, KeyCreation, KeyList, Usage } from '../contract/admin-schema.js';
 import { Health, ReadyCheck } from '../contract/health-schema.js';
 import type { App } from './app.js';
 import { componentName, json, text } from './route-schema.js';
@@ -46,6 +46,9 @@ export const COMPONENTS: ReadonlyMap<string, TSchema> = new Map(
     CreditGrant,
     CreditBalance,
     Usage,
+    KeyCreation,
+    CreatedKey,
+    KeyList,
     Health,
     ReadyCheck,
   ].map((schema): [string, TSchema] => [componentName(schema), schema]),
@@ -56,7 +59,7 @@ const TAGS = [
   { name: 'requests', description: 'The asynchronous API: submit, follow, fetch, cancel (contract §4)' },
   { name: 'openai', description: 'OpenAI-compatible image routes (contract §8)' },
   { name: 'account', description: "The caller's own account" },
-  { name: 'admin', description: 'Accounts and credits (an admin key)' },
+  { name: 'admin', description: 'Accounts, credits and keys (an admin key)' },
   { name: 'health', description: 'State, readiness and metrics (no key)' },
   { name: 'docs', description: 'This document and its page' },
   { name: 'playground', description: 'The browser playground' },

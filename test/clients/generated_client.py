@@ -25,7 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(PACKAGE_DIR)))
 from klein_client import AuthenticatedClient, Client  # noqa: E402
 from klein_client import models as m  # noqa: E402
 from klein_client.api.account import get_user_credits  # noqa: E402
-from klein_client.api.admin import get_account_usage, grant_credits, list_accounts  # noqa: E402
+from klein_client.api.admin import create_key, get_account_usage, grant_credits, list_accounts, list_keys  # noqa: E402
 from klein_client.api.docs import get_docs_page, get_open_api_document  # noqa: E402
 from klein_client.api.generate import generate  # noqa: E402
 from klein_client.api.health import get_health, get_metrics, get_readiness  # noqa: E402
@@ -41,6 +41,8 @@ from klein_client.api.requests import (  # noqa: E402
 )
 from klein_client.types import File, Response  # noqa: E402
 
+# The first served model: its routes (/v1/flux-2-klein-4b, /v2/flux-2-klein-4b) keep the
+# operationIds generate and submitRequest, so their functions take no model argument.
 MODEL = "flux-2-klein-4b"
 SENT: list = []
 
@@ -161,12 +163,12 @@ def small(cls: type, **extra):
 
 @operation("generate")
 def _(ctx: dict) -> dict:
-    png = generate.sync_detailed(MODEL, client=USER, body=small(m.GenerateBody))
-    jpeg = generate.sync_detailed(MODEL, client=USER, body=small(m.GenerateBody, image_format=m.GenerateBodyImageFormat.JPEG))
+    png = generate.sync_detailed(client=USER, body=small(m.GenerateBody))
+    jpeg = generate.sync_detailed(client=USER, body=small(m.GenerateBody, image_format=m.GenerateBodyImageFormat.JPEG))
     # base64: JSON, which this generator (one content type per status) hands over as bytes.
-    b64 = generate.sync_detailed(MODEL, client=USER, body=small(m.GenerateBody, base64=True))
+    b64 = generate.sync_detailed(client=USER, body=small(m.GenerateBody, base64=True))
     as_json = m.GeneratedImage.from_dict(json.loads(parsed(b64, File).payload.read()))
-    bad = generate.sync_detailed(MODEL, client=USER, body=m.GenerateBody(prompt="x", steps=0, width=64, height=64))
+    bad = generate.sync_detailed(client=USER, body=m.GenerateBody(prompt="x", steps=0, width=64, height=64))
     return {
         "png": {"class": "File", "content_type": png.headers["content-type"], **image(parsed(png, File).payload.read())},
         "jpeg": {"class": "File", "content_type": jpeg.headers["content-type"], **image(parsed(jpeg, File).payload.read())},
@@ -177,7 +179,7 @@ def _(ctx: dict) -> dict:
 
 @operation("submitRequest")
 def _(ctx: dict) -> dict:
-    r = submit_request.sync_detailed(MODEL, client=USER, body=small(m.AsyncBody))
+    r = submit_request.sync_detailed(client=USER, body=small(m.AsyncBody))
     ctx["id"] = parsed(r, m.Submitted).request_id
     return model(r, m.Submitted)
 
@@ -231,16 +233,22 @@ def _(ctx: dict) -> dict:
     return {"class": "OpenAiImagesResponse", "images": [image(base64.b64decode(d.b64_json)) for d in out.data]}
 
 
+def served(d) -> dict:
+    """A model entry's served model: its slug, variant and defaults, as parsed."""
+    return {"id": d.id, "slug": d.slug, "variant": str(d.variant), "steps": d.defaults.steps, "cfg": d.defaults.cfg}
+
+
 @operation("listModels")
 def _(ctx: dict) -> dict:
     out = parsed(list_models.sync_detailed(client=USER), m.OpenAiModelList)
-    return {"class": type(out).__name__, "ids": [d.id for d in out.data]}
+    return {"class": type(out).__name__, "ids": [d.id for d in out.data], "models": [served(d) for d in out.data]}
 
 
 @operation("retrieveModel")
 def _(ctx: dict) -> dict:
     return {
         "ok": model(retrieve_model.sync_detailed("gpt-image-1", client=USER), m.OpenAiModel),
+        "slug": served(parsed(retrieve_model.sync_detailed(MODEL, client=USER), m.OpenAiModel)),
         "unknown": openai_error(retrieve_model.sync_detailed("dall-e-9", client=USER)),
     }
 
@@ -262,6 +270,28 @@ def _(ctx: dict) -> dict:
 @operation("getAccountUsage")
 def _(ctx: dict) -> dict:
     return model(get_account_usage.sync_detailed(ctx["account"], client=ADMIN), m.Usage)
+
+
+@operation("createKey")
+def _(ctx: dict) -> dict:
+    r = create_key.sync_detailed(client=ADMIN, body=m.KeyCreation(name="generated", credits_="1.5", models=[MODEL]))
+    created = model(r, m.CreatedKey)
+    ctx["key_id"] = created["key_id"]
+    # A slug the server does not serve: refused, nothing created.
+    unserved = create_key.sync_detailed(client=ADMIN, body=m.KeyCreation(models=["flux-2-klein-99b"]))
+    return {**{k: v for k, v in created.items() if k not in ("key", "webhook_secret")}, "key_shape": created["key"].startswith("kl_"), "unserved": error(unserved)}
+
+
+@operation("listKeys")
+def _(ctx: dict) -> dict:
+    keys = parsed(list_keys.sync_detailed(client=ADMIN), m.KeyList).keys
+    mine = [k for k in keys if k.key_id == ctx["key_id"]]
+    return {
+        "class": "KeyList",
+        "count": len(keys),
+        "created": {"models": mine[0].models, "status": str(mine[0].status), "name": mine[0].name} if mine else None,
+        "not_admin": error(list_keys.sync_detailed(client=USER)),
+    }
 
 
 @operation("getOpenApiDocument")

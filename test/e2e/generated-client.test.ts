@@ -110,7 +110,13 @@ describe('a Python client generated from /openapi.json', () => {
     assert.deepEqual([r.createImage.too_many.class, r.createImage.too_many.http, r.createImage.too_many.param, r.createImage.too_many.code], ['OpenAiError', 400, 'n', 'validation_failed']);
     assert.deepEqual(r.createImageEdit.images, [{ format: 'png', size: [64, 64] }]);
     assert.ok(r.listModels.ids.includes('flux-2-klein-4b'), String(r.listModels.ids));
-    assert.deepEqual([r.retrieveModel.ok.id, r.retrieveModel.ok.object], ['gpt-image-1', 'model']);
+    // The served model's entry parses with its variant and defaults (the tiny model's files
+    // read as distilled, whose defaults are 20 steps: contract/models.ts).
+    const served = (r.listModels.models as Json[]).find((e) => e.id === 'flux-2-klein-4b');
+    assert.deepEqual(served && [served.slug, served.variant, served.steps], ['flux-2-klein-4b', 'distilled', 20], JSON.stringify(r.listModels.models));
+    assert.deepEqual([r.retrieveModel.ok.id, r.retrieveModel.ok.object, r.retrieveModel.ok.slug], ['gpt-image-1', 'model', 'flux-2-klein-4b']);
+    assert.deepEqual([r.retrieveModel.ok.variant, r.retrieveModel.ok.defaults.steps], ['distilled', 20]);
+    assert.deepEqual([r.retrieveModel.slug.id, r.retrieveModel.slug.slug, r.retrieveModel.slug.variant, r.retrieveModel.slug.steps], ['flux-2-klein-4b', 'flux-2-klein-4b', 'distilled', 20]);
     assert.deepEqual([r.retrieveModel.unknown.class, r.retrieveModel.unknown.http, r.retrieveModel.unknown.code], ['OpenAiError', 404, 'not_found']);
 
     assert.ok(r.listAccounts.ids.includes(key.account_id));
@@ -118,6 +124,14 @@ describe('a Python client generated from /openapi.json', () => {
     assert.deepEqual([r.grantCredits.class, r.grantCredits.account_id], ['CreditBalance', key.account_id]);
     assert.deepEqual([r.getAccountUsage.class, r.getAccountUsage.account_id], ['Usage', key.account_id]);
     assert.ok(r.getAccountUsage.settled_requests >= 5, String(r.getAccountUsage.settled_requests));
+
+    const c = r.createKey;
+    assert.deepEqual([c.class, c.http, c.models, c.credits, c.name, c.admin, c.key_shape], ['CreatedKey', 201, ['flux-2-klein-4b'], '1.5', 'generated', false, true]);
+    assert.deepEqual([c.unserved.class, c.unserved.http, c.unserved.code, c.unserved.fields], ['Error', 400, 'validation_failed', ['models']]);
+    assert.deepEqual(r.listKeys.created, { models: ['flux-2-klein-4b'], status: 'active', name: 'generated' });
+    // The two keys made here and the created one: the refused call created nothing.
+    assert.equal(r.listKeys.count, 3);
+    assert.deepEqual([r.listKeys.not_admin.class, r.listKeys.not_admin.http, r.listKeys.not_admin.code], ['Error', 403, 'forbidden']);
 
     assert.deepEqual([r.getOpenApiDocument.openapi, r.getOpenApiDocument.operations], ['3.1.0', operations.map((o) => o.id).sort()]);
     assert.deepEqual([r.getDocsPage.swagger_ui, r.getIndexPage.html, r.getPlaygroundPage.html], [true, true, true]);

@@ -45,8 +45,8 @@ const createKeySchema = {
   ...tagged,
   operationId: 'createKey',
   summary: 'Create an API key (admin key)',
-  body: KeyCreation,
-  response: { 201: json(CreatedKey, 'The new key, shown this once', RATE_LIMITED_HEADERS), ...errorResponses(400, 401, 403, 404, 408, 413, 429, 500) },
+  body: ref(KeyCreation),
+  response: { 201: json(ref(CreatedKey), 'The new key, shown this once', RATE_LIMITED_HEADERS), ...errorResponses(400, 401, 403, 404, 408, 413, 429, 500) },
 };
 
 const listKeysSchema = {
@@ -54,7 +54,7 @@ const listKeysSchema = {
   operationId: 'listKeys',
   summary: 'API keys, prefixes only (admin key)',
   querystring: KeyListQuery,
-  response: { 200: json(KeyList, 'Keys', RATE_LIMITED_HEADERS), ...errorResponses(401, 403, 429, 500) },
+  response: { 200: json(ref(KeyList), 'Keys', RATE_LIMITED_HEADERS), ...errorResponses(401, 403, 429, 500) },
 };
 
 /** A 400 for one field of an admin body. */

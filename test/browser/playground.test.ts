@@ -104,6 +104,10 @@ describe('playground (Chromium, tiny engine)', () => {
   it('builds every control from /openapi.json with the schema defaults, ranges and choices', { timeout: 60_000 }, async () => {
     const { page, problems } = await openPage();
     for (const name of PARAMS) assert.equal(await page.locator(`#f-${name}`).count(), 1, `no control for ${name}`);
+    // One served model (KLEIN_MODEL alone): the picker holds it, chosen, with what the document says of it.
+    assert.deepEqual(await page.locator('#model option').allInnerTexts(), ['flux-2-klein-4b']);
+    assert.equal(await page.locator('#model').inputValue(), 'flux-2-klein-4b');
+    assert.equal(await text(page, '#model-about'), `distilled; defaults: ${schema.steps.default} steps, cfg ${schema.cfg.default}`);
     for (const name of ['seed', 'cfg', 'steps', 'quality', 'width', 'height']) {
       const p = schema[name];
       const input = page.locator(`#f-${name}`);

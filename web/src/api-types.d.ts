@@ -164,7 +164,7 @@ export interface Schemas {
     /** A human-readable message (what Segmind clients read) */
     error: string;
     /** The error code (a row of the error table) */
-    code: "invalid_json" | "unsupported_media_type" | "validation_failed" | "image_fetch_failed" | "image_invalid" | "image_too_large" | "image_too_small" | "image_bad_ratio" | "url_blocked" | "invalid_multipart" | "bad_url" | "bad_request" | "unauthorized" | "forbidden" | "invalid_link" | "link_expired" | "not_found" | "insufficient_credits" | "request_timeout" | "request_cancelled" | "idempotency_conflict" | "payload_too_large" | "rate_limited" | "headers_too_large" | "concurrency_limited" | "client_closed" | "internal" | "engine_unavailable" | "engine_failed" | "out_of_memory" | "not_ready" | "draining" | "queue_unavailable" | "timeout";
+    code: "invalid_json" | "unsupported_media_type" | "validation_failed" | "image_fetch_failed" | "image_invalid" | "image_too_large" | "image_too_small" | "image_bad_ratio" | "url_blocked" | "invalid_multipart" | "bad_url" | "bad_request" | "unauthorized" | "forbidden" | "invalid_link" | "link_expired" | "not_found" | "insufficient_credits" | "request_timeout" | "request_cancelled" | "idempotency_conflict" | "payload_too_large" | "rate_limited" | "headers_too_large" | "concurrency_limited" | "client_closed" | "internal" | "engine_unavailable" | "engine_failed" | "out_of_memory" | "not_ready" | "draining" | "queue_unavailable" | "no_workers" | "timeout";
     /** The request id, as in the x-request-id header */
     request_id: string;
     /** A validation error: one entry per bad field */
@@ -405,30 +405,48 @@ export interface Schemas {
       /** The field at fault, or null */
       param: string | null;
       /** The error code (a row of the error table) */
-      code: "invalid_json" | "unsupported_media_type" | "validation_failed" | "image_fetch_failed" | "image_invalid" | "image_too_large" | "image_too_small" | "image_bad_ratio" | "url_blocked" | "invalid_multipart" | "bad_url" | "bad_request" | "unauthorized" | "forbidden" | "invalid_link" | "link_expired" | "not_found" | "insufficient_credits" | "request_timeout" | "request_cancelled" | "idempotency_conflict" | "payload_too_large" | "rate_limited" | "headers_too_large" | "concurrency_limited" | "client_closed" | "internal" | "engine_unavailable" | "engine_failed" | "out_of_memory" | "not_ready" | "draining" | "queue_unavailable" | "timeout";
+      code: "invalid_json" | "unsupported_media_type" | "validation_failed" | "image_fetch_failed" | "image_invalid" | "image_too_large" | "image_too_small" | "image_bad_ratio" | "url_blocked" | "invalid_multipart" | "bad_url" | "bad_request" | "unauthorized" | "forbidden" | "invalid_link" | "link_expired" | "not_found" | "insufficient_credits" | "request_timeout" | "request_cancelled" | "idempotency_conflict" | "payload_too_large" | "rate_limited" | "headers_too_large" | "concurrency_limited" | "client_closed" | "internal" | "engine_unavailable" | "engine_failed" | "out_of_memory" | "not_ready" | "draining" | "queue_unavailable" | "no_workers" | "timeout";
     };
   };
   /** A model (or an alias of one) that the OpenAI-compatible routes take as model */
   OpenAiModel: {
-    /** The name to pass as model: the served slug or an alias of it */
+    /** The name to pass as model: a served slug or an alias of one */
     id: string;
     object: "model";
     /** Unix time, in seconds, when this server started */
     created: number;
     /** The model's publisher */
     owned_by: string;
+    /** The served model it runs (itself for a slug; /v1/{slug} and /v2/{slug} are its routes) */
+    slug: string;
+    /** Read from the model's files; its defaults follow it */
+    variant: "distilled" | "base";
+    /** steps and cfg when a request leaves them out */
+    defaults: {
+      steps: number;
+      cfg: number;
+    };
   };
   /** The models the OpenAI-compatible routes take, in OpenAI's list shape */
   OpenAiModelList: {
     object: "list";
     data: Array<{
-      /** The name to pass as model: the served slug or an alias of it */
+      /** The name to pass as model: a served slug or an alias of one */
       id: string;
       object: "model";
       /** Unix time, in seconds, when this server started */
       created: number;
       /** The model's publisher */
       owned_by: string;
+      /** The served model it runs (itself for a slug; /v1/{slug} and /v2/{slug} are its routes) */
+      slug: string;
+      /** Read from the model's files; its defaults follow it */
+      variant: "distilled" | "base";
+      /** steps and cfg when a request leaves them out */
+      defaults: {
+        steps: number;
+        cfg: number;
+      };
     }>;
   };
   /** Every account, oldest first */
@@ -482,14 +500,76 @@ export interface Schemas {
     };
     settled_requests: number;
   };
-  /** The state, the model and the queue, plus what the queue describes (the engine, or the fleet of workers) */
+  /** Body of POST /admin/keys (the options of `klein keys create`) */
+  KeyCreation: {
+    /** Add the key to this existing account; absent: a new account */
+    account_id?: string;
+    /** A name to recognise the key (and a new account) by */
+    name?: string | null;
+    /** A new account starts with these credits; an existing one gets them added. A non-negative decimal with at most 6 places, as a JSON number or a string; default 0 */
+    credits?: number | string;
+    /** The account's requests per minute; null: the server default */
+    rpm?: number | null;
+    /** The account's concurrent requests; null: the server default */
+    concurrency?: number | null;
+    /** The key may use the admin routes; default false */
+    admin?: boolean;
+    /** The served models (slugs) the key may use; null: every model the server serves (contract §2: another model is a 403) */
+    models?: string[] | null;
+  };
+  /** The new key and its account */
+  CreatedKey: {
+    /** The key itself: shown this once, only its hash is stored */
+    key: string;
+    key_id: string;
+    account_id: string;
+    /** What lists show instead of the key, e.g. kl_Ab12Cd… */
+    prefix: string;
+    name: string | null;
+    admin: boolean;
+    /** The served models (slugs) the key may use; null: every model the server serves (contract §2: another model is a 403) */
+    models: string[] | null;
+    /** Credits, as an exact decimal (up to 6 places) */
+    credits: string;
+    /** Requests per minute; null: the server default */
+    rpm: number | null;
+    /** Concurrent requests; null: the server default */
+    concurrency: number | null;
+    /** The account's webhook signing secret */
+    webhook_secret: string;
+  };
+  /** Keys, oldest first: prefixes only */
+  KeyList: {
+    keys: Array<{
+      key_id: string;
+      /** The key is never shown again, only this */
+      prefix: string;
+      name: string | null;
+      account_id: string;
+      admin: boolean;
+      /** The served models (slugs) the key may use; null: every model the server serves (contract §2: another model is a 403) */
+      models: string[] | null;
+      status: "active" | "revoked";
+      /** Epoch milliseconds */
+      created_at: number;
+      /** When it was revoked (null: active), epoch milliseconds */
+      revoked_at: number | null;
+      /** Its last use, to the minute (null: never), epoch milliseconds */
+      last_used_at: number | null;
+    }>;
+  };
+  /** The server's state (its least ready model's), each model's, the queue, plus what the queue describes (the engines, or the fleet of workers) */
   Health: {
     /** READY or BUSY take work; STARTING and DRAINING answer 503, UNHEALTHY 502 or 503 */
     status: "STARTING" | "READY" | "BUSY" | "UNHEALTHY" | "DRAINING";
     /** Why, when not READY or BUSY */
     reason?: string;
-    /** The model served (KLEIN_MODEL) */
+    /** The first served model (KLEIN_MODELS; KLEIN_MODEL alone serves it as flux-2-klein-4b) */
     model: string;
+    /** Each served model by slug: its state, variant, defaults, queue and engine (or workers) */
+    models: {
+      [key: string]: unknown;
+    };
     queue: {
       waiting: number;
       running: number;

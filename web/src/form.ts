@@ -85,6 +85,20 @@ export class ParamsForm {
     }
   }
 
+  /**
+   * The fields whose control no longer holds the schema's default, as the control holds
+   * them: what the user chose, kept when the form is rebuilt for another model.
+   */
+  edited(): Map<string, string | boolean> {
+    const out = new Map<string, string | boolean>();
+    for (const [name, { spec, control }] of this.controls) {
+      if (control instanceof HTMLInputElement && control.type === 'checkbox') {
+        if (control.checked !== (spec.default === true)) out.set(name, control.checked);
+      } else if (control.value !== (spec.default === undefined ? '' : String(spec.default))) out.set(name, control.value);
+    }
+    return out;
+  }
+
   set(name: string, value: string | number | boolean): void {
     const c = this.controls.get(name)?.control;
     if (!c) return;

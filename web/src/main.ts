@@ -1,8 +1,9 @@
 /**
- * The playground page: builds the form from /openapi.json, then runs each generation
- * through the asynchronous API (contract §4):
+ * The playground page: builds the form from /openapi.json, for the model chosen in the
+ * picker (each served model has its own route and defaults, contract §6), then runs each
+ * generation through the asynchronous API (contract §4):
  *
- *   POST /v2/{model}                      → 4xx/5xx: said in words, field errors beside fields
+ *   POST /v2/<slug>                       → 4xx/5xx: said in words, field errors beside fields
  *   GET  /v2/requests/{id}/events?preview → queued, progress (bar + preview), then the end
  *        (the browser's EventSource on the signed events_url, resumed after a drop: sse.ts)
  *   GET  /v2/requests/{id}/output         → the image; GET /v1/get-user-credits → the balance
@@ -20,7 +21,8 @@ import { describeEnd, describeFailure } from './messages.js';
 import { ProgressView, type Preview } from './progress-view.js';
 import { References } from './references.js';
 import { ResultView, type ResultFacts } from './result-view.js';
-import { loadBodySpec, type BodySpec, type FieldSpec } from './schema.js';
+import { ModelPicker } from './model-picker.js';
+import { loadBodySpecs, type BodySpec, type FieldSpec } from './schema.js';
 
 /**
  * Body fields with a place of their own on the page; every other field of the schema gets a
@@ -123,16 +125,16 @@ function showFailure(e: unknown): void {
 }
 
 async function start(): Promise<void> {
-  let spec: BodySpec;
+  let specs: BodySpec[];
   try {
-    spec = await loadBodySpec();
+    specs = await loadBodySpecs();
   } catch (e) {
     say('error', `Could not read the API description (/openapi.json): ${e instanceof Error ? e.message : String(e)}`);
     generateButton.disabled = true;
     return;
   }
-  const promptForm = new ParamsForm(byId('prompt-field', HTMLElement), [fieldOf(spec, PROMPT)], errors);
-  const refs = new References(fieldOf(spec, IMAGES), {
+  // The reference list is the same field for every model (GENERATE_PROPERTIES), built once.
+  const refs = new References(fieldOf(specs[0]!, IMAGES), {
     zone: byId('ref-zone', HTMLElement),
     picker: byId('ref-files', HTMLInputElement),
     url: byId('ref-url', HTMLInputElement),
@@ -142,20 +144,43 @@ async function start(): Promise<void> {
     error: byId('ref-problem', HTMLElement),
   });
   errors.register(IMAGES, byId('err-image_urls', HTMLElement), byId('ref-zone', HTMLElement));
-  const paramFields = spec.fields.filter((f) => f.name !== PROMPT && f.name !== IMAGES && !NOT_SHOWN.has(f.name));
-  const params = new ParamsForm(byId('params', HTMLElement), paramFields, errors);
-  byId('reset', HTMLButtonElement).addEventListener('click', () => params.reset());
 
-  // seed: the schema's minimum is the "random" sentinel (-1, contract §1).
-  const seedInput = params.control('seed');
-  const seedMin = fieldOf(spec, 'seed').minimum;
-  if (seedInput && seedMin !== undefined) {
-    const random = el('button', { type: 'button', id: 'seed-random', title: `${seedMin} picks a random seed` }, 'random');
-    random.addEventListener('click', () => params.set('seed', seedMin));
-    const row = el('div', { class: 'row' });
-    seedInput.replaceWith(row);
-    row.append(seedInput, random);
-  }
+  const promptBox = byId('prompt-field', HTMLElement);
+  const paramsBox = byId('params', HTMLElement);
+  let promptForm: ParamsForm;
+  let params: ParamsForm;
+  /**
+   * Builds the prompt and the parameter controls from `spec`: each at that model's default,
+   * with its ranges, but for what the user had changed from the previous model's defaults,
+   * which is kept (a typed prompt, a chosen seed or size).
+   */
+  const render = (spec: BodySpec, previous?: { prompt: ParamsForm; params: ParamsForm }) => {
+    const kept = [...(previous?.prompt.edited() ?? []), ...(previous?.params.edited() ?? [])];
+    errors.clear();
+    promptBox.replaceChildren();
+    paramsBox.replaceChildren();
+    promptForm = new ParamsForm(promptBox, [fieldOf(spec, PROMPT)], errors);
+    params = new ParamsForm(paramsBox, spec.fields.filter((f) => f.name !== PROMPT && f.name !== IMAGES && !NOT_SHOWN.has(f.name)), errors);
+    for (const [name, value] of kept) {
+      promptForm.set(name, value);
+      params.set(name, value);
+    }
+    // seed: the schema's minimum is the "random" sentinel (-1, contract §1).
+    const seedInput = params.control('seed');
+    const seedMin = fieldOf(spec, 'seed').minimum;
+    if (seedInput && seedMin !== undefined) {
+      const random = el('button', { type: 'button', id: 'seed-random', title: `${seedMin} picks a random seed` }, 'random');
+      random.addEventListener('click', () => params.set('seed', seedMin));
+      const row = el('div', { class: 'row' });
+      seedInput.replaceWith(row);
+      row.append(seedInput, random);
+    }
+  };
+  const picker = new ModelPicker({ select: byId('model', HTMLSelectElement), about: byId('model-about', HTMLElement) }, specs, (spec) =>
+    render(spec, { prompt: promptForm, params }),
+  );
+  render(picker.current());
+  byId('reset', HTMLButtonElement).addEventListener('click', () => params.reset());
 
   const result = new ResultView(
     {
@@ -226,7 +251,7 @@ async function start(): Promise<void> {
     cancelButton.hidden = false;
     progress.start();
     try {
-      running.sub = await submit(spec.model, apiKey, body);
+      running.sub = await submit(picker.current().model, apiKey, body);
       const record = await follow(running.sub, apiKey, running.abort.signal);
       if (record.status !== 'COMPLETED') {
         const text = describeEnd(record.status, record.error);

@@ -1,12 +1,16 @@
 /**
- * What the page knows about the generation body, read at run time from /openapi.json: the
- * request schema of `POST /v2/{model}`, which is the TypeBox schema the server validates
- * with (src/contract/request-schema.ts). Every default, range and choice the form shows
- * comes from here, so the page cannot drift from the server.
+ * What the page knows about the served models and their generation bodies, read at run time
+ * from /openapi.json: each served model has its own `POST /v2/<slug>` (contract §6), whose
+ * operationId starts with `submitRequest` (plain for the first served model, suffixed for the
+ * others) and whose body is the TypeBox schema the server validates with
+ * (src/contract/request-schema.ts: AsyncBody, or AsyncBodyBase for a base model). Every
+ * default, range and choice the form shows comes from here, so the page cannot drift from
+ * the server.
  */
 
-/** The asynchronous submit route in the document; its `model` parameter names the model. */
-const SUBMIT_PATH = '/v2/{model}';
+/** The submit operations: POST under /v2/, operationId `submitRequest` or `submitRequest_<slug>`. */
+const SUBMIT_PREFIX = '/v2/';
+const SUBMIT_OPERATION = 'submitRequest';
 
 export type FieldKind = 'text' | 'integer' | 'number' | 'choice' | 'boolean' | 'list';
 
@@ -29,8 +33,10 @@ export interface FieldSpec {
 }
 
 export interface BodySpec {
-  /** The model slug of the submit path (its `model` parameter's `const`). */
+  /** The model slug: the last segment of its submit path, `/v2/<slug>`. */
   model: string;
+  /** What the document says the model is ("Runs <slug> (<variant>; defaults: …)"); '' when it says nothing. */
+  about: string;
   /** Every body field, in the schema's order. */
   fields: FieldSpec[];
 }
@@ -85,26 +91,46 @@ function fieldOf(name: string, p: Json, required: boolean): FieldSpec {
   }
 }
 
-/** Reads the body schema out of an OpenAPI document. */
-export function bodySpecOf(doc: unknown): BodySpec {
-  if (!isObject(doc)) throw new Error('the OpenAPI document is not an object');
-  const op = at(doc, 'paths', SUBMIT_PATH, 'post');
-  const params = at(op, 'parameters');
-  const modelParam = Array.isArray(params) ? params.find((x) => at(x, 'name') === 'model') : undefined;
-  const model = str(at(modelParam, 'schema', 'const'));
+/** The body of one submit operation. */
+function bodyOf(doc: Json, path: string, model: string, op: unknown): BodySpec {
   const schema = deref(doc, at(op, 'requestBody', 'content', 'application/json', 'schema'));
   const props = at(schema, 'properties');
-  if (model === undefined || !isObject(props)) throw new Error(`the OpenAPI document does not describe POST ${SUBMIT_PATH}`);
+  if (!isObject(props)) throw new Error(`the OpenAPI document has no body schema for POST ${path}`);
   const required = new Set((at(schema, 'required') as unknown[] | undefined)?.filter((x): x is string => typeof x === 'string'));
   const fields = Object.entries(props).map(([name, p]) => {
     if (!isObject(p)) throw new Error(`field ${name}: not a schema`);
     return fieldOf(name, p, required.has(name));
   });
-  return { model, fields };
+  // The operation's description ends with "Runs <slug> (<variant>; defaults: N steps, cfg X)."
+  const about = /\bRuns \S+ \(([^)]*)\)/.exec(str(at(op, 'description')) ?? '')?.[1] ?? '';
+  return { model, about, fields };
 }
 
-export async function loadBodySpec(): Promise<BodySpec> {
+/**
+ * Every served model's body schema, read out of an OpenAPI document: the first served model
+ * (operationId exactly `submitRequest`) first, then the others in the document's order.
+ */
+export function bodySpecsOf(doc: unknown): BodySpec[] {
+  if (!isObject(doc)) throw new Error('the OpenAPI document is not an object');
+  const paths = at(doc, 'paths');
+  const specs: Array<BodySpec & { first: boolean }> = [];
+  for (const [path, item] of Object.entries(isObject(paths) ? paths : {})) {
+    const op = at(item, 'post');
+    const id = str(at(op, 'operationId'));
+    if (!path.startsWith(SUBMIT_PREFIX) || id === undefined || !id.startsWith(SUBMIT_OPERATION)) continue;
+    const model = path.slice(SUBMIT_PREFIX.length);
+    // A literal slug: one segment, no path parameter (`/v2/{model}` is not a model).
+    if (model === '' || /[/{}]/.test(model)) continue;
+    specs.push({ ...bodyOf(doc, path, model, op), first: id === SUBMIT_OPERATION });
+  }
+  if (specs.length === 0) throw new Error(`the OpenAPI document has no ${SUBMIT_OPERATION} operation under POST ${SUBMIT_PREFIX}`);
+  // A stable sort: the first served model ahead, the rest as the document lists them.
+  specs.sort((a, b) => Number(b.first) - Number(a.first));
+  return specs.map(({ first: _, ...spec }) => spec);
+}
+
+export async function loadBodySpecs(): Promise<BodySpec[]> {
   const res = await fetch('/openapi.json', { headers: { accept: 'application/json' } });
   if (!res.ok) throw new Error(`GET /openapi.json answered ${res.status}`);
-  return bodySpecOf(await res.json());
+  return bodySpecsOf(await res.json());
 }

@@ -13,7 +13,7 @@ import swagger, { type SwaggerTransformObject } from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { FastifyInstance } from 'fastify';
 import Type, { type TSchema } from 'typebox';
-import { AsyncBody, GenerateBody } from '../contract/request-schema.js';
+import { AsyncBody, AsyncBodyBase, GenerateBody, GenerateBodyBase } from '../contract/request-schema.js';
 import { OpenAiEditsForm, OpenAiError, OpenAiImagesBody, OpenAiImagesResponse, OpenAiModel, OpenAiModelList } from '../contract/openai-schema.js';
 import { Cancellation, Credits, ErrorEnvelope, GeneratedImage, ProgressEvent, QueuedEvent, RequestRecord, StatusView, Submitted, TerminalEvent } from '../contract/responses.js';
 import { AccountList, CreatedKey, CreditBalance, CreditGrant, KeyCreation, KeyList, Usage } from '../contract/admin-schema.js';
@@ -26,6 +26,8 @@ export const COMPONENTS: ReadonlyMap<string, TSchema> = new Map(
   [
     GenerateBody,
     AsyncBody,
+    GenerateBodyBase,
+    AsyncBodyBase,
     OpenAiImagesBody,
     OpenAiEditsForm,
     ErrorEnvelope,

@@ -15,7 +15,7 @@ export interface TestServer {
   dataDir: string;
   server: RunningServer;
   env: NodeJS.ProcessEnv;
-  createKey(opts?: { credits?: string; rpm?: number; concurrency?: number; admin?: boolean }): KeyInfo;
+  createKey(opts?: { credits?: string; rpm?: number; concurrency?: number; admin?: boolean; models?: string[] }): KeyInfo;
   close(): Promise<void>;
 }
 
@@ -61,6 +61,7 @@ export async function startTestServer(extraEnv: Record<string, string> = {}, opt
       if (opts.rpm !== undefined) args.push('--rpm', String(opts.rpm));
       if (opts.concurrency !== undefined) args.push('--concurrency', String(opts.concurrency));
       if (opts.admin) args.push('--admin');
+      if (opts.models) args.push('--models', opts.models.join(','));
       const r = klein(args, env);
       if (r.status !== 0) throw new Error(`keys create failed: ${r.stderr}`);
       return JSON.parse(r.stdout) as KeyInfo;

@@ -67,6 +67,70 @@ export interface Schemas {
     /** URL that receives one signed terminal event for this request (http:// or https:// with a host, at most 2048 characters; the image_urls address rules apply) */
     webhook_url?: string;
   };
+  /** Body of POST /v1/{slug} for a base (undistilled) model: the defaults of steps and cfg are its own */
+  GenerateBodyBase: {
+    /** Prompt describing the image to generate. Must contain a non-space character; at most 10000 characters of well-formed Unicode. */
+    prompt: string;
+    /** Add a reference image or leave blank for original ideas (text to image mode). 0 to 4 entries, each https://… or http://… with a host, or data:image/(png|jpeg|webp);base64,… with its bytes */
+    image_urls?: string[];
+    /** Negative prompt to avoid certain elements. Used only when cfg > 1; at most 10000 characters of well-formed Unicode. */
+    negative_prompt?: string;
+    /** Random seed for reproducibility. 0 to 2^53−1; -1 picks a random seed (extension). The seed used is reported. */
+    seed?: number;
+    /** Classifier-free guidance scale. cfg > 1 guides against negative_prompt (two model evaluations per step); 1 turns guidance off. */
+    cfg?: number;
+    /** Sampling method */
+    sampler?: "euler" | "res_2s";
+    /** Number of inference steps */
+    steps?: number;
+    /** Aspect ratio of the output image. match_input_image follows the first reference image and needs at least one. */
+    aspect_ratio?: "1:1" | "2:3" | "3:2" | "3:4" | "4:3" | "4:5" | "5:4" | "9:16" | "16:9" | "21:9" | "9:21" | "match_input_image";
+    /** Enable fast generation mode. false runs the exact bf16 reference path. */
+    go_fast?: boolean;
+    /** Output image format (jpg is accepted for jpeg) */
+    image_format?: "png" | "jpeg" | "webp" | "jpg";
+    /** Output image quality. Used by jpeg and webp; ignored by png. */
+    quality?: number;
+    /** Output width in pixels (extension): a multiple of 16, 64 to 2048; give with height, at most 4194304 pixels in all. Overrides aspect_ratio. */
+    width?: number;
+    /** Output height in pixels (extension): a multiple of 16, 64 to 2048; give with width. Overrides aspect_ratio. */
+    height?: number;
+    /** Answer JSON with the image base64-encoded instead of raw bytes (extension) */
+    base64?: boolean;
+  };
+  /** Body of POST /v2/{slug} for a base (undistilled) model */
+  AsyncBodyBase: {
+    /** Prompt describing the image to generate. Must contain a non-space character; at most 10000 characters of well-formed Unicode. */
+    prompt: string;
+    /** Add a reference image or leave blank for original ideas (text to image mode). 0 to 4 entries, each https://… or http://… with a host, or data:image/(png|jpeg|webp);base64,… with its bytes */
+    image_urls?: string[];
+    /** Negative prompt to avoid certain elements. Used only when cfg > 1; at most 10000 characters of well-formed Unicode. */
+    negative_prompt?: string;
+    /** Random seed for reproducibility. 0 to 2^53−1; -1 picks a random seed (extension). The seed used is reported. */
+    seed?: number;
+    /** Classifier-free guidance scale. cfg > 1 guides against negative_prompt (two model evaluations per step); 1 turns guidance off. */
+    cfg?: number;
+    /** Sampling method */
+    sampler?: "euler" | "res_2s";
+    /** Number of inference steps */
+    steps?: number;
+    /** Aspect ratio of the output image. match_input_image follows the first reference image and needs at least one. */
+    aspect_ratio?: "1:1" | "2:3" | "3:2" | "3:4" | "4:3" | "4:5" | "5:4" | "9:16" | "16:9" | "21:9" | "9:21" | "match_input_image";
+    /** Enable fast generation mode. false runs the exact bf16 reference path. */
+    go_fast?: boolean;
+    /** Output image format (jpg is accepted for jpeg) */
+    image_format?: "png" | "jpeg" | "webp" | "jpg";
+    /** Output image quality. Used by jpeg and webp; ignored by png. */
+    quality?: number;
+    /** Output width in pixels (extension): a multiple of 16, 64 to 2048; give with height, at most 4194304 pixels in all. Overrides aspect_ratio. */
+    width?: number;
+    /** Output height in pixels (extension): a multiple of 16, 64 to 2048; give with width. Overrides aspect_ratio. */
+    height?: number;
+    /** Answer JSON with the image base64-encoded instead of raw bytes (extension) */
+    base64?: boolean;
+    /** URL that receives one signed terminal event for this request (http:// or https:// with a host, at most 2048 characters; the image_urls address rules apply) */
+    webhook_url?: string;
+  };
   /** Body of POST /v1/images/generations (JSON) and the fields of POST /v1/images/edits (multipart) */
   OpenAiImagesBody: {
     /** Prompt describing the image to generate. Must contain a non-space character; at most 10000 characters of well-formed Unicode. */

@@ -22,6 +22,8 @@ const PLATFORM: Array<[string, RegExp]> = [
   ['169.254.170.23', /^AWS EKS Pod Identity credentials$/],
   ['fd00:ec2::23', /^AWS EKS Pod Identity credentials \(IPv6\)$/],
   ['fe80::a9fe:a9fe', /^OpenStack instance metadata \(IPv6\)$/],
+  ['fd20:ce::254', /^GCP instance metadata \(IPv6\)$/],
+  ['fd00:c1::a9fe:a9fe', /^Oracle Cloud instance metadata \(IPv6\)$/],
   ['100.100.100.200', /^Alibaba Cloud instance metadata$/],
   ['192.0.0.192', /^Oracle Cloud instance metadata/],
   ['169.254.0.23', /^Tencent Cloud instance metadata$/],

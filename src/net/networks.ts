@@ -45,8 +45,10 @@ export class AllowListError extends Error {}
  *   fd00:ec2::23); the AWS SDK container credential provider (docs.rs/aws-config, module
  *   ecs) for ECS 169.254.170.2 and Pod Identity 169.254.170.23.
  * - GCP: cloud.google.com/nodejs/docs/reference/gcp-metadata (169.254.169.254, and
- *   metadata.google.internal). Oracle: docs.oracle.com/iaas/Content/Compute/Tasks/gettingmetadata.htm
- *   (169.254.169.254); docs.oracle.com/en/cloud/cloud-at-customer/occ-get-started/retrieve-predefined-instance-metadata.html
+ *   metadata.google.internal); cloud.google.com/compute/docs/metadata/querying-metadata (the
+ *   metadata server of IPv6-only instances, fd20:ce::254). Oracle: docs.oracle.com/iaas/Content/Compute/Tasks/gettingmetadata.htm
+ *   (169.254.169.254, and fd00:c1::a9fe:a9fe for IPv6, the address Oracle's own OKE node
+ *   scripts fall back to); docs.oracle.com/en/cloud/cloud-at-customer/occ-get-started/retrieve-predefined-instance-metadata.html
  *   (192.0.0.192). DigitalOcean: docs.digitalocean.com/products/droplets/how-to/access-metadata/.
  *   Hetzner: the metadata client of its hcloud-go library (169.254.169.254/hetzner/v1/metadata).
  *   OpenStack: docs.openstack.org/nova/latest/admin/metadata-service.html (169.254.169.254,
@@ -71,6 +73,8 @@ const PLATFORM_NETWORKS: ReadonlyArray<{ cidr: string; what: string }> = [
   { cidr: '169.254.170.23/32', what: 'AWS EKS Pod Identity credentials' },
   { cidr: 'fd00:ec2::23/128', what: 'AWS EKS Pod Identity credentials (IPv6)' },
   { cidr: 'fe80::a9fe:a9fe/128', what: 'OpenStack instance metadata (IPv6)' },
+  { cidr: 'fd20:ce::254/128', what: 'GCP instance metadata (IPv6)' },
+  { cidr: 'fd00:c1::a9fe:a9fe/128', what: 'Oracle Cloud instance metadata (IPv6)' },
   { cidr: '100.100.100.200/32', what: 'Alibaba Cloud instance metadata' },
   { cidr: '192.0.0.192/32', what: 'Oracle Cloud instance metadata (Cloud@Customer, Classic)' },
   { cidr: '169.254.0.23/32', what: 'Tencent Cloud instance metadata' },

@@ -2,6 +2,11 @@
  * SSRF: hostile reference URLs are all refused, and no connection is made. A loopback
  * listener counts every connection it accepts; the guard must refuse before connecting.
  * Cloud platform and metadata endpoints are refused as url_blocked, the answer naming them.
+ * Private, CGNAT, link-local, unique-local, multicast, broadcast and unspecified addresses are
+ * refused as url_blocked too, naming the field and the range, by the guard and over HTTP (a
+ * reference in image_urls on v1, webhook_url on v2): url_blocked is only ever raised before a
+ * connection is tried, so no packet is sent towards them (a tried connection would fail as
+ * image_fetch_failed, or wait for its timeout).
  */
 import assert from 'node:assert/strict';
 import { createServer as createHttpServer, type Server } from 'node:http';
@@ -13,6 +18,27 @@ import { ApiError } from '../src/contract/errors.js';
 import { parseAllowNetworks } from '../src/net/networks.js';
 import { resolveChecked, safeFetch } from '../src/net/safe-fetch.js';
 import { loadReferenceImages } from '../src/images/references.js';
+import { openDatabase } from '../src/store/db.js';
+import { ledgerProblems } from './support/ledger-invariant.js';
+import { startTestServer, type TestServer } from './e2e/harness.js';
+
+/**
+ * [URL host, what it is, the range ipaddr.js names]: every address class the guard refuses
+ * by range rather than by name, and a private address in IPv4-mapped IPv6 form.
+ */
+const PRIVATE_HOSTS: Array<[string, string, string]> = [
+  ['10.0.0.1', 'private 10/8', 'private'],
+  ['172.16.0.1', 'private 172.16/12', 'private'],
+  ['192.168.1.1', 'private 192.168/16', 'private'],
+  ['100.64.0.1', 'CGNAT 100.64/10', 'carrierGradeNat'],
+  ['0.0.0.0', 'unspecified', 'unspecified'],
+  ['[fc00::1]', 'IPv6 unique-local', 'uniqueLocal'],
+  ['[fe80::1]', 'IPv6 link-local', 'linkLocal'],
+  ['224.0.0.1', 'multicast', 'multicast'],
+  ['255.255.255.255', 'broadcast', 'broadcast'],
+  ['[::ffff:10.0.0.1]', 'IPv4-mapped private 10/8', 'private'],
+  ['[::ffff:c0a8:101]', 'IPv4-mapped private 192.168/16, hex', 'private'],
+];
 
 describe('SSRF guard', () => {
   let trap: TcpServer;
@@ -136,6 +162,22 @@ describe('SSRF guard', () => {
     assert.equal(connections, 0, 'no connection reached the loopback trap');
   });
 
+  it('refuses private, CGNAT, link-local, unique-local, multicast, broadcast and unspecified addresses as url_blocked, naming the field and the range', async () => {
+    for (const [host, what, range] of PRIVATE_HOSTS) {
+      await assert.rejects(
+        safeFetch(`http://${host}/x.png`, { allow: allow(), maxBytes: 1_000_000, timeoutMs: 3000, field: 'image_urls[2]' }),
+        (err: unknown) => {
+          assert.ok(err instanceof ApiError, `${what}: ${String(err)}`);
+          assert.equal(err.status, 400, what);
+          assert.equal(err.code, 'url_blocked', `${what}: ${err.code} ${err.message}`);
+          assert.deepEqual(err.details, [{ field: 'image_urls[2]', message: `points at a blocked address (${range})` }], what);
+          return true;
+        },
+        what,
+      );
+    }
+  });
+
   /** [URL, what it is, what the refusal must name]. Names resolve through platformLookup. */
   const PLATFORM = (): Array<[string, string, RegExp]> => [
     ['http://168.63.129.16/machine?comp=goalstate', 'Azure WireServer', /\(Azure platform address \(WireServer\)\)$/],
@@ -159,6 +201,8 @@ describe('SSRF guard', () => {
     ['http://169.254.170.23/v1/credentials', 'AWS EKS Pod Identity', /AWS EKS Pod Identity credentials\)$/],
     ['http://[fd00:ec2::23]/v1/credentials', 'AWS EKS Pod Identity, IPv6', /AWS EKS Pod Identity credentials \(IPv6\)/],
     ['http://[fe80::a9fe:a9fe]/openstack/latest/meta_data.json', 'OpenStack metadata, IPv6', /OpenStack instance metadata \(IPv6\)/],
+    ['http://[fd20:ce::254]/computeMetadata/v1/', 'GCP metadata, IPv6', /GCP instance metadata \(IPv6\)/],
+    ['http://[fd00:c1::a9fe:a9fe]/opc/v2/instance/', 'Oracle Cloud metadata, IPv6', /Oracle Cloud instance metadata \(IPv6\)/],
     ['http://100.100.100.200/latest/meta-data/', 'Alibaba Cloud metadata', /Alibaba Cloud instance metadata/],
     ['http://[64:ff9b::6464:64c8]/latest/meta-data/', 'Alibaba Cloud metadata, NAT64', /NAT64 form of 100\.100\.100\.200: Alibaba/],
     ['http://192.0.0.192/latest/meta-data/', 'Oracle Cloud@Customer metadata', /Oracle Cloud instance metadata/],
@@ -255,5 +299,47 @@ describe('SSRF guard', () => {
 
   it('names the bad entry of KLEIN_ALLOW_NETWORKS', () => {
     assert.throws(() => parseAllowNetworks('127.0.0.0/8, banana'), /"banana"/);
+  });
+});
+
+describe('SSRF guard over HTTP: private addresses as references and as webhooks', () => {
+  let s: TestServer;
+  let key: string;
+  before(async () => {
+    // No KLEIN_ALLOW_NETWORKS: the default policy.
+    s = await startTestServer({ KLEIN_MODEL: 'simulated:5' });
+    key = s.createKey({ credits: '10' }).key;
+  });
+  after(async () => s?.close());
+
+  async function refused(path: string, body: unknown, field: string, range: string, what: string): Promise<void> {
+    const r = await fetch(`${s.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-api-key': key }, body: JSON.stringify(body) });
+    const text = await r.text();
+    assert.equal(r.status, 400, `${what}: ${text}`);
+    const j = JSON.parse(text) as { code: string; request_id: string; details?: Array<{ field: string; message: string }> };
+    assert.equal(j.code, 'url_blocked', `${what}: ${text}`);
+    assert.deepEqual(j.details, [{ field, message: `points at a blocked address (${range})` }], `${what}: ${text}`);
+    assert.equal(j.request_id, r.headers.get('x-request-id'));
+  }
+
+  it('a private reference in image_urls on v1: 400 url_blocked naming image_urls[0] and the range', async () => {
+    for (const [host, what, range] of PRIVATE_HOSTS) {
+      const body = { prompt: 'ssrf', width: 64, height: 64, steps: 1, cfg: 1, image_urls: [`http://${host}/ref.png`] };
+      await refused('/v1/flux-2-klein-4b', body, 'image_urls[0]', range, `v1 ${what}`);
+    }
+  });
+
+  it('a private webhook_url on v2: 400 url_blocked naming webhook_url and the range, nothing queued', async () => {
+    for (const [host, what, range] of PRIVATE_HOSTS) {
+      const body = { prompt: 'ssrf', width: 64, height: 64, steps: 1, cfg: 1, webhook_url: `http://${host}/hook` };
+      await refused('/v2/flux-2-klein-4b', body, 'webhook_url', range, `v2 ${what}`);
+    }
+    const db = openDatabase({ dataDir: s.dataDir });
+    try {
+      assert.equal((await db.selectFrom('requests').select('id').execute()).length, 0, 'no refused request was queued');
+      assert.deepEqual(await ledgerProblems(db), []);
+    } finally {
+      await db.destroy();
+    }
   });
 });

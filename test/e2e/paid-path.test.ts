@@ -7,8 +7,8 @@
  * - with an Idempotency-Key the call survives its client, and the retry gets the image,
  *   charged once; replays of cancelled and failed requests answer their own status and code;
  * - an OpenAI call of n images is all or nothing, and a 200 lists every image's id;
- * - no credits, no slot or no admin right is refused before references are fetched and
- *   before a large body is read.
+ * - no credits, no slot, the rate limit or no admin right is refused before references are
+ *   fetched and before a large body is read (v1, v2 and the OpenAI routes, their form included).
  *
  * After every case the ledger invariant holds (test/support/ledger-invariant.ts).
  */
@@ -303,6 +303,47 @@ describe('cheap refusals before expensive work', () => {
       const body = JSON.parse(a.body) as { code?: string; error?: { code?: string } | string };
       assert.equal(path.startsWith('/v1/images/') ? (body.error as { code?: string }).code : body.code, code, `${path}: ${a.body}`);
       assert.ok(a.closed, `${path}: the connection is closed after an answer given before the body (${a.ms} ms)`);
+    }
+  });
+
+  it('the per-minute rate limit: 429 before any reference is fetched', async () => {
+    const k = e.s.createKey({ credits: '1', rpm: 1 });
+    const first = await v1(e, k.key, { prompt: 'uses the minute', ...SMALL });
+    assert.equal(first.status, 200, await first.clone().text());
+    await first.arrayBuffer();
+    const hits = e.img.hits.length;
+    const r = await v1(e, k.key, { prompt: 'over the limit', ...SMALL, image_urls: four() });
+    assert.equal(r.status, 429);
+    assert.equal((await envelope(r)).code, 'rate_limited');
+    assert.ok(Number(r.headers.get('retry-after')) >= 1, 'Retry-After is set');
+    assert.equal(e.img.hits.length, hits, 'no reference fetched');
+    assert.equal((await rowsOf(e, k.account_id)).length, 1, 'only the first request has a row');
+    await assertExact(e);
+  });
+
+  it('large bodies on v2 and on the OpenAI edits form are refused from their headers: no credits (406), over the body limit (413)', async () => {
+    const broke = e.s.createKey({ credits: '0' });
+    const user = e.s.createKey({ credits: '1' });
+    const overLimit = 64 * 1024 * 1024 + 1; // KLEIN_BODY_LIMIT's default is 64 MiB
+    const form = 'multipart/form-data; boundary=xx';
+    const formStart = '--xx\r\nContent-Disposition: form-data; name="image"; filename="a.png"\r\nContent-Type: image/png\r\n\r\n';
+    // [path, auth header, content type, first bytes of the body, Content-Length, status, code]
+    const cases: Array<[string, string, string, string, number, number, string]> = [
+      ['/v2/flux-2-klein-4b', `x-api-key: ${broke.key}`, 'application/json', '{"prompt":', 60_000_000, 406, 'insufficient_credits'],
+      ['/v2/flux-2-klein-4b', `x-api-key: ${user.key}`, 'application/json', '{"prompt":', overLimit, 413, 'payload_too_large'],
+      ['/v1/images/edits', `authorization: Bearer ${broke.key}`, form, formStart, 60_000_000, 406, 'insufficient_credits'],
+      ['/v1/images/edits', `authorization: Bearer ${user.key}`, form, formStart, overLimit, 413, 'payload_too_large'],
+    ];
+    for (const [path, auth, type, start, length, status, code] of cases) {
+      const before = await e.db.selectFrom('requests').select('id').execute();
+      const a = await rawExchange(e.s.url, `POST ${path} HTTP/1.1\r\nhost: x\r\n${auth}\r\ncontent-type: ${type}\r\ncontent-length: ${length}\r\n\r\n${start}`, { waitMs: 10_000 });
+      // Answered with the body nowhere near sent: nothing waited for it, nothing buffered it.
+      assert.equal(a.status, status, `${path} (${length} bytes): ${a.body}`);
+      const body = JSON.parse(a.body) as { code?: string; error?: { code?: string } | string };
+      assert.equal(path.startsWith('/v1/images/') ? (body.error as { code?: string }).code : body.code, code, `${path}: ${a.body}`);
+      assert.ok(a.closed, `${path}: the connection is closed after an answer given before the body (${a.ms} ms)`);
+      assert.equal((await e.db.selectFrom('requests').select('id').execute()).length, before.length, `${path}: nothing queued`);
+      await assertExact(e);
     }
   });
 

@@ -237,6 +237,12 @@ export function registerOpenAiImageRoutes(app: App, deps: AppDeps): void {
 
   app.post('/v1/images/edits', { schema: editsSchema, onRequest, preSerialization, bodyLimit: deps.config.bodyLimitBytes }, async (req, reply) => {
     if (!req.isMultipart()) throw new ApiError('unsupported_media_type', 'Content-Type must be multipart/form-data');
+    // @fastify/multipart streams the form to busboy and never applies the route's bodyLimit
+    // (its limits are per part): a declared length over it is refused before a byte is read,
+    // as the JSON parser does on the other routes.
+    if (Number(req.headers['content-length']) > deps.config.bodyLimitBytes) {
+      throw new ApiError('payload_too_large', 'The body is larger than this server accepts');
+    }
     const { fields, images } = await readForm(req);
     const v = validateBody(fromFormFields(fields), OpenAiImagesBody);
     if (!v.ok) throw validationFailed(v.details);

@@ -224,7 +224,9 @@ export function loadConfig(env: Env = process.env): Config {
     idleExitMs: r.int('KLEIN_IDLE_EXIT', 0, 0, 86_400) * 1000,
     reconcileMs: r.int('KLEIN_RECONCILE_MS', 10_000, 100, 3_600_000),
     workerMetricsPort: r.int('KLEIN_WORKER_METRICS_PORT', 0, 0, 65535),
-    requestTimeoutMs: r.num('KLEIN_REQUEST_TIMEOUT', 60, 1, 3600) * 1000,
+    // 55 s: a dripping client gets its 408 within a minute, Node's check of the timeouts
+    // (every second, gateway/app.ts) included.
+    requestTimeoutMs: r.num('KLEIN_REQUEST_TIMEOUT', 55, 1, 3600) * 1000,
     headersTimeoutMs: r.num('KLEIN_HEADERS_TIMEOUT', 20, 1, 3600) * 1000,
     maxConnections: r.int('KLEIN_MAX_CONNECTIONS', 1024, 0, 1_000_000),
     faults: [],

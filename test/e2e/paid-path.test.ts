@@ -354,3 +354,30 @@ describe('cheap refusals before expensive work', () => {
     assert.deepEqual(codes, [404, 404, 429]);
   });
 });
+
+describe('the OpenAI edits form is held to KLEIN_BODY_LIMIT without a Content-Length', () => {
+  let s: TestServer;
+  let db: Kysely<Database>;
+  before(async () => {
+    s = await startTestServer({ KLEIN_MODEL: 'simulated:5', KLEIN_BODY_LIMIT: '100000' });
+    db = openDatabase({ dataDir: s.dataDir });
+  });
+  after(async () => {
+    await db?.destroy();
+    await s?.close();
+  });
+
+  it('a chunked form past the limit: 413 in OpenAI\'s envelope while it is still arriving, the connection closed', async () => {
+    const user = s.createKey({ credits: '1' });
+    const chunk = (data: string) => `${Buffer.byteLength(data).toString(16)}\r\n${data}\r\n`;
+    const part = `--xx\r\nContent-Disposition: form-data; name="image"; filename="a.png"\r\nContent-Type: image/png\r\n\r\n`;
+    const head = `POST /v1/images/edits HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${user.key}\r\ncontent-type: multipart/form-data; boundary=xx\r\ntransfer-encoding: chunked\r\n\r\n`;
+    // 150 kB of one image part (each part's own limit is 20 MB), and the form never ends.
+    const a = await rawExchange(s.url, head + chunk(part) + chunk('x'.repeat(50_000)) + chunk('x'.repeat(50_000)) + chunk('x'.repeat(50_000)), { waitMs: 10_000 });
+    assert.equal(a.status, 413, a.body);
+    assert.equal((JSON.parse(a.body) as { error: { code: string } }).error.code, 'payload_too_large', a.body);
+    assert.ok(a.closed, `closed (${a.ms} ms)`);
+    assert.equal((await db.selectFrom('requests').select('id').execute()).length, 0, 'nothing queued');
+    assert.deepEqual(await ledgerProblems(db), []);
+  });
+});

@@ -158,8 +158,35 @@ async function generateImages(deps: AppDeps, req: FastifyRequest, reply: Fastify
   }
 }
 
-/** Reads a multipart form: 1 to OPENAI_MAX_IMAGES images and the fields; a malformed form is a 400. */
-async function readForm(req: FastifyRequest): Promise<{ fields: Record<string, string>; images: string[] }> {
+/**
+ * Reads a multipart form of at most `limit` bytes. @fastify/multipart's limits are per part
+ * only, so a form sent without a Content-Length (chunked) is counted here as it arrives, and
+ * refused with 413 once past the limit, without waiting for the parts being read.
+ */
+async function readForm(req: FastifyRequest, limit: number): Promise<{ fields: Record<string, string>; images: string[] }> {
+  let seen = 0;
+  let overLimit: (err: ApiError) => void = () => undefined;
+  const tooLarge = new Promise<never>((_, reject) => (overLimit = reject));
+  const count = (chunk: Buffer) => {
+    seen += chunk.length;
+    if (seen > limit) {
+      req.raw.off('data', count);
+      overLimit(new ApiError('payload_too_large', 'The body is larger than this server accepts'));
+    }
+  };
+  // Counted once the form parser reads the request (readParts pipes it before its first
+  // await), so the counter never starts the stream flowing on its own.
+  const parts = readParts(req);
+  req.raw.on('data', count);
+  try {
+    return await Promise.race([parts, tooLarge]);
+  } finally {
+    req.raw.off('data', count);
+  }
+}
+
+/** The parts of a multipart form: 1 to OPENAI_MAX_IMAGES images and the fields; a malformed form is a 400. */
+async function readParts(req: FastifyRequest): Promise<{ fields: Record<string, string>; images: string[] }> {
   const fields: Record<string, string> = {};
   const images: string[] = [];
   try {
@@ -243,7 +270,7 @@ export function registerOpenAiImageRoutes(app: App, deps: AppDeps): void {
     if (Number(req.headers['content-length']) > deps.config.bodyLimitBytes) {
       throw new ApiError('payload_too_large', 'The body is larger than this server accepts');
     }
-    const { fields, images } = await readForm(req);
+    const { fields, images } = await readForm(req, deps.config.bodyLimitBytes);
     const v = validateBody(fromFormFields(fields), OpenAiImagesBody);
     if (!v.ok) throw validationFailed(v.details);
     return generateImages(deps, req, reply, offered(deps, v.value), images);

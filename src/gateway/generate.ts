@@ -59,8 +59,10 @@ export interface AdmitOptions {
  * for a synchronous call (`route` v1), 503 when no worker of the fleet serves the model now
  * (an asynchronous one waits in its queue for one).
  */
-export function assertReady(deps: AppDeps, model: string, route: 'v1' | 'v2'): void {
-  const h = healthOf(deps, model);
+export async function assertReady(deps: AppDeps, model: string, route: 'v1' | 'v2'): Promise<void> {
+  let h = healthOf(deps, model);
+  // The fleet view behind healthOf is at most a second old: look again before refusing.
+  if (h.noWorkers && route === 'v1') h = deps.draining?.() ? h : await deps.queue.readinessNow(model);
   if (h.status === 'STARTING') {
     throw new ApiError('not_ready', 'The model is loading; try again shortly', {
       headers: { 'retry-after': String(deps.config.startingRetryAfterS) },
@@ -147,7 +149,7 @@ export async function admit(deps: AppDeps, req: FastifyRequest, caller: Caller, 
 
   // 2. Is there an engine to run it? (503 starting/draining/no worker, 502 failed)
   const model = opts.model;
-  assertReady(deps, model.slug, opts.route);
+  await assertReady(deps, model.slug, opts.route);
 
   // 3. Can the caller pay for it even without its references? (406 before any fetch)
   const floor = priceWithoutReferences(deps, input, model);

@@ -71,6 +71,12 @@ export interface JobQueue {
   onProgress(id: string, fn: (ev: ProgressEvent) => void): () => void;
   /** Can work for `model` be taken now? Synchronous: the gateway asks on every request. */
   readiness(model: string): Readiness;
+  /**
+   * The same, read afresh where `readiness` answers from a view kept up to date in the
+   * background (the fleet's workers): asked before refusing a call for want of a worker, so a
+   * worker that has just come up is not missed.
+   */
+  readinessNow(model: string): Promise<Readiness>;
   /** What /health shows besides the status: each model's engine, or the fleet of workers. */
   describe(): Promise<Record<string, unknown>>;
   /** Each served model's queue depth. */

@@ -151,6 +151,10 @@ export class LocalQueue implements JobQueue {
     return { status: 'UNHEALTHY', reason: engine.lastError ?? `engine ${s.toLowerCase()}` };
   }
 
+  async readinessNow(model: string): Promise<Readiness> {
+    return this.readiness(model);
+  }
+
   async describe(): Promise<Record<string, unknown>> {
     const models: Record<string, unknown> = {};
     for (const [slug, engine] of this.options.engines) models[slug] = { engine: engine.facts ?? null, engine_restarts: engine.restarts };

@@ -196,6 +196,11 @@ export class DistributedQueue implements JobQueue {
    * or unhealthy takes no new work). With none, asynchronous work still queues (an
    * autoscaler sees its depth and starts a worker); a synchronous call gets 503.
    */
+  async readinessNow(model: string): Promise<Readiness> {
+    await this.readFleet();
+    return this.readiness(model);
+  }
+
   readiness(model: string): Readiness {
     const s = this.options.redis.status;
     if (s !== 'ready') return { status: 'UNHEALTHY', reason: `the job queue's Redis is unreachable (${s})`, retryAfterS: 5 };

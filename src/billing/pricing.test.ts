@@ -6,7 +6,9 @@ import {
   creditsToMicro,
   evaluations,
   microToCredits,
+  parseModelPricing,
   parsePricing,
+  priceEnvSuffix,
   priceMicro,
   type PricingConfig,
 } from './pricing.js';
@@ -113,5 +115,29 @@ describe('parsePricing', () => {
       assert.deepEqual(e.problems.map((p) => p.split(' ')[0]), ['KLEIN_PRICE_BASE', 'KLEIN_PRICE_PER_MP_EVAL']);
       return true;
     });
+  });
+});
+
+describe('parseModelPricing', () => {
+  const slugs = ['flux-2-klein-4b', 'flux-2-klein-9b'];
+  it("gives each served model its own variables, else the global ones, else the defaults", () => {
+    assert.equal(priceEnvSuffix('flux-2-klein-9b'), 'FLUX_2_KLEIN_9B');
+    assert.equal(priceEnvSuffix('my.model_v2'), 'MY_MODEL_V2');
+    const byDefault = parseModelPricing({}, slugs);
+    assert.deepEqual([...byDefault.values()], [DEFAULT_PRICING, DEFAULT_PRICING]);
+    const p = parseModelPricing({ KLEIN_PRICE_BASE: '0.002', KLEIN_PRICE_PER_MP_EVAL_FLUX_2_KLEIN_9B: '0.0017' }, slugs);
+    assert.deepEqual(p.get('flux-2-klein-4b'), { baseMicro: 2000, perMpEvalMicro: 760 });
+    assert.deepEqual(p.get('flux-2-klein-9b'), { baseMicro: 2000, perMpEvalMicro: 1700 });
+    // The seed page's request on the 9B at its own rate: 0.002 + 0.0017 × 1.048576 × 40.
+    assert.equal(priceMicro(seedPage, p.get('flux-2-klein-9b')!, 0), 2000 + Math.ceil(1700 * 1.048576 * 40));
+  });
+
+  it("names a model's bad variable, and two slugs that would share variables", () => {
+    assert.throws(() => parseModelPricing({ KLEIN_PRICE_BASE_FLUX_2_KLEIN_9B: 'free' }, slugs), (e: unknown) => {
+      assert.ok(e instanceof PricingConfigError);
+      assert.match(e.problems[0]!, /^KLEIN_PRICE_BASE_FLUX_2_KLEIN_9B must be/);
+      return true;
+    });
+    assert.throws(() => parseModelPricing({}, ['a-b', 'a.b']), /models a-b and a\.b would share the price variables KLEIN_PRICE_…_A_B/);
   });
 });

@@ -40,7 +40,7 @@ test('migrations run once: a second run, and a run after reopening, apply nothin
   const dataDir = mkdtempSync(join(tmpdir(), 'klein-db-'));
   try {
     const db1 = openDatabase({ dataDir });
-    assert.deepEqual(await migrateToLatest(db1), ['001-initial', '002-webhooks', '003-held-charges']);
+    assert.deepEqual(await migrateToLatest(db1), ['001-initial', '002-webhooks', '003-held-charges', '004-models']);
     assert.deepEqual(await migrateToLatest(db1), []);
     await db1
       .insertInto('accounts')

@@ -44,7 +44,7 @@ async function runningOn(s: Stack, id: string, timeoutMs = 60_000): Promise<{ wo
 
 async function depth(url: string): Promise<{ waiting: number; running: number }> {
   const m = await (await fetch(`${url}/metrics`)).text();
-  const read = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(m)?.[1]);
+  const read = (name: string) => Number(new RegExp(`^${name}\\{model="flux-2-klein-4b"\\} (\\S+)$`, 'm').exec(m)?.[1]);
   return { waiting: read('klein_jobs_waiting'), running: read('klein_jobs_running') };
 }
 

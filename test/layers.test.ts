@@ -16,7 +16,7 @@ const LAYERS: readonly (readonly string[])[] = [
   ['contract'], // the public API: schemas, errors, states, sizes — imports nothing of ours
   ['billing', 'net', 'storage', 'metrics', 'redis', 'faults', 'client', 'served-models'],
   ['config', 'limits', 'store'],
-  ['accounts', 'images', 'webhooks'],
+  ['accounts', 'images', 'webhooks', 'loras'],
   ['queue'],
   ['worker'],
   ['gateway'],

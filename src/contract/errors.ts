@@ -13,6 +13,7 @@ export const ERRORS = {
   image_too_small: { status: 400, message: 'A reference image is too small' },
   image_bad_ratio: { status: 400, message: 'A reference image is too elongated' },
   url_blocked: { status: 400, message: 'The URL points at a blocked address' },
+  invalid_lora: { status: 400, message: 'The LoRA is not usable with this model' },
   invalid_multipart: { status: 400, message: 'The multipart/form-data body is malformed' },
   bad_url: { status: 400, message: 'The request URL is malformed' },
   bad_request: { status: 400, message: 'The request is not valid HTTP' },

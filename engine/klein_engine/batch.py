@@ -4,7 +4,9 @@ Requests share one batched transformer forward per step when everything that sha
 forward and the schedule is equal: width, height, steps, sampler, whether CFG is on
 (cfg > 1; the scale itself is applied per request), the number and sizes of reference
 images, and go_fast (which transformer runs). Prompts, seeds, cfg scales, references'
-pixels and previews may differ.
+pixels and previews may differ. LoRA adapters (keys and scales, in order) must be equal too:
+they are hooked onto the transformer for the whole batch (lora/apply.py), so requests with
+different adapters are split into different batches, never mixed.
 
 Only go_fast requests are batched. A batch changes the GEMM shapes, and with them (on a
 GPU) the last bits of each image, so a `go_fast: false` request, whose bytes must depend
@@ -41,7 +43,7 @@ class BatchJob:
 def shape_key(req: GenerateRequest) -> tuple:
     """What requests in one batch must share."""
     return (req.width, req.height, req.steps, req.sampler, req.cfg > 1.0, tuple((im.width, im.height) for im in req.images),
-            req.go_fast)
+            req.go_fast, tuple((lora.key, lora.scale) for lora in req.loras))
 
 
 def batch_key(req: GenerateRequest, max_batch: int) -> Optional[Hashable]:

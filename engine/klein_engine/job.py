@@ -24,6 +24,16 @@ class ReferenceImage:
 
 
 @dataclass(frozen=True)
+class LoraSpec:
+    """One adapter of a request (contract §7): the file the worker downloaded, named by the
+    sha256 of its bytes, and the request's scale for it."""
+
+    key: str  # sha256 hex of the file, 64 characters
+    path: str  # absolute local path of the .safetensors file
+    scale: float = 1.0
+
+
+@dataclass(frozen=True)
 class GenerateRequest:
     prompt: str
     negative_prompt: str
@@ -36,6 +46,7 @@ class GenerateRequest:
     go_fast: bool = True
     preview: bool = False
     images: Tuple[ReferenceImage, ...] = ()
+    loras: Tuple[LoraSpec, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -99,6 +110,13 @@ class EngineError(Exception):
 
 class InvalidInput(EngineError):
     code = "invalid_input"
+
+
+class InvalidLora(InvalidInput):
+    """A LoRA file that cannot be applied to this model; the message says why (a 400
+    `invalid_lora`, contract §7)."""
+
+    code = "invalid_lora"
 
 
 class Cancelled(EngineError):

@@ -15,3 +15,6 @@ MAX_REFERENCE_IMAGES = 4
 MAX_STEPS = 100
 # The samplers a request may name; sampling.STEPS implements each.
 SAMPLERS = ("euler", "res_2s")
+# LoRA adapters per request and the range of their scales (contract §7).
+MAX_LORAS = 3
+MAX_LORA_SCALE = 4.0

@@ -19,17 +19,27 @@ from .job import GenerateResult, Preview, Timings
 # The protocol's version: every header carries it as "v", and `ready` as "protocol".
 VERSION: Literal[1] = 1
 
-ErrorCode = Literal["invalid_input", "out_of_memory", "cancelled", "internal"]
-ERROR_CODES: tuple[ErrorCode, ...] = ("invalid_input", "out_of_memory", "cancelled", "internal")
+# invalid_lora: a request's LoRA file cannot be applied to this model (the worker's 400 invalid_lora).
+ErrorCode = Literal["invalid_input", "invalid_lora", "out_of_memory", "cancelled", "internal"]
+ERROR_CODES: tuple[ErrorCode, ...] = ("invalid_input", "invalid_lora", "out_of_memory", "cancelled", "internal")
 
 
 # ------------------------------------------------------------------ engine → worker
-class Capabilities(TypedDict):
+class LoraCapabilities(TypedDict):
+    max: int  # adapters per request
+    formats: List[str]  # the file layouts the engine converts (lora/formats.py)
+
+
+class _Capabilities(TypedDict):
     samplers: List[str]
     max_reference_images: int
     go_fast: bool  # the fast path really changes something on this device
     preview: bool
     max_batch: int  # compatible go_fast jobs the engine runs together (1: one at a time)
+
+
+class Capabilities(_Capabilities, total=False):
+    loras: LoraCapabilities  # absent: the engine takes no adapters (the simulated one)
 
 
 class Geometry(TypedDict):
@@ -148,6 +158,12 @@ class ImageSize(TypedDict):
     height: int
 
 
+class LoraRef(TypedDict):
+    key: str  # sha256 hex of the file, 64 characters
+    path: str  # absolute local path of the .safetensors file the worker downloaded
+    scale: float  # -4 … 4
+
+
 class BatchMember(TypedDict):
     id: str  # the batch's id, chosen by the worker
     size: int  # how many generate frames, sent back to back, make the batch
@@ -163,6 +179,7 @@ class _GenerateMessage(TypedDict):
 
 class GenerateMessage(_GenerateMessage, total=False):
     batch: BatchMember  # the job is one of a batch the worker formed (server.py gathers it)
+    loras: List[LoraRef]  # 0 to 3 adapters; absent or empty: none
 
 
 class CancelMessage(TypedDict):

@@ -27,6 +27,8 @@
     KLEIN_MAX_BATCH           compatible queued go_fast requests run as one batch (default 1)
     KLEIN_OFFLOAD=none|model  `model`: the text encoder lives on the CPU and visits the GPU
                               only to encode a prompt the cache does not hold
+    KLEIN_LORA_CACHE_ADAPTERS loaded LoRA adapters kept in memory, least recently used
+                              out first (default 8)
 
 A bad value is a LoadError naming the variable, so the engine fails at start, not later.
 """
@@ -69,6 +71,7 @@ class EngineOptions:
     attention: str = "auto"
     max_batch: int = 1
     offload: str = "none"
+    lora_cache_adapters: int = 8
     # Not from the environment: tests pass dynamo's "eager" backend (graph capture without
     # code generation, seconds on a CPU instead of minutes of C++ compilation).
     compile_backend: str = "inductor"
@@ -81,6 +84,8 @@ class EngineOptions:
         _one_of("KLEIN_OFFLOAD", self.offload, OFFLOAD_MODES)
         if not isinstance(self.max_batch, int) or not 1 <= self.max_batch <= MAX_BATCH_LIMIT:
             raise LoadError(f"KLEIN_MAX_BATCH must be an integer from 1 to {MAX_BATCH_LIMIT}, got {self.max_batch!r}")
+        if not isinstance(self.lora_cache_adapters, int) or self.lora_cache_adapters < 1:
+            raise LoadError(f"KLEIN_LORA_CACHE_ADAPTERS must be an integer of at least 1, got {self.lora_cache_adapters!r}")
         if self.go_fast_only and self.fp8 == "off":
             raise LoadError("KLEIN_GO_FAST_ONLY=1 needs fp8 (it keeps only the fp8 transformer): unset KLEIN_FP8=off")
 
@@ -104,6 +109,7 @@ class EngineOptions:
             attention=get("KLEIN_ATTENTION", "auto"),
             max_batch=_int("KLEIN_MAX_BATCH", get("KLEIN_MAX_BATCH", "1")),
             offload=get("KLEIN_OFFLOAD", "none").lower(),
+            lora_cache_adapters=_int("KLEIN_LORA_CACHE_ADAPTERS", get("KLEIN_LORA_CACHE_ADAPTERS", "8")),
         )
 
 

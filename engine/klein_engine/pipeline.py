@@ -3,7 +3,8 @@
 Same numerics as diffusers' Flux2KleinPipeline (proven on `tiny` in tests/test_parity.py),
 plus what a server needs: true CFG batched as one batch-2 forward on any variant, res_2s,
 cancellation between steps, progress with cheap previews, per-stage timings, a prompt cache,
-the go_fast path (fast/), and batches of compatible go_fast requests (batch.py).
+the go_fast path (fast/), batches of compatible go_fast requests (batch.py), and LoRA
+adapters per request (lora/: unfused deltas hooked on for the batch, base weights untouched).
 
 `generate_batch` is the one generation path (`generate` runs a batch of one), written as the
 numbered steps of Flux2KleinPipeline.__call__; the denoising loop's batch and the model as a
@@ -14,6 +15,9 @@ velocity field are in denoising.py. Flux2KleinPipeline's static helpers (positio
 from __future__ import annotations
 
 import logging
+import contextlib
+import math
+import re
 import time
 from typing import Optional, Sequence
 
@@ -24,9 +28,12 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from .batch import BatchJob, shape_key
 from .denoising import ModelVelocity, RunningBatch
+from .fast.compile import StaticCompiled
 from .fast.path import FastPath
 from .job import Cancelled, GenerateRequest, GenerateResult, InvalidInput, OnDone, OnStep, Preview, ReferenceImage, ShouldStop
-from .limits import MAX_REFERENCE_IMAGES, MAX_SIDE, MAX_STEPS, MIN_SIDE, SAMPLERS
+from .limits import MAX_LORA_SCALE, MAX_LORAS, MAX_REFERENCE_IMAGES, MAX_SIDE, MAX_STEPS, MIN_SIDE, SAMPLERS
+from .lora import FORMATS as LORA_FORMATS
+from .lora import LoraStore, applied, place
 from .load import Components, load_components
 from .messages import EngineFacts
 from .offload import Placement
@@ -80,6 +87,10 @@ class KleinEngine:
         warm_tokens = max(w * h for w, h in sizes) // self.pixel_multiple**2 + MAX_SEQUENCE_LENGTH
         # With KLEIN_GO_FAST_ONLY=1 components.transformer is quantised in place: the only transformer.
         self.fast = FastPath.build(components.transformer, components.vae, self.device, self.options, warm_tokens=warm_tokens)
+        # Adapters are checked against the transformer that is always resident (with
+        # KLEIN_GO_FAST_ONLY=1 the fp8 one: same module names and shapes).
+        self.loras = LoraStore(lambda key, fmt, layers: place(key, fmt, layers, components.transformer, self.device, self.dtype),
+                               capacity=self.options.lora_cache_adapters)
 
     # ------------------------------------------------------------------ setup
     @classmethod
@@ -106,6 +117,7 @@ class KleinEngine:
                 "go_fast": self.fast.active,
                 "preview": True,
                 "max_batch": self.max_batch,
+                "loras": {"max": MAX_LORAS, "formats": list(LORA_FORMATS)},
             },
             "geometry": {"pixel_multiple": self.pixel_multiple, "min_side": MIN_SIDE, "max_side": MAX_SIDE},
             "fast": {**self.fast.facts(), "warmup_sizes": [f"{w}x{h}" for w, h in self.options.warmup_sizes] if self.fast.compiled else [],
@@ -181,10 +193,17 @@ class KleinEngine:
         first = reqs[0]
         try:
             transformer = self.fast.transformer_for(first.go_fast)
+            # The batch shares its adapters (batch.shape_key); an unusable file fails them all.
+            adapters = [(self.loras.get(spec.key, spec.path), spec.scale) for spec in first.loras]
         except InvalidInput as e:
             for k in positions:
                 finish(k, e)
             return outcomes
+        if adapters and isinstance(transformer, StaticCompiled):
+            # Graphs are compiled without hooks: a LoRA batch runs the same module eagerly
+            # rather than make dynamo recompile (guards on the hooks) for every adapter set.
+            transformer = transformer.eager
+        lora_hooks = applied(transformer, adapters) if adapters else contextlib.nullcontext()
         use_cfg = first.cfg > 1.0
         t_start = time.perf_counter()
 
@@ -214,21 +233,22 @@ class KleinEngine:
                              reference_tokens=reference_tokens, cfg_scales=[r.cfg for r in reqs], use_cfg=use_cfg)
         image_ids = latent_ids if reference_ids is None else torch.cat([latent_ids, reference_ids], dim=1)
         velocity = ModelVelocity(transformer, batch, text_ids, image_ids, self.dtype)
-        for i in range(first.steps):
-            rows = []
-            for row, k in enumerate(batch.positions):
-                if jobs[k].should_stop():
-                    finish(k, Cancelled(f"cancelled before step {i + 1}"))
-                else:
-                    rows.append(row)
-            if not rows:
-                return outcomes
-            batch.keep(rows)
-            batch.latents, denoised = step(first.sampler, batch.latents, sigmas, i, velocity)
-            for row, k in enumerate(batch.positions):
-                job = jobs[k]
-                preview = self._preview(denoised[row : row + 1], latent_ids, latent_height, latent_width) if job.req.preview else None
-                job.on_step(i + 1, first.steps, preview)
+        with lora_hooks:
+            for i in range(first.steps):
+                rows = []
+                for row, k in enumerate(batch.positions):
+                    if jobs[k].should_stop():
+                        finish(k, Cancelled(f"cancelled before step {i + 1}"))
+                    else:
+                        rows.append(row)
+                if not rows:
+                    return outcomes
+                batch.keep(rows)
+                batch.latents, denoised = step(first.sampler, batch.latents, sigmas, i, velocity)
+                for row, k in enumerate(batch.positions):
+                    job = jobs[k]
+                    preview = self._preview(denoised[row : row + 1], latent_ids, latent_height, latent_width) if job.req.preview else None
+                    job.on_step(i + 1, first.steps, preview)
         self._sync()
         t_denoise = time.perf_counter()
 
@@ -276,6 +296,13 @@ class KleinEngine:
                 raise InvalidInput(f"reference image {i}: sides must be multiples of {m} and at least {MIN_SIDE}, got {im.width}x{im.height}")
             if len(im.rgb) != im.width * im.height * 3:
                 raise InvalidInput(f"reference image {i}: {len(im.rgb)} bytes do not make a {im.width}x{im.height} RGB image")
+        if len(req.loras) > MAX_LORAS:
+            raise InvalidInput(f"at most {MAX_LORAS} LoRA adapters, got {len(req.loras)}")
+        for i, lora in enumerate(req.loras):
+            if not re.fullmatch(r"[0-9a-f]{64}", lora.key):
+                raise InvalidInput(f"loras[{i}].key must be the file's sha256 in lowercase hex (64 characters), got {lora.key!r:.80}")
+            if not (math.isfinite(lora.scale) and -MAX_LORA_SCALE <= lora.scale <= MAX_LORA_SCALE):
+                raise InvalidInput(f"loras[{i}].scale must be from {-MAX_LORA_SCALE:g} to {MAX_LORA_SCALE:g}, got {lora.scale}")
 
     def prepare_latents(self, reqs: Sequence[GenerateRequest], latent_height: int, latent_width: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Each request's initial noise, (1, channels, latent_height, latent_width), drawn from

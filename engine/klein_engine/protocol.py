@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Mapping, Optional
 
-from .job import GenerateRequest, ReferenceImage
+from .job import GenerateRequest, LoraSpec, ReferenceImage
 from .messages import ERROR_CODES, VERSION
 
 MAX_HEADER = 1 << 20
@@ -125,10 +125,29 @@ def _positive_int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool) and v > 0
 
 
+def parse_loras(header: dict, job_id: str) -> tuple[LoraSpec, ...]:
+    """`loras` (messages.LoraRef): types only; the count, the scale's range and the file itself
+    are the engine's to check (KleinEngine.check_inputs, lora/)."""
+    raw = header.get("loras", [])
+    if not isinstance(raw, list):
+        raise BadMessage("loras must be a list", job_id)
+    out = []
+    for i, item in enumerate(raw):
+        if not isinstance(item, dict):
+            raise BadMessage(f"loras[{i}] must be an object", job_id)
+        key, path, scale = item.get("key"), item.get("path"), item.get("scale")
+        if not isinstance(key, str) or not isinstance(path, str) or not path:
+            raise BadMessage(f"loras[{i}] needs a string key and a non-empty string path", job_id)
+        if not isinstance(scale, (int, float)) or isinstance(scale, bool):
+            raise BadMessage(f"loras[{i}].scale must be a number", job_id)
+        out.append(LoraSpec(key=key, path=path, scale=float(scale)))
+    return tuple(out)
+
+
 def parse_generate(frame: Frame) -> tuple[str, GenerateRequest]:
     """A `generate` frame (messages.GenerateMessage) → its id and typed request; BadMessage
     names the first field that is wrong. Optional here, though the worker always sends them:
-    negative_prompt (""), go_fast (true), preview (false), images ([])."""
+    negative_prompt (""), go_fast (true), preview (false), images ([]); and loras ([])."""
     header = frame.header
     job_id = header.get("id")
     if not isinstance(job_id, str) or not job_id:
@@ -166,6 +185,7 @@ def parse_generate(frame: Frame) -> tuple[str, GenerateRequest]:
         go_fast=_field(params, "go_fast", bool, job_id, optional=True, default=True),
         preview=_field(params, "preview", bool, job_id, optional=True, default=False),
         images=tuple(images),
+        loras=parse_loras(header, job_id),
     )
     return job_id, req
 
@@ -187,7 +207,8 @@ def _fixtures() -> dict:
     }
     fixtures = {
         "ready": ({"v": 1, "type": "ready", "protocol": 1, "engine_version": "0.1.0", "model": "tiny", "variant": "distilled", "device": "cpu", "dtype": "float32",
-                   "capabilities": {"samplers": ["euler", "res_2s"], "max_reference_images": 4, "go_fast": False, "preview": True, "max_batch": 1},
+                   "capabilities": {"samplers": ["euler", "res_2s"], "max_reference_images": 4, "go_fast": False, "preview": True, "max_batch": 1,
+                                    "loras": {"max": 3, "formats": ["diffusers", "peft", "kohya", "ai-toolkit", "comfyui"]}},
                    "geometry": {"pixel_multiple": 16, "min_side": 64, "max_side": 2048},
                    "fast": {"fp8": None, "fp8_note": "fp8 matmuls need a CUDA GPU (device is cpu)", "act_scale": None, "attention": None,
                             "compile": None, "reference_path": True, "warmup_sizes": [], "offload": "none"}}, b""),
@@ -200,6 +221,9 @@ def _fixtures() -> dict:
         "generate_two_images": ({"v": 1, "type": "generate", "id": "req-2", "params": {**params, "cfg": 1, "sampler": "res_2s", "steps": 4, "width": 64, "height": 64},
                                  "images": [{"width": 2, "height": 2}, {"width": 1, "height": 2}]}, rgb2x2 + rgb2x2[:6]),
         "generate_unicode": ({"v": 1, "type": "generate", "id": "req-3", "params": {**params, "prompt": "猫 — «café» 😀 \u2028 line"}, "images": []}, b""),
+        "generate_loras": ({"v": 1, "type": "generate", "id": "req-4", "params": params, "images": [],
+                            "loras": [{"key": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", "path": "/var/cache/klein/loras/9f86d081.safetensors", "scale": 0.8},
+                                      {"key": "60303ae22b998861bce3b28f33eec1be758a213c86c93c076dbe9f558c11c752", "path": "/var/cache/klein/loras/60303ae2.safetensors", "scale": -1.5}]}, b""),
         "cancel": ({"v": 1, "type": "cancel", "id": "req-1"}, b""),
         "shutdown": ({"v": 1, "type": "shutdown"}, b""),
     }

@@ -296,7 +296,7 @@ class Server:
         if isinstance(e, Cancelled):
             code, message = "cancelled", str(e)
         elif isinstance(e, InvalidInput):
-            code, message = "invalid_input", str(e)
+            code, message = e.code, str(e)  # invalid_input, or invalid_lora (InvalidLora)
         elif isinstance(e, EngineError):
             code, message = e.code, str(e)
         elif _is_oom(e):

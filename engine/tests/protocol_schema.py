@@ -18,7 +18,7 @@ SCHEMA_FILE = Path(__file__).resolve().parents[2] / "protocol" / "messages.schem
 
 ANNOTATIONS = {"$schema", "title", "description"}
 KEYWORDS = {"type", "properties", "required", "additionalProperties", "const", "enum", "anyOf", "oneOf", "$ref", "$defs",
-            "items", "minimum", "maximum", "minLength", "pattern"} | ANNOTATIONS
+            "items", "maxItems", "minimum", "maximum", "minLength", "pattern"} | ANNOTATIONS
 
 
 @lru_cache(maxsize=1)
@@ -68,6 +68,8 @@ def errors(value: Any, rule: dict, path: str = "") -> list[str]:
         for name, sub in properties.items():
             if name in value:
                 out += errors(value[name], sub, f"{path}/{name}")
+    if "maxItems" in rule and len(value) > rule["maxItems"]:
+        out.append(f"{path or '/'}: more than {rule['maxItems']} items")
     if isinstance(value, list) and "items" in rule:
         for i, item in enumerate(value):
             out += errors(item, rule["items"], f"{path}/{i}")

@@ -21,7 +21,11 @@ import Type, { type Static, type TSchema } from 'typebox';
 import { SAMPLERS } from '../contract/types.js';
 
 export const PROTOCOL_VERSION = 1;
-export const ENGINE_ERROR_CODES = ['invalid_input', 'out_of_memory', 'cancelled', 'internal'] as const;
+/** invalid_lora: a request's LoRA file cannot be applied to this model (contract §7: a 400 invalid_lora). */
+export const ENGINE_ERROR_CODES = ['invalid_input', 'invalid_lora', 'out_of_memory', 'cancelled', 'internal'] as const;
+/** Contract §7: adapters per request, and the range of their scales. */
+export const MAX_LORAS = 3;
+export const MAX_LORA_SCALE = 4;
 export type EngineErrorCode = (typeof ENGINE_ERROR_CODES)[number];
 
 /** Where the JSON Schema document lives, relative to the repository root. */
@@ -56,6 +60,15 @@ export const ReadyHeader = Type.Object(
         go_fast: Type.Boolean({ description: 'The fast path really changes something on this device' }),
         preview: Type.Boolean(),
         max_batch: positive('Compatible go_fast jobs the engine runs together'),
+        loras: Type.Optional(
+          Type.Object(
+            {
+              max: count('Adapters a request may carry'),
+              formats: Type.Array(Type.String(), { description: 'File layouts the engine converts: diffusers, peft, kohya, ai-toolkit, comfyui' }),
+            },
+            { ...closed, description: 'LoRA adapters at request time; absent: the engine takes none (the simulated engine)' },
+          ),
+        ),
       },
       closed,
     ),
@@ -146,6 +159,19 @@ export const GenerateHeader = Type.Object(
     images: Type.Array(size('A reference image, already resized by the worker'), {
       description: "The reference images in the payload, their RGB concatenated in this order",
     }),
+    loras: Type.Optional(
+      Type.Array(
+        Type.Object(
+          {
+            key: Type.String({ pattern: '^[0-9a-f]{64}$', description: "sha256 of the file's bytes, lowercase hex: the engine's cache key" }),
+            path: Type.String({ minLength: 1, description: 'Absolute local path of the .safetensors file the worker downloaded' }),
+            scale: Type.Number({ minimum: -MAX_LORA_SCALE, maximum: MAX_LORA_SCALE }),
+          },
+          closed,
+        ),
+        { maxItems: MAX_LORAS, description: 'LoRA adapters applied to this job, in order; absent or empty: none' },
+      ),
+    ),
     batch: Type.Optional(
       Type.Object(
         { id: Type.String({ minLength: 1, description: "The batch's id, chosen by the worker" }), size: positive('Generate frames in the batch') },

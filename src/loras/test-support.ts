@@ -59,7 +59,7 @@ export interface FileServerOptions {
   honourRange: boolean;
   /** path → Location, answered with 302. */
   redirects?: Record<string, string>;
-  /** Hold each body this long before sending (ms), to let a test abort mid-way. */
+  /** Send half of each body, then wait this long (ms) before the rest, so a test can abort mid-way. */
   delayMs?: number;
   /** Sees every request (its headers), before it is answered. */
   onRequest?: (req: IncomingMessage) => void;
@@ -71,9 +71,11 @@ async function send(res: ServerResponse, body: Buffer, count: (n: number) => voi
   res.on('close', () => {
     closed = true;
   });
-  if (delayMs > 0) await new Promise((r) => setTimeout(r, delayMs));
-  for (let at = 0; at < body.length && !closed; at += 65536) {
-    const chunk = body.subarray(at, Math.min(body.length, at + 65536));
+  const half = delayMs > 0 ? Math.floor(body.length / 2) : -1;
+  for (let at = 0; at < body.length && !closed; ) {
+    if (at === half) await new Promise((r) => setTimeout(r, delayMs));
+    const chunk = body.subarray(at, Math.min(body.length, at + 65536, at < half ? half : Infinity));
+    at += chunk.length;
     count(chunk.length);
     if (!res.write(chunk)) {
       await new Promise<void>((r) => {

@@ -59,8 +59,7 @@ const LOKR_WEIGHT = /\.lokr_(?:w1|w2|w1_a|w1_b|w2_a|w2_b|t1|t2)$/;
 
 function formatOf(name: string): Exclude<LoraFormat, 'lokr'> | null {
   for (const p of PREFIXES) if (name.startsWith(p.prefix)) return p.format;
-  const bare = name.startsWith('lycoris_') ? null : BFL_MODULE.test(name) ? 'comfyui' : null;
-  return bare;
+  return BFL_MODULE.test(name) ? 'comfyui' : null;
 }
 
 function listDims(dims: number[]): string {

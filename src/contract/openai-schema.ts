@@ -12,7 +12,7 @@
  */
 import Type, { type Static } from 'typebox';
 import { IMAGE_FORMATS } from './types.js';
-import { GENERATE_PROPERTIES, MAX_IMAGES, MAX_SEED } from './request-schema.js';
+import { GENERATE_PROPERTIES, MAX_CFG, MAX_IMAGES, MAX_SEED, MAX_STEPS, MIN_CFG, MIN_STEPS } from './request-schema.js';
 import { Choice, Text } from './string-schemas.js';
 import { ERRORS, type ErrorCode } from './errors.js';
 
@@ -32,8 +32,9 @@ const own = {
   output_format: Type.Optional(Choice(IMAGE_FORMATS, { description: 'Image format', default: 'png' })),
   output_compression: Type.Optional(Type.Integer({ description: 'jpeg and webp quality, 0 to 100 (below 10 counts as 10)', minimum: 0, maximum: 100 })),
   seed: Type.Optional(Type.Integer({ description: `Seed of the first image (image i uses seed + i), 0 to ${MAX_SEED}; absent: random`, minimum: 0, maximum: MAX_SEED })),
-  steps: GENERATE_PROPERTIES.steps,
-  cfg: GENERATE_PROPERTIES.cfg,
+  // No default in the schema: absent, each model's own applies (GET /v1/models lists them).
+  steps: Type.Optional(Type.Integer({ description: "Number of inference steps (extension); absent: the model's default (GET /v1/models)", minimum: MIN_STEPS, maximum: MAX_STEPS })),
+  cfg: Type.Optional(Type.Number({ description: "Classifier-free guidance scale (extension), 1 turns it off; absent: the model's default", minimum: MIN_CFG, maximum: MAX_CFG })),
   negative_prompt: GENERATE_PROPERTIES.negative_prompt,
   sampler: GENERATE_PROPERTIES.sampler,
   go_fast: GENERATE_PROPERTIES.go_fast,

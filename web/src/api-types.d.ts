@@ -149,9 +149,9 @@ export interface Schemas {
     output_compression?: number;
     /** Seed of the first image (image i uses seed + i), 0 to 9007199254740991; absent: random */
     seed?: number;
-    /** Number of inference steps */
+    /** Number of inference steps (extension); absent: the model's default (GET /v1/models) */
     steps?: number;
-    /** Classifier-free guidance scale. cfg > 1 guides against negative_prompt (two model evaluations per step); 1 turns guidance off. */
+    /** Classifier-free guidance scale (extension), 1 turns it off; absent: the model's default */
     cfg?: number;
     /** Negative prompt to avoid certain elements. Used only when cfg > 1; at most 10000 characters of well-formed Unicode. */
     negative_prompt?: string;
@@ -194,9 +194,9 @@ export interface Schemas {
     output_compression?: number;
     /** Seed of the first image (image i uses seed + i), 0 to 9007199254740991; absent: random */
     seed?: number;
-    /** Number of inference steps */
+    /** Number of inference steps (extension); absent: the model's default (GET /v1/models) */
     steps?: number;
-    /** Classifier-free guidance scale. cfg > 1 guides against negative_prompt (two model evaluations per step); 1 turns guidance off. */
+    /** Classifier-free guidance scale (extension), 1 turns it off; absent: the model's default */
     cfg?: number;
     /** Negative prompt to avoid certain elements. Used only when cfg > 1; at most 10000 characters of well-formed Unicode. */
     negative_prompt?: string;
@@ -228,7 +228,7 @@ export interface Schemas {
     /** A human-readable message (what Segmind clients read) */
     error: string;
     /** The error code (a row of the error table) */
-    code: "invalid_json" | "unsupported_media_type" | "validation_failed" | "image_fetch_failed" | "image_invalid" | "image_too_large" | "image_too_small" | "image_bad_ratio" | "url_blocked" | "invalid_multipart" | "bad_url" | "bad_request" | "unauthorized" | "forbidden" | "invalid_link" | "link_expired" | "not_found" | "insufficient_credits" | "request_timeout" | "request_cancelled" | "idempotency_conflict" | "payload_too_large" | "rate_limited" | "headers_too_large" | "concurrency_limited" | "client_closed" | "internal" | "engine_unavailable" | "engine_failed" | "out_of_memory" | "not_ready" | "draining" | "queue_unavailable" | "no_workers" | "timeout";
+    code: "invalid_json" | "unsupported_media_type" | "validation_failed" | "image_fetch_failed" | "image_invalid" | "image_too_large" | "image_too_small" | "image_bad_ratio" | "url_blocked" | "invalid_lora" | "invalid_multipart" | "bad_url" | "bad_request" | "unauthorized" | "forbidden" | "invalid_link" | "link_expired" | "not_found" | "insufficient_credits" | "request_timeout" | "request_cancelled" | "idempotency_conflict" | "payload_too_large" | "rate_limited" | "headers_too_large" | "concurrency_limited" | "client_closed" | "internal" | "engine_unavailable" | "engine_failed" | "out_of_memory" | "not_ready" | "draining" | "queue_unavailable" | "no_workers" | "timeout";
     /** The request id, as in the x-request-id header */
     request_id: string;
     /** A validation error: one entry per bad field */
@@ -469,7 +469,7 @@ export interface Schemas {
       /** The field at fault, or null */
       param: string | null;
       /** The error code (a row of the error table) */
-      code: "invalid_json" | "unsupported_media_type" | "validation_failed" | "image_fetch_failed" | "image_invalid" | "image_too_large" | "image_too_small" | "image_bad_ratio" | "url_blocked" | "invalid_multipart" | "bad_url" | "bad_request" | "unauthorized" | "forbidden" | "invalid_link" | "link_expired" | "not_found" | "insufficient_credits" | "request_timeout" | "request_cancelled" | "idempotency_conflict" | "payload_too_large" | "rate_limited" | "headers_too_large" | "concurrency_limited" | "client_closed" | "internal" | "engine_unavailable" | "engine_failed" | "out_of_memory" | "not_ready" | "draining" | "queue_unavailable" | "no_workers" | "timeout";
+      code: "invalid_json" | "unsupported_media_type" | "validation_failed" | "image_fetch_failed" | "image_invalid" | "image_too_large" | "image_too_small" | "image_bad_ratio" | "url_blocked" | "invalid_lora" | "invalid_multipart" | "bad_url" | "bad_request" | "unauthorized" | "forbidden" | "invalid_link" | "link_expired" | "not_found" | "insufficient_credits" | "request_timeout" | "request_cancelled" | "idempotency_conflict" | "payload_too_large" | "rate_limited" | "headers_too_large" | "concurrency_limited" | "client_closed" | "internal" | "engine_unavailable" | "engine_failed" | "out_of_memory" | "not_ready" | "draining" | "queue_unavailable" | "no_workers" | "timeout";
     };
   };
   /** A model (or an alias of one) that the OpenAI-compatible routes take as model */

@@ -155,3 +155,43 @@ def test_go_fast_with_an_adapter_is_within_the_go_fast_tolerance(emulated_bf16, 
     print(f"tiny bf16, fp8 emulated + LoRA vs reference + LoRA: {rel:.2e}; the LoRA's own effect {effect:.2e}")
     assert 0 < rel <= LORA_GO_FAST_REL_TOL
     assert effect > 4 * rel, "the adapter's effect is well above the fp8 error"
+
+
+def test_compiled_graphs_are_not_recompiled_for_adapters(tiny_path, tmp_path, monkeypatch, engine):
+    """A LoRA batch runs the go_fast module eagerly (its hooks would be guarded on by dynamo and
+    recompile per adapter set); the compiled graphs serve the requests without adapters, before
+    and after, with no new compilation. Dynamo's `eager` backend, as test_compile.py."""
+    from torch._dynamo.utils import counters
+
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path))
+    opts = EngineOptions(compile="on", compile_backend="eager", warmup_sizes=((64, 64),), compile_cache_dir=tmp_path / "c")
+    e = KleinEngine.load(str(tiny_path), device="cpu", options=opts)
+    e.warm_up()
+    tr = e.fast.compiled[0]
+    t = e.components.transformer
+    req = request(seed=3, steps=2, width=64, height=64, loras=(spec(tmp_path, "a", layout(t, random_adapter(t, 12), "comfyui")),))
+    frames = counters["stats"]["unique_graphs"]
+    assert frames > 0, "the warm-up compiled graphs (the counter counts them)"
+    calls = (tr.compiled_calls, tr.eager_calls)
+    got = e.generate(req, noop_step, never)
+    assert (tr.compiled_calls, tr.eager_calls) == calls, "the LoRA request ran the module, not the compiled wrapper"
+    assert got.rgb == engine.generate(dataclasses.replace(req, go_fast=False), noop_step, never).rgb
+    e.generate(dataclasses.replace(req, loras=()), noop_step, never)
+    assert (tr.compiled_calls, tr.eager_calls) == (calls[0] + 2, calls[1])
+    assert counters["stats"]["unique_graphs"] == frames, "nothing was compiled after warm-up"
+
+
+def test_server_answers_an_unusable_lora_with_invalid_lora():
+    from klein_engine import server
+
+    sent = []
+
+    class Writer:
+        def send(self, header, payload=b""):
+            sent.append(header)
+
+    s = server.Server.__new__(server.Server)
+    s.writer = Writer()
+    s.failed(["j1"], InvalidLora("transformer.proj_out: lora_A is 4×16 but the layer takes 8 inputs"))
+    s.failed(["j2"], InvalidInput("steps must be an integer from 1 to 100, got 0"))
+    assert [(m["id"], m["code"]) for m in sent] == [("j1", "invalid_lora"), ("j2", "invalid_input")]

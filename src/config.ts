@@ -85,6 +85,17 @@ export interface Config {
   eventsLinkTtlS: number;
   /** S3-compatible output storage; null means local disk under the data directory. */
   s3: { bucket: string; endpoint?: string; region: string; prefix: string; forcePathStyle: boolean } | null;
+  /** KLEIN_LORA_DIR: a folder of .safetensors LoRAs requests may name by file name; null: none. */
+  loraDir: string | null;
+  /** KLEIN_LORA_MAX_BYTES: the largest LoRA file taken. */
+  loraMaxBytes: number;
+  /** KLEIN_LORA_CACHE_BYTES: downloaded LoRAs kept on disk (LRU by bytes), per process. */
+  loraCacheBytes: number;
+  /** KLEIN_LORA_HEADER_TIMEOUT_MS: reading a LoRA's header at admission; KLEIN_LORA_DOWNLOAD_TIMEOUT_MS: its download. */
+  loraHeaderTimeoutMs: number;
+  loraDownloadTimeoutMs: number;
+  /** HF_TOKEN: sent to the Hugging Face hub for LoRAs named by repo id (and read by the engine for the model). */
+  hfToken: string | null;
   /** KLEIN_OPENAI_MODEL_ALIASES: `model` names the OpenAI routes take for a served slug (alias → slug). */
   openAiModelAliases: ReadonlyMap<string, string>;
 }
@@ -235,6 +246,12 @@ export function loadConfig(env: Env = process.env): Config {
     // Short-lived (contract §9): an events_url is for following the request now, not for sharing.
     eventsLinkTtlS: r.int('KLEIN_EVENTS_LINK_TTL', 900, 60, 86_400),
     s3: null,
+    loraDir: null,
+    loraMaxBytes: r.int('KLEIN_LORA_MAX_BYTES', 2 * 1024 ** 3, 1024, 64 * 1024 ** 3),
+    loraCacheBytes: r.int('KLEIN_LORA_CACHE_BYTES', 20 * 1024 ** 3, 0, 10 * 1024 ** 4),
+    loraHeaderTimeoutMs: r.int('KLEIN_LORA_HEADER_TIMEOUT_MS', 10_000, 100, 120_000),
+    loraDownloadTimeoutMs: r.int('KLEIN_LORA_DOWNLOAD_TIMEOUT_MS', 600_000, 1000, 3_600_000),
+    hfToken: r.str('HF_TOKEN', '') || null,
     openAiModelAliases: new Map(),
   };
   const dbUrl = r.str('DATABASE_URL', '');
@@ -266,6 +283,9 @@ export function loadConfig(env: Env = process.env): Config {
   cfg.faults = faults;
   cfg.linkSecrets = r.str('KLEIN_LINK_SECRET', '').split(',').map((x) => x.trim()).filter(Boolean);
   if (cfg.linkSecrets.some((x) => x.length < 32)) r.problems.push('KLEIN_LINK_SECRET: each comma-separated secret must be at least 32 characters (e.g. `openssl rand -base64 32`)');
+  const loraDir = r.str('KLEIN_LORA_DIR', '');
+  if (loraDir && !existsSync(loraDir)) r.problems.push(`KLEIN_LORA_DIR: ${loraDir} does not exist`);
+  cfg.loraDir = loraDir ? resolve(loraDir) : null;
   const pub = r.str('KLEIN_PUBLIC_URL', '');
   if (pub && !/^https?:\/\/[^/]+/.test(pub)) r.problems.push(`KLEIN_PUBLIC_URL: must be an http(s) URL, got "${pub}"`);
   cfg.publicUrl = pub.replace(/\/$/, '');

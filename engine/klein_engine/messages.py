@@ -25,9 +25,18 @@ ERROR_CODES: tuple[ErrorCode, ...] = ("invalid_input", "invalid_lora", "out_of_m
 
 
 # ------------------------------------------------------------------ engine → worker
-class LoraCapabilities(TypedDict):
+class LinearDims(TypedDict):
+    inputs: List[int]
+    outputs: List[int]
+
+
+class _LoraCapabilities(TypedDict):
     max: int  # adapters per request
     formats: List[str]  # the file layouts the engine converts (lora/formats.py)
+
+
+class LoraCapabilities(_LoraCapabilities, total=False):
+    dims: LinearDims  # the transformer's linear in/out features, which a LoRA file must fit
 
 
 class _Capabilities(TypedDict):

@@ -33,7 +33,7 @@ from .fast.path import FastPath
 from .job import Cancelled, GenerateRequest, GenerateResult, InvalidInput, OnDone, OnStep, Preview, ReferenceImage, ShouldStop
 from .limits import MAX_LORA_SCALE, MAX_LORAS, MAX_REFERENCE_IMAGES, MAX_SIDE, MAX_STEPS, MIN_SIDE, SAMPLERS
 from .lora import FORMATS as LORA_FORMATS
-from .lora import LoraStore, applied, place
+from .lora import LoraStore, applied, linear_dims, place
 from .load import Components, load_components
 from .messages import EngineFacts
 from .offload import Placement
@@ -91,6 +91,7 @@ class KleinEngine:
         # KLEIN_GO_FAST_ONLY=1 the fp8 one: same module names and shapes).
         self.loras = LoraStore(lambda key, fmt, layers: place(key, fmt, layers, components.transformer, self.device, self.dtype),
                                capacity=self.options.lora_cache_adapters)
+        self.lora_dims = linear_dims(components.transformer)
 
     # ------------------------------------------------------------------ setup
     @classmethod
@@ -117,7 +118,7 @@ class KleinEngine:
                 "go_fast": self.fast.active,
                 "preview": True,
                 "max_batch": self.max_batch,
-                "loras": {"max": MAX_LORAS, "formats": list(LORA_FORMATS)},
+                "loras": {"max": MAX_LORAS, "formats": list(LORA_FORMATS), "dims": self.lora_dims},
             },
             "geometry": {"pixel_multiple": self.pixel_multiple, "min_side": MIN_SIDE, "max_side": MAX_SIDE},
             "fast": {**self.fast.facts(), "warmup_sizes": [f"{w}x{h}" for w, h in self.options.warmup_sizes] if self.fast.compiled else [],

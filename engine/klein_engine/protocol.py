@@ -208,7 +208,8 @@ def _fixtures() -> dict:
     fixtures = {
         "ready": ({"v": 1, "type": "ready", "protocol": 1, "engine_version": "0.1.0", "model": "tiny", "variant": "distilled", "device": "cpu", "dtype": "float32",
                    "capabilities": {"samplers": ["euler", "res_2s"], "max_reference_images": 4, "go_fast": False, "preview": True, "max_batch": 1,
-                                    "loras": {"max": 3, "formats": ["diffusers", "peft", "kohya", "ai-toolkit", "comfyui"]}},
+                                    "loras": {"max": 3, "formats": ["diffusers", "peft", "kohya", "ai-toolkit", "comfyui"],
+                                              "dims": {"inputs": [16, 48, 128], "outputs": [16, 128, 384]}}},
                    "geometry": {"pixel_multiple": 16, "min_side": 64, "max_side": 2048},
                    "fast": {"fp8": None, "fp8_note": "fp8 matmuls need a CUDA GPU (device is cpu)", "act_scale": None, "attention": None,
                             "compile": None, "reference_path": True, "warmup_sizes": [], "offload": "none"}}, b""),

@@ -34,13 +34,13 @@ describe('pricing', () => {
   });
 
   it('is exact: base + ceil(rate × pixels × evaluations / 10^6)', () => {
-    const cfg = { baseMicro: 7, perMpEvalMicro: 3 };
+    const cfg = { baseMicro: 7, perMpEvalMicro: 3, perLoraMicro: 0 };
     // 64×64 = 4096 pixels, 1 evaluation: 3 × 4096 / 10^6 = 0.012288 → 1
     assert.equal(priceMicro({ width: 64, height: 64, steps: 1, cfg: 1, sampler: 'euler' }, cfg), 8);
     // 1,000,000 pixels exactly (1000 is not a multiple of 16, but pricing does not care): no rounding
     assert.equal(priceMicro({ width: 1000, height: 1000, steps: 1, cfg: 1, sampler: 'euler' }, cfg), 10);
     assert.equal(priceMicro({ width: 1000, height: 1000, steps: 1, cfg: 1, sampler: 'euler' }, cfg, 1), 11);
-    assert.equal(priceMicro({ width: 64, height: 64, steps: 1, cfg: 1, sampler: 'euler' }, { baseMicro: 0, perMpEvalMicro: 0 }), 0);
+    assert.equal(priceMicro({ width: 64, height: 64, steps: 1, cfg: 1, sampler: 'euler' }, { baseMicro: 0, perMpEvalMicro: 0, perLoraMicro: 0 }), 0);
   });
 
   it('grows with every factor and is always an integer', () => {
@@ -67,8 +67,8 @@ describe('pricing', () => {
   it('refuses nonsense inputs instead of pricing them', () => {
     assert.throws(() => price({ steps: 1.5 }), RangeError);
     assert.throws(() => price({}, -1), RangeError);
-    assert.throws(() => price({}, 0, { baseMicro: 0.5, perMpEvalMicro: 760 }), /baseMicro/);
-    assert.throws(() => price({}, 0, { baseMicro: 0, perMpEvalMicro: Number.MAX_SAFE_INTEGER }), /beyond/);
+    assert.throws(() => price({}, 0, { baseMicro: 0.5, perMpEvalMicro: 760, perLoraMicro: 0 }), /baseMicro/);
+    assert.throws(() => price({}, 0, { baseMicro: 0, perMpEvalMicro: Number.MAX_SAFE_INTEGER, perLoraMicro: 0 }), /beyond/);
   });
 });
 
@@ -97,9 +97,9 @@ describe('credits as exact decimals', () => {
 
 describe('parsePricing', () => {
   it('defaults when unset or empty; reads both variables', () => {
-    assert.deepEqual(parsePricing({}), { baseMicro: 1000, perMpEvalMicro: 760 });
-    assert.deepEqual(parsePricing({ KLEIN_PRICE_BASE: '', KLEIN_PRICE_PER_MP_EVAL: ' ' }), { baseMicro: 1000, perMpEvalMicro: 760 });
-    assert.deepEqual(parsePricing({ KLEIN_PRICE_BASE: '0', KLEIN_PRICE_PER_MP_EVAL: '0.001' }), { baseMicro: 0, perMpEvalMicro: 1000 });
+    assert.deepEqual(parsePricing({}), { baseMicro: 1000, perMpEvalMicro: 760, perLoraMicro: 0 });
+    assert.deepEqual(parsePricing({ KLEIN_PRICE_BASE: '', KLEIN_PRICE_PER_MP_EVAL: ' ' }), { baseMicro: 1000, perMpEvalMicro: 760, perLoraMicro: 0 });
+    assert.deepEqual(parsePricing({ KLEIN_PRICE_BASE: '0', KLEIN_PRICE_PER_MP_EVAL: '0.001' }), { baseMicro: 0, perMpEvalMicro: 1000, perLoraMicro: 0 });
   });
 
   it('names the bad variable and the value', () => {
@@ -126,8 +126,8 @@ describe('parseModelPricing', () => {
     const byDefault = parseModelPricing({}, slugs);
     assert.deepEqual([...byDefault.values()], [DEFAULT_PRICING, DEFAULT_PRICING]);
     const p = parseModelPricing({ KLEIN_PRICE_BASE: '0.002', KLEIN_PRICE_PER_MP_EVAL_FLUX_2_KLEIN_9B: '0.0017' }, slugs);
-    assert.deepEqual(p.get('flux-2-klein-4b'), { baseMicro: 2000, perMpEvalMicro: 760 });
-    assert.deepEqual(p.get('flux-2-klein-9b'), { baseMicro: 2000, perMpEvalMicro: 1700 });
+    assert.deepEqual(p.get('flux-2-klein-4b'), { baseMicro: 2000, perMpEvalMicro: 760, perLoraMicro: 0 });
+    assert.deepEqual(p.get('flux-2-klein-9b'), { baseMicro: 2000, perMpEvalMicro: 1700, perLoraMicro: 0 });
     // The seed page's request on the 9B at its own rate: 0.002 + 0.0017 × 1.048576 × 40.
     assert.equal(priceMicro(seedPage, p.get('flux-2-klein-9b')!, 0), 2000 + Math.ceil(1700 * 1.048576 * 40));
   });
@@ -139,5 +139,16 @@ describe('parseModelPricing', () => {
       return true;
     });
     assert.throws(() => parseModelPricing({}, ['a-b', 'a.b']), /models a-b and a\.b would share the price variables KLEIN_PRICE_…_A_B/);
+  });
+});
+
+describe('the LoRA surcharge', () => {
+  it('adds per_lora × adapters, read from KLEIN_PRICE_PER_LORA (default 0) and per model', () => {
+    const loras = [{}, {}];
+    assert.equal(price({}, 0), price({ loras } as Partial<Job>, 0), 'free by default');
+    const p = parseModelPricing({ KLEIN_PRICE_PER_LORA: '0.002', KLEIN_PRICE_PER_LORA_FLUX_2_KLEIN_9B: '0.005' }, ['flux-2-klein-4b', 'flux-2-klein-9b']);
+    assert.equal(priceMicro({ ...seedPage, loras }, p.get('flux-2-klein-4b')!, 0), price() + 2 * 2000);
+    assert.equal(priceMicro({ ...seedPage, loras: [{}] }, p.get('flux-2-klein-9b')!, 0), price() + 5000);
+    assert.throws(() => parsePricing({ KLEIN_PRICE_PER_LORA: '-0.1' }), /KLEIN_PRICE_PER_LORA must be/);
   });
 });

@@ -2,7 +2,7 @@
  * The price of a request, known before it runs, in integer micro-credits
  * (1 credit = 1,000,000 micro-credits; no floats touch money):
  *
- *   price = base + ceil(rate × megapixels × evaluations)
+ *   price = base + ceil(rate × megapixels × evaluations) + per_lora × adapters
  *   megapixels  = (width·height + reference pixels) / 1,000,000
  *   evaluations = steps × (cfg > 1 ? 2 : 1) × (sampler res_2s ? 2 : 1)
  *
@@ -18,7 +18,11 @@
  * 40 evaluations — costs 0.001 + 0.00076 × 1.048576 × 40 = 0.001 + 0.03187671… →
  * 1000 + ceil(31876.71) = 32,877 micro-credits = 0.032877 credits, Segmind's "~$0.033".
  *
- * Configure with KLEIN_PRICE_BASE and KLEIN_PRICE_PER_MP_EVAL, decimal credits with at
+ * per_lora is a surcharge per LoRA adapter of the request (contract §7), default 0: an
+ * adapter adds low-rank products to every evaluation (a few percent of its work) and, the
+ * first time, a download the request is not billed for; an operator may still price it.
+ *
+ * Configure with KLEIN_PRICE_BASE, KLEIN_PRICE_PER_MP_EVAL and KLEIN_PRICE_PER_LORA, decimal credits with at
  * most 6 places, parsed exactly (parsePricing). Each served model (contract §6) may have its
  * own: KLEIN_PRICE_BASE_<SLUG> and KLEIN_PRICE_PER_MP_EVAL_<SLUG>, the slug upper-cased
  * with every other character than a letter or digit as `_` (flux-2-klein-9b →
@@ -35,9 +39,11 @@ export interface PricingConfig {
   baseMicro: number;
   /** Micro-credits per megapixel-evaluation. */
   perMpEvalMicro: number;
+  /** Micro-credits per LoRA adapter of the request. */
+  perLoraMicro: number;
 }
 
-export const DEFAULT_PRICING: Readonly<PricingConfig> = Object.freeze({ baseMicro: 1000, perMpEvalMicro: 760 });
+export const DEFAULT_PRICING: Readonly<PricingConfig> = Object.freeze({ baseMicro: 1000, perMpEvalMicro: 760, perLoraMicro: 0 });
 
 /** How an amount of credits is written: a decimal number with at most 6 places. */
 export const CREDITS_PATTERN = /^\s*(\d+)(?:\.(\d{1,6}))?\s*$/;
@@ -69,16 +75,18 @@ export function evaluations(p: Pick<ResolvedParams, 'steps' | 'cfg' | 'sampler'>
  * reference images after preprocessing (0 for text-to-image).
  */
 export function priceMicro(
-  p: Pick<ResolvedParams, 'steps' | 'cfg' | 'sampler' | 'width' | 'height'>,
+  p: Pick<ResolvedParams, 'steps' | 'cfg' | 'sampler' | 'width' | 'height'> & { loras?: readonly unknown[] },
   cfg: PricingConfig,
   referencePixels = 0,
 ): number {
-  for (const [name, v] of [['width', p.width], ['height', p.height], ['steps', p.steps], ['referencePixels', referencePixels], ['baseMicro', cfg.baseMicro], ['perMpEvalMicro', cfg.perMpEvalMicro]] as const) {
+  const adapters = p.loras?.length ?? 0;
+  const perLora = cfg.perLoraMicro;
+  for (const [name, v] of [['width', p.width], ['height', p.height], ['steps', p.steps], ['referencePixels', referencePixels], ['baseMicro', cfg.baseMicro], ['perMpEvalMicro', cfg.perMpEvalMicro], ['perLoraMicro', perLora]] as const) {
     if (!Number.isSafeInteger(v) || v < 0) throw new RangeError(`price: ${name} must be a non-negative integer, got ${v}`);
   }
   // rate [µ/MP-eval] × pixels × evals / 10^6 [pixels/MP], rounded up, exactly.
   const num = BigInt(cfg.perMpEvalMicro) * BigInt(p.width * p.height + referencePixels) * BigInt(evaluations(p));
-  const total = BigInt(cfg.baseMicro) + (num + BigInt(MICRO - 1)) / BigInt(MICRO);
+  const total = BigInt(cfg.baseMicro) + (num + BigInt(MICRO - 1)) / BigInt(MICRO) + BigInt(perLora) * BigInt(adapters);
   if (total > BigInt(Number.MAX_SAFE_INTEGER)) throw new RangeError(`price ${total} micro-credits is beyond 2^53−1`);
   return Number(total);
 }
@@ -141,6 +149,7 @@ export function parsePricing(env: Record<string, string | undefined>, suffix = '
   const out = {
     baseMicro: read(`KLEIN_PRICE_BASE${suffix}`, fallback.baseMicro),
     perMpEvalMicro: read(`KLEIN_PRICE_PER_MP_EVAL${suffix}`, fallback.perMpEvalMicro),
+    perLoraMicro: read(`KLEIN_PRICE_PER_LORA${suffix}`, fallback.perLoraMicro),
   };
   if (problems.length > 0) throw new PricingConfigError(problems);
   return out;

@@ -6,6 +6,7 @@ import { hostname } from 'node:os';
 import { LocalLimiter } from '../limits/limits.js';
 import { countEngineRestarts } from '../metrics/metrics.js';
 import { LocalQueue } from '../worker/local-queue.js';
+import { LoraFiles } from '../worker/lora-files.js';
 import { makeEngine } from './parts.js';
 import type { QueueParts, QueuePartsInput } from './queue-parts.js';
 
@@ -19,6 +20,7 @@ export function embeddedQueue({ config, env, db, bus, metrics, storage, logger, 
     imageMetadata: config.imageMetadata,
     maxAttempts: config.maxAttempts,
     retentionMs: config.retentionMs,
+    loras: new LoraFiles(config, metrics),
   });
   for (const [slug, engine] of engines) {
     countEngineRestarts(engine, metrics);

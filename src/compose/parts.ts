@@ -23,6 +23,7 @@ import { S3Storage } from '../storage/s3.js';
 import type { OutputStorage } from '../storage/types.js';
 import { EngineProcess } from '../worker/engine-process.js';
 import { FleetWorker } from '../worker/fleet-worker.js';
+import { LoraFiles } from '../worker/lora-files.js';
 
 export async function openStore(config: Config): Promise<Kysely<Database>> {
   mkdirSync(config.dataDir, { recursive: true });
@@ -100,6 +101,7 @@ export async function startFleetWorkers(options: {
 }): Promise<FleetWorker[]> {
   const { config } = options;
   const several = options.models.length > 1;
+  const loras = new LoraFiles(config, options.metrics);
   const workers = options.models.flatMap((model) => options.gpus.map((gpu) => {
     const id = `${hostname()}:${process.pid}${several ? `:${model.slug}` : ''}${gpu !== null ? `:gpu${gpu}` : ''}`;
     return new FleetWorker({
@@ -120,6 +122,7 @@ export async function startFleetWorkers(options: {
       lockMs: config.jobLockMs,
       idleExitMs: config.idleExitMs,
       onIdleExit: options.onIdleExit,
+      loras,
     });
   }));
   await subscribeCancels(options.redis.subscriber, options.redis.keys, (id, reason) => {

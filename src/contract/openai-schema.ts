@@ -38,6 +38,7 @@ const own = {
   negative_prompt: GENERATE_PROPERTIES.negative_prompt,
   sampler: GENERATE_PROPERTIES.sampler,
   go_fast: GENERATE_PROPERTIES.go_fast,
+  loras: GENERATE_PROPERTIES.loras,
 };
 
 /** OpenAI's fields with no meaning here: accepted with their types, ignored. */
@@ -122,9 +123,19 @@ export function fromFormFields(fields: Record<string, string>): Record<string, u
     if (kind === 'integer' && /^-?(0|[1-9][0-9]{0,15})$/.test(v)) out[k] = Number(v);
     else if (kind === 'number' && /^-?(0|[1-9][0-9]{0,15})(\.[0-9]{1,16})?$/.test(v)) out[k] = Number(v);
     else if (kind === 'boolean' && FORM_BOOLEANS.has(v)) out[k] = FORM_BOOLEANS.get(v);
+    else if (kind === 'array' && k === 'loras') out[k] = jsonField(v);
     else out[k] = v;
   }
   return out;
+}
+
+/** A form field holding JSON (`loras` in the edits form: `[{"path": …, "scale": 0.8}]`); as given when it is not JSON, for the validator to refuse. */
+function jsonField(v: string): unknown {
+  try {
+    return JSON.parse(v);
+  } catch {
+    return v;
+  }
 }
 
 /** OpenAI's error types, as the OpenAI routes answer them (gateway/openai-errors.ts maps our codes). */

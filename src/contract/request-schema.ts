@@ -43,6 +43,12 @@ export const DEFAULTS = {
   base64: DEFAULT_BASE64,
 } as const;
 
+/** LoRA adapters a request may carry (contract §7), and the range of their scales. */
+export const MAX_LORAS = 3;
+export const MAX_LORA_SCALE = 4;
+export const DEFAULT_LORA_SCALE = 1;
+export const MAX_LORA_PATH_LENGTH = 2048;
+
 /** Prompt and negative prompt, in characters (Unicode code points, as JSON Schema counts). */
 export const MAX_PROMPT = 10_000;
 export const MAX_IMAGES = 4;
@@ -157,6 +163,28 @@ export const GENERATE_PROPERTIES = {
   ),
   base64: Type.Optional(
     Type.Boolean({ description: 'Answer JSON with the image base64-encoded instead of raw bytes (extension)', default: DEFAULT_BASE64 }),
+  ),
+  loras: Type.Optional(
+    Type.Array(
+      Type.Object(
+        {
+          path: Text({
+            description:
+              'An http(s) URL of a .safetensors LoRA, a Hugging Face repo id (owner/name, optional @revision), or a file name in the server\'s LoRA directory (KLEIN_LORA_DIR)',
+            minLength: 1,
+            maxLength: MAX_LORA_PATH_LENGTH,
+          }),
+          weight_name: Type.Optional(Text({ description: 'For a repo id: the file in the repository (default pytorch_lora_weights.safetensors)', minLength: 1, maxLength: 256 })),
+          scale: Type.Optional(Type.Number({ description: 'How strongly it applies (0 turns it off; negative inverts it)', minimum: -MAX_LORA_SCALE, maximum: MAX_LORA_SCALE, default: DEFAULT_LORA_SCALE })),
+        },
+        { additionalProperties: false },
+      ),
+      {
+        description: `LoRA adapters applied to this request (extension), at most ${MAX_LORAS}: diffusers/PEFT, kohya/musubi-tuner, ai-toolkit/BFL and ComfyUI files. Each file's header is checked before anything is charged; a file that does not fit the model is a 400 invalid_lora. See the price for the surcharge per adapter.`,
+        maxItems: MAX_LORAS,
+        default: [],
+      },
+    ),
   ),
 };
 

@@ -6,7 +6,7 @@
  */
 import { randomInt } from 'node:crypto';
 import { ASPECT_RATIOS, MATCH_INPUT_IMAGE, isNamedAspectRatio, sizeForAspect, type Size } from './aspect-ratios.js';
-import { DEFAULTS, JPEG_ALIAS, MAX_SEED, RANDOM_SEED, type GenerateInput } from './request-schema.js';
+import { DEFAULT_LORA_SCALE, DEFAULTS, JPEG_ALIAS, MAX_SEED, RANDOM_SEED, type GenerateInput } from './request-schema.js';
 import type { ImageFormat, ResolvedParams } from './types.js';
 import { VARIANT_DEFAULTS, type ModelDefaults } from './models.js';
 
@@ -75,5 +75,6 @@ export function resolveParams(
     quality: input.quality ?? DEFAULTS.quality,
     image_urls: [...(input.image_urls ?? DEFAULTS.image_urls)],
     base64: input.base64 ?? DEFAULTS.base64,
+    loras: (input.loras ?? []).map((l) => ({ path: l.path, ...(l.weight_name !== undefined ? { weight_name: l.weight_name } : {}), scale: l.scale ?? DEFAULT_LORA_SCALE })),
   };
 }

@@ -29,6 +29,15 @@ export interface ResolvedParams {
   /** Reference image URLs as given (http(s) or data:). Never stored with image bytes. */
   image_urls: string[];
   base64: boolean;
+  /** LoRA adapters as given, each with its scale (default 1): empty for none (contract §7). */
+  loras: LoraSpec[];
+}
+
+/** One LoRA of a request: where it comes from, and how strongly it applies. */
+export interface LoraSpec {
+  path: string;
+  weight_name?: string;
+  scale: number;
 }
 
 /** A reference image after fetch, decode and preprocessing (contract §3): packed RGB. */

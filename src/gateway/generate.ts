@@ -2,7 +2,7 @@
  * The path every generation request takes after the onRequest hooks (auth, rate limit and
  * admission-hook.ts: credit floor, concurrency slot) and the route's schema validation
  * (validation.ts: the body arrives valid), shared by the routes:
- * idempotency → readiness → price without references (406) → webhook URL →
+ * idempotency → readiness → price without references (406) → webhook URL → LoRA headers →
  * references → resolve → price → reserve → enqueue. Each stage throws an ApiError with the
  * contract's status; the cheap refusals come before the expensive stages, nothing is
  * reserved before the last check that can refuse, and a client that has gone (its signal)
@@ -25,6 +25,7 @@ import type { AppDeps } from './app.js';
 import type { Caller } from './auth.js';
 import { healthOf } from './routes/health.js';
 import { slotKey } from '../queue/lifecycle.js';
+import { checkLoras } from './lora-check.js';
 import { concurrencyError, insufficientCredits, limitsUnavailable, slotTtlMs, syncLifetimeMs } from './admission-hook.js';
 
 export type Admitted =
@@ -156,12 +157,14 @@ export async function admit(deps: AppDeps, req: FastifyRequest, caller: Caller, 
   if (caller.balanceMicro < floor) throw insufficientCredits(floor, caller.balanceMicro);
 
   // 4. The webhook URL must pass the SSRF guard now, not only when it is called.
+  const allow = parseAllowNetworks(deps.config.allowNetworks);
   if (input.webhook_url) {
-    await resolveChecked(checkUrl(input.webhook_url, { field: 'webhook_url' }), {
-      allow: parseAllowNetworks(deps.config.allowNetworks),
-      field: 'webhook_url',
-    });
+    await resolveChecked(checkUrl(input.webhook_url, { field: 'webhook_url' }), { allow, field: 'webhook_url' });
   }
+
+  // 4b. Each LoRA's header, read without its body and checked against the model (400 invalid_lora).
+  gone?.throwIfAborted();
+  await checkLoras(deps, input.loras ?? [], model, allow, gone);
 
   // 5. Fetch and decode the references (400 per bad image, naming its field).
   gone?.throwIfAborted();

@@ -14,7 +14,7 @@ import { ApiError } from '../contract/errors.js';
 import { parseAllowNetworks } from '../net/networks.js';
 import { LoraCache, type LoraCacheEvent, type LoraCacheOptions } from './cache.js';
 import { parseLoraSource } from './source.js';
-import { pair, raw, safetensors, startFileServer, type FileServer } from './test-support.js';
+import { pair, raw, safetensors, startFileServer, type FileServer } from '../../test/support/safetensors-files.js';
 
 const loopback = parseAllowNetworks('127.0.0.1/32');
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');

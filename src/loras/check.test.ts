@@ -8,7 +8,7 @@ import { describe, it } from 'node:test';
 import { ApiError } from '../contract/errors.js';
 import { checkLora, type LinearDims } from './check.js';
 import { parseHeader, type SafetensorsHeader } from './safetensors-header.js';
-import { pair, safetensors, type TensorSpec } from './test-support.js';
+import { pair, safetensors, type TensorSpec } from '../../test/support/safetensors-files.js';
 
 const field = 'loras[0].path';
 

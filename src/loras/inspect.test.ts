@@ -12,7 +12,7 @@ import { ApiError } from '../contract/errors.js';
 import { parseAllowNetworks } from '../net/networks.js';
 import { inspectLora } from './inspect.js';
 import { parseLoraSource } from './source.js';
-import { pair, safetensors, startFileServer, type FileServer } from './test-support.js';
+import { pair, safetensors, startFileServer, type FileServer } from '../../test/support/safetensors-files.js';
 
 const dims = { inputs: [3072, 9216, 12288], outputs: [3072, 18432, 27648] };
 const fits = safetensors({ ...pair('diffusion_model.double_blocks.0.img_attn.qkv', 'lora_A', 8, 3072, 9216), ...pair('diffusion_model.single_blocks.0.linear2', 'lora_A', 8, 12288, 3072) });

@@ -13,7 +13,7 @@ import { after, before, describe, it } from 'node:test';
 import { ApiError } from '../contract/errors.js';
 import { parseAllowNetworks } from '../net/networks.js';
 import { MAX_HEADER_BYTES, parseHeader, readFileHeader, readRemoteHeader } from './safetensors-header.js';
-import { raw, safetensors, startFileServer, type FileServer } from './test-support.js';
+import { raw, safetensors, startFileServer, type FileServer } from '../../test/support/safetensors-files.js';
 
 const loopback = parseAllowNetworks('127.0.0.1/32');
 const GiB = 2 ** 30;

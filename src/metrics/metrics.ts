@@ -28,6 +28,10 @@ export interface Metrics {
   jobsFinished: Counter<'status'>;
   /** Requests sent to an engine together, one observation per batch (1: a job alone). */
   batchSize: Histogram;
+  /** The LoRA file cache of this process: hit, download, download_failed, hashed, evicted. */
+  loraCacheEvents: Counter<'event'>;
+  loraDownloadSeconds: Histogram;
+  loraDownloadBytes: Counter;
   /** Where the queue gauges are read from at scrape time, by model slug (set once the queue exists). */
   queueSource: (() => Promise<ReadonlyMap<string, QueueDepth>>) | null;
 }
@@ -117,6 +121,23 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics 
       name: 'klein_batch_size',
       help: 'Requests an engine ran as one batch (KLEIN_MAX_BATCH), one observation per batch sent',
       buckets: [1, 2, 3, 4, 6, 8, 12, 16],
+      registers: [registry],
+    }),
+    loraCacheEvents: new Counter({
+      name: 'klein_lora_cache_events_total',
+      help: "This process's LoRA file cache: hit, download, download_failed, hashed (a KLEIN_LORA_DIR file), evicted",
+      labelNames: ['event'],
+      registers: [registry],
+    }),
+    loraDownloadSeconds: new Histogram({
+      name: 'klein_lora_download_seconds',
+      help: 'How long each LoRA download took (waiting time of the jobs that needed it, not billed)',
+      buckets: [0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600],
+      registers: [registry],
+    }),
+    loraDownloadBytes: new Counter({
+      name: 'klein_lora_download_bytes_total',
+      help: 'Bytes of LoRA files downloaded',
       registers: [registry],
     }),
     queueSource: null,

@@ -8,15 +8,16 @@
  * itself may differ), the reference images' sizes — and go_fast is on: a `go_fast: false`
  * request must give the bytes it gives alone, and a batch changes the last bits of each
  * image, so it never shares one. Prompts, seeds, cfg scales, formats and references' pixels
- * may differ. One engine serves one model without adapters, so "the same model and
- * adapters" holds for every request an engine is offered.
+ * may differ. One engine serves one model (each queue takes only its model's rows); LoRA
+ * adapters (contract §7) are applied per batch, so requests share one only with the same
+ * adapters at the same scales, in the same order.
  *
  * The engine checks the rule again and splits a batch that breaks it, so a mismatch here
  * costs speed, never correctness.
  */
 import type { ResolvedParams } from '../contract/types.js';
 import type { RequestRow } from '../store/requests.js';
-import type { JobInputs } from './job-inputs.js';
+import { paramsOfRow, type JobInputs } from './job-inputs.js';
 
 /** How many queued rows, from the oldest, a batch is picked from. */
 export const pickWindow = (maxBatch: number): number => Math.max(32, 8 * maxBatch);
@@ -29,7 +30,8 @@ export const pickWindow = (maxBatch: number): number => Math.max(32, 8 * maxBatc
 export function batchKey(params: ResolvedParams, references?: ReadonlyArray<{ width: number; height: number }>): string | null {
   if (!params.go_fast) return null;
   const refs = references ? references.map((r) => `${r.width}x${r.height}`) : [`${params.image_urls.length} references`];
-  return JSON.stringify([params.width, params.height, params.steps, params.sampler, params.cfg > 1, refs]);
+  const loras = (params.loras ?? []).map((l) => [l.path, l.weight_name ?? null, l.scale]);
+  return JSON.stringify([params.width, params.height, params.steps, params.sampler, params.cfg > 1, refs, loras]);
 }
 
 export interface Candidate {
@@ -58,7 +60,7 @@ export async function pickBatch(
   for (const row of rows) {
     if (batch.length >= maxBatch) break;
     if (row.id === head.row.id) continue;
-    if (batchKey(JSON.parse(row.params) as ResolvedParams) !== roughKey) continue;
+    if (batchKey(paramsOfRow(row)) !== roughKey) continue;
     const inputs = await inputsOf(row);
     if (inputs && batchKey(inputs.params, inputs.images) === key) batch.push({ row, inputs });
   }

@@ -17,13 +17,19 @@ export interface JobInputs {
   enqueuedAt: number;
 }
 
+/** The parameters a row holds; rows written before LoRAs existed have none. */
+export function paramsOfRow(row: Pick<RequestRow, 'params'>): ResolvedParams {
+  const p = JSON.parse(row.params) as ResolvedParams;
+  return { ...p, loras: p.loras ?? [] };
+}
+
 /** The inputs of `row` with reference pixels already at hand. */
 export function inputsFromRow(row: RequestRow, images: RgbImage[]): JobInputs {
-  return { params: JSON.parse(row.params) as ResolvedParams, images, priceMicro: Number(row.price_micro), enqueuedAt: Number(row.created_at) };
+  return { params: paramsOfRow(row), images, priceMicro: Number(row.price_micro), enqueuedAt: Number(row.created_at) };
 }
 
 export async function loadJobInputs(row: RequestRow, storage: OutputStorage): Promise<JobInputs | null> {
-  const params = JSON.parse(row.params) as ResolvedParams;
+  const params = paramsOfRow(row);
   const images: RgbImage[] = [];
   for (let i = 0; i < params.image_urls.length; i++) {
     const png = await storage.get(inputKey(row.id, i));

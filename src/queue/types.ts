@@ -9,6 +9,7 @@ import type { HealthStatus } from '../contract/health-schema.js';
 import type { QueueDepth } from '../metrics/metrics.js';
 import type { RequestRow } from '../store/requests.js';
 import type { CancelReason, JobOutcome, LoggedStep, ProgressEvent } from './events.js';
+import type { LinearDims } from '../loras/check.js';
 
 export interface SubmitSpec {
   id: string;
@@ -54,6 +55,15 @@ export interface Readiness {
   noWorkers?: { retryAfterS: number };
 }
 
+export type LoraSupport = 'unknown' | 'none' | { dims: LinearDims | null };
+
+/** A LoraSupport from an engine's `ready` capabilities (null facts: not ready yet). */
+export function loraSupportOf(capabilities: { loras?: { dims?: LinearDims } | undefined } | null | undefined): LoraSupport {
+  if (!capabilities) return 'unknown';
+  if (!capabilities.loras) return 'none';
+  return { dims: capabilities.loras.dims ?? null };
+}
+
 export interface JobQueue {
   /** Reserves the price and queues the job (406 when short; the existing row for a taken idempotency key). */
   submit(spec: SubmitSpec): Promise<SubmitResult>;
@@ -77,6 +87,12 @@ export interface JobQueue {
    * worker that has just come up is not missed.
    */
   readinessNow(model: string): Promise<Readiness>;
+  /**
+   * Whether the engines of `model` take LoRA adapters, and the in/out features of its Linear
+   * layers that a LoRA must fit (from an engine's `ready`): 'unknown' before any engine of it
+   * has been ready (the engine checks the file itself then), 'none' when they take none.
+   */
+  loraSupport(model: string): LoraSupport;
   /** What /health shows besides the status: each model's engine, or the fleet of workers. */
   describe(): Promise<Record<string, unknown>>;
   /** Each served model's queue depth. */

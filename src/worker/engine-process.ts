@@ -57,6 +57,8 @@ export interface EngineJob {
   params: ResolvedParams;
   images: RgbImage[];
   preview: boolean;
+  /** LoRA files at hand (worker/run-job.ts resolves them through the cache). */
+  loras?: ReadonlyArray<{ key: string; path: string; scale: number }>;
 }
 
 export interface EngineOutput {
@@ -200,7 +202,7 @@ export class EngineProcess {
     });
     if (live.length > 0) this.setState('BUSY');
     for (const { job } of live) {
-      child.stdin.write(encodeGenerate({ id: job.id, params: job.params, images: job.images, preview: job.preview, batch }));
+      child.stdin.write(encodeGenerate({ id: job.id, params: job.params, images: job.images, preview: job.preview, ...(job.loras ? { loras: job.loras } : {}), batch }));
     }
     return outcomes;
   }
@@ -365,6 +367,8 @@ function mapEngineError(code: string, message: string): Error {
       return new ApiError('out_of_memory', `The engine ran out of GPU memory: ${message}`);
     case 'invalid_input':
       return new ApiError('validation_failed', `The engine refused the parameters: ${message}`);
+    case 'invalid_lora':
+      return new ApiError('invalid_lora', `The LoRA does not fit this model: ${message}`, { details: [{ field: 'loras', message }] });
     default:
       return new ApiError('engine_failed', `The engine failed while generating: ${message}`);
   }

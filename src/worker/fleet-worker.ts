@@ -44,6 +44,7 @@ import { countEngineRestarts, type Metrics } from '../metrics/metrics.js';
 import { Lifecycle, lostInputs } from '../queue/lifecycle.js';
 import type { ConnOptions, RedisKeys } from '../redis/connection.js';
 import { queueName, type JobData } from '../queue/redis/bull-job.js';
+import type { LoraFiles } from './lora-files.js';
 import { jobOptions } from '../queue/redis/distributed-queue.js';
 import { RedisNotifier } from '../queue/redis/events.js';
 import { FleetMember, type WorkerState } from '../queue/redis/fleet.js';
@@ -91,6 +92,8 @@ export interface FleetWorkerOptions {
   lockMs: number;
   /** Leave after this long without a job (0: never). */
   idleExitMs: number;
+  /** This process's LoRA files, shared by its workers (one download per file). */
+  loras: LoraFiles;
   onIdleExit?: () => void;
 }
 
@@ -141,6 +144,7 @@ export class FleetWorker {
       job: [...this.running.keys()][0] ?? null,
       jobs_done: this.jobsDone,
       started_at: this.startedAt,
+      ...(this.options.engine.facts ? { loras: this.options.engine.facts.capabilities.loras ?? null } : {}),
     };
   }
 
@@ -267,6 +271,7 @@ export class FleetWorker {
         logger: this.options.logger,
         imageMetadata: this.options.imageMetadata,
         maxAttempts: this.options.maxAttempts,
+        loras: this.options.loras,
       };
       const ends = await runBatch(ctx, jobs, this.options.id);
       this.jobsDone += ends.filter((e) => e === 'done').length;

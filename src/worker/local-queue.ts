@@ -30,6 +30,7 @@ import { claimBatch, claimNext, oldestQueued, queuePosition, type RequestRow } f
 import type { Database } from '../store/schema.js';
 import type { OutputStorage } from '../storage/types.js';
 import type { EngineProcess } from './engine-process.js';
+import type { LoraFiles } from './lora-files.js';
 import { inputsFromRow, loadJobInputs, type JobInputs } from '../queue/job-inputs.js';
 import { JobControl, runBatch, type JobToRun } from './run-job.js';
 import { pickBatch, pickWindow, type Candidate } from '../queue/batching.js';
@@ -39,7 +40,7 @@ import { queueDepths } from '../queue/depth.js';
 import { repairAndLog } from '../queue/repair.js';
 import { submitRequest } from '../queue/submit.js';
 import type { QueueDepth } from '../metrics/metrics.js';
-import type { JobQueue, Readiness, SubmitResult, SubmitSpec } from '../queue/types.js';
+import { loraSupportOf, type JobQueue, type LoraSupport, type Readiness, type SubmitResult, type SubmitSpec } from '../queue/types.js';
 
 export interface LocalQueueOptions {
   db: Kysely<Database>;
@@ -55,6 +56,8 @@ export interface LocalQueueOptions {
   /** Engine starts a job may take before it is failed (crashes of async jobs are retried). */
   maxAttempts: number;
   retentionMs: number;
+  /** This process's LoRA files (contract §7). */
+  loras: LoraFiles;
   /** Called when a webhook delivery was recorded (wakes the dispatcher). */
   onWebhook?: () => void;
 }
@@ -151,6 +154,10 @@ export class LocalQueue implements JobQueue {
     return { status: 'UNHEALTHY', reason: engine.lastError ?? `engine ${s.toLowerCase()}` };
   }
 
+  loraSupport(model: string): LoraSupport {
+    return loraSupportOf(this.options.engines.get(model)?.facts?.capabilities);
+  }
+
   async readinessNow(model: string): Promise<Readiness> {
     return this.readiness(model);
   }
@@ -243,7 +250,7 @@ export class LocalQueue implements JobQueue {
     this.busyModels.add(model);
     try {
       const ends = await runBatch(
-        { lifecycle: this.lifecycle, engine, storage: this.options.storage, metrics: this.options.metrics, logger: this.options.logger, imageMetadata: this.options.imageMetadata, maxAttempts: this.options.maxAttempts },
+        { lifecycle: this.lifecycle, engine, storage: this.options.storage, metrics: this.options.metrics, logger: this.options.logger, imageMetadata: this.options.imageMetadata, maxAttempts: this.options.maxAttempts, loras: this.options.loras },
         jobs,
         this.options.workerId,
       );

@@ -65,6 +65,12 @@ export const ReadyHeader = Type.Object(
             {
               max: count('Adapters a request may carry'),
               formats: Type.Array(Type.String(), { description: 'File layouts the engine converts: diffusers, peft, kohya, ai-toolkit, comfyui' }),
+              dims: Type.Optional(
+                Type.Object(
+                  { inputs: Type.Array(positive('in_features')), outputs: Type.Array(positive('out_features')) },
+                  { ...closed, description: "The in and out features of the transformer's linear layers: the gateway checks a LoRA file's shapes against them before anything is charged" },
+                ),
+              ),
             },
             { ...closed, description: 'LoRA adapters at request time; absent: the engine takes none (the simulated engine)' },
           ),

@@ -162,6 +162,8 @@ export interface EngineFacts {
     preview: boolean;
     /** How many compatible jobs the engine runs as one batch (1 when absent: older engines). */
     max_batch: number;
+    /** LoRA adapters (contract §7): how many a job may carry, the formats converted, the linear dims a file must fit; absent: none taken. */
+    loras?: { max: number; formats: string[]; dims?: { inputs: number[]; outputs: number[] } };
   };
   geometry: { pixel_multiple: number; min_side: number; max_side: number };
   /** What the fast path uses on this device (fp8 kernel, attention, compile…), shown as given in /health. */
@@ -272,9 +274,23 @@ function parseFacts(h: Fields<ReadyHeader>): EngineFacts {
       go_fast: caps.bool('go_fast'),
       preview: caps.bool('preview'),
       max_batch: caps.has('max_batch') ? caps.int('max_batch') : 1,
+      ...(caps.has('loras') ? { loras: parseLoraCapabilities(caps.obj('loras')) } : {}),
     },
     geometry: { pixel_multiple: geo.int('pixel_multiple'), min_side: geo.int('min_side'), max_side: geo.int('max_side') },
     fast: h.has('fast') && isRecord(h.raw('fast')) ? (h.raw('fast') as Record<string, unknown>) : null,
+  };
+}
+
+function parseLoraCapabilities(l: Fields<NonNullable<ReadyHeader['capabilities']['loras']>>): NonNullable<EngineFacts['capabilities']['loras']> {
+  const ints = (v: unknown, what: string): number[] => {
+    if (!Array.isArray(v) || !v.every((x) => Number.isSafeInteger(x) && (x as number) > 0)) throw new ProtocolError(`ready: capabilities.loras.dims.${what} must be a list of positive integers`);
+    return v as number[];
+  };
+  const dims = l.has('dims') ? l.obj('dims') : null;
+  return {
+    max: l.int('max'),
+    formats: l.strList('formats'),
+    ...(dims ? { dims: { inputs: ints(dims.raw('inputs'), 'inputs'), outputs: ints(dims.raw('outputs'), 'outputs') } } : {}),
   };
 }
 
@@ -394,6 +410,8 @@ export interface GenerateRequest {
   images: RgbImage[];
   /** Ask for preview frames with progress. */
   preview: boolean;
+  /** LoRA adapters to apply, each a file the worker downloaded (its sha256 and local path) and a scale; absent or empty: none. */
+  loras?: ReadonlyArray<{ key: string; path: string; scale: number }>;
   /**
    * The job is one of a batch: the `size` frames naming this batch id are written back to
    * back and the engine runs them together (PROTOCOL.md, Batching). Absent: a job alone.
@@ -431,6 +449,7 @@ export function encodeGenerate(req: GenerateRequest): Buffer {
       preview: req.preview,
     },
     images: req.images.map((img) => ({ width: img.width, height: img.height })),
+    ...(req.loras && req.loras.length > 0 ? { loras: req.loras.map((l) => ({ key: l.key, path: l.path, scale: l.scale })) } : {}),
     ...(req.batch ? { batch: { id: req.batch.id, size: req.batch.size } } : {}),
   };
   return encodeFrame(header, Buffer.concat(req.images.map((img) => img.data)));

@@ -26,6 +26,7 @@ import { CONTENT_TYPES, outputKey } from '../queue/storage-keys.js';
 import type { RequestRow } from '../store/requests.js';
 import type { OutputStorage } from '../storage/types.js';
 import { Cancelled, EngineCrashed, type EngineJob, type EngineOutput, type GenerateOptions } from './engine-process.js';
+import type { LoraFiles } from './lora-files.js';
 
 /** What a job needs of an engine (EngineProcess is one). */
 export interface Engine {
@@ -42,6 +43,8 @@ export interface RunJobContext {
   imageMetadata: boolean;
   /** Engine starts a request may take before it is failed. */
   maxAttempts: number;
+  /** This process's LoRA files (contract §7). */
+  loras: LoraFiles;
 }
 
 /** A running job's cancel handle: `abort(reason)` stops it between two steps. */
@@ -86,13 +89,23 @@ export async function runJob(
  * each batch sent.
  */
 export async function runBatch(ctx: RunJobContext, jobs: JobToRun[], owner: string): Promise<Array<'done' | 'retry'>> {
+  // A batch shares its adapters (queue/batching.ts): their files are fetched once, before the
+  // run is timed, so a first download is waiting, not generation. A file that cannot be had
+  // fails every job of the batch with its reason (released, not charged).
+  const loras = await ctx.loras.resolve(jobs[0]?.job.params.loras ?? []).then(
+    (files) => ({ files }),
+    (err: unknown) => ({ err }),
+  );
   const startedAt = Date.now();
   for (const { job } of jobs) ctx.metrics.stageSeconds.observe({ stage: 'queue' }, Math.max(0, startedAt - job.enqueuedAt) / 1000);
   const size = jobs.filter(({ control }) => !control.reason).length;
   if (size > 0) ctx.metrics.batchSize.observe(size);
-  const outputs = ctx.engine.generateBatch(
+  const outputs =
+    'err' in loras
+      ? jobs.map(() => Promise.reject(loras.err as Error))
+      : ctx.engine.generateBatch(
     jobs.map(({ row, job, control }) => ({
-      job: { id: row.id, params: job.params, images: job.images, preview: row.route === 'v2' },
+      job: { id: row.id, params: job.params, images: job.images, preview: row.route === 'v2', ...(loras.files.length > 0 ? { loras: loras.files } : {}) },
       // Each step carries its run (the row's attempts since its claim), which makes its event id.
       opts: { onProgress: (step, total, preview) => ctx.lifecycle.progress(row.id, { step, total, preview, attempt: row.attempts }), signal: control.abort.signal },
     })),

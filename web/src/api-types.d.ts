@@ -33,6 +33,15 @@ export interface Schemas {
     height?: number;
     /** Answer JSON with the image base64-encoded instead of raw bytes (extension) */
     base64?: boolean;
+    /** LoRA adapters applied to this request (extension), at most 3: diffusers/PEFT, kohya/musubi-tuner, ai-toolkit/BFL and ComfyUI files. Each file's header is checked before anything is charged; a file that does not fit the model is a 400 invalid_lora. See the price for the surcharge per adapter. */
+    loras?: Array<{
+      /** An http(s) URL of a .safetensors LoRA, a Hugging Face repo id (owner/name, optional @revision), or a file name in the server's LoRA directory (KLEIN_LORA_DIR) */
+      path: string;
+      /** For a repo id: the file in the repository (default pytorch_lora_weights.safetensors) */
+      weight_name?: string;
+      /** How strongly it applies (0 turns it off; negative inverts it) */
+      scale?: number;
+    }>;
   };
   /** Body of POST /v2/flux-2-klein-4b */
   AsyncBody: {
@@ -64,6 +73,15 @@ export interface Schemas {
     height?: number;
     /** Answer JSON with the image base64-encoded instead of raw bytes (extension) */
     base64?: boolean;
+    /** LoRA adapters applied to this request (extension), at most 3: diffusers/PEFT, kohya/musubi-tuner, ai-toolkit/BFL and ComfyUI files. Each file's header is checked before anything is charged; a file that does not fit the model is a 400 invalid_lora. See the price for the surcharge per adapter. */
+    loras?: Array<{
+      /** An http(s) URL of a .safetensors LoRA, a Hugging Face repo id (owner/name, optional @revision), or a file name in the server's LoRA directory (KLEIN_LORA_DIR) */
+      path: string;
+      /** For a repo id: the file in the repository (default pytorch_lora_weights.safetensors) */
+      weight_name?: string;
+      /** How strongly it applies (0 turns it off; negative inverts it) */
+      scale?: number;
+    }>;
     /** URL that receives one signed terminal event for this request (http:// or https:// with a host, at most 2048 characters; the image_urls address rules apply) */
     webhook_url?: string;
   };
@@ -97,6 +115,15 @@ export interface Schemas {
     height?: number;
     /** Answer JSON with the image base64-encoded instead of raw bytes (extension) */
     base64?: boolean;
+    /** LoRA adapters applied to this request (extension), at most 3: diffusers/PEFT, kohya/musubi-tuner, ai-toolkit/BFL and ComfyUI files. Each file's header is checked before anything is charged; a file that does not fit the model is a 400 invalid_lora. See the price for the surcharge per adapter. */
+    loras?: Array<{
+      /** An http(s) URL of a .safetensors LoRA, a Hugging Face repo id (owner/name, optional @revision), or a file name in the server's LoRA directory (KLEIN_LORA_DIR) */
+      path: string;
+      /** For a repo id: the file in the repository (default pytorch_lora_weights.safetensors) */
+      weight_name?: string;
+      /** How strongly it applies (0 turns it off; negative inverts it) */
+      scale?: number;
+    }>;
   };
   /** Body of POST /v2/{slug} for a base (undistilled) model */
   AsyncBodyBase: {
@@ -128,6 +155,15 @@ export interface Schemas {
     height?: number;
     /** Answer JSON with the image base64-encoded instead of raw bytes (extension) */
     base64?: boolean;
+    /** LoRA adapters applied to this request (extension), at most 3: diffusers/PEFT, kohya/musubi-tuner, ai-toolkit/BFL and ComfyUI files. Each file's header is checked before anything is charged; a file that does not fit the model is a 400 invalid_lora. See the price for the surcharge per adapter. */
+    loras?: Array<{
+      /** An http(s) URL of a .safetensors LoRA, a Hugging Face repo id (owner/name, optional @revision), or a file name in the server's LoRA directory (KLEIN_LORA_DIR) */
+      path: string;
+      /** For a repo id: the file in the repository (default pytorch_lora_weights.safetensors) */
+      weight_name?: string;
+      /** How strongly it applies (0 turns it off; negative inverts it) */
+      scale?: number;
+    }>;
     /** URL that receives one signed terminal event for this request (http:// or https:// with a host, at most 2048 characters; the image_urls address rules apply) */
     webhook_url?: string;
   };
@@ -159,6 +195,15 @@ export interface Schemas {
     sampler?: "euler" | "res_2s";
     /** Enable fast generation mode. false runs the exact bf16 reference path. */
     go_fast?: boolean;
+    /** LoRA adapters applied to this request (extension), at most 3: diffusers/PEFT, kohya/musubi-tuner, ai-toolkit/BFL and ComfyUI files. Each file's header is checked before anything is charged; a file that does not fit the model is a 400 invalid_lora. See the price for the surcharge per adapter. */
+    loras?: Array<{
+      /** An http(s) URL of a .safetensors LoRA, a Hugging Face repo id (owner/name, optional @revision), or a file name in the server's LoRA directory (KLEIN_LORA_DIR) */
+      path: string;
+      /** For a repo id: the file in the repository (default pytorch_lora_weights.safetensors) */
+      weight_name?: string;
+      /** How strongly it applies (0 turns it off; negative inverts it) */
+      scale?: number;
+    }>;
     /** Ignored (OpenAI's quality tier) */
     quality?: string;
     /** Ignored */
@@ -204,6 +249,15 @@ export interface Schemas {
     sampler?: "euler" | "res_2s";
     /** Enable fast generation mode. false runs the exact bf16 reference path. */
     go_fast?: boolean;
+    /** LoRA adapters applied to this request (extension), at most 3: diffusers/PEFT, kohya/musubi-tuner, ai-toolkit/BFL and ComfyUI files. Each file's header is checked before anything is charged; a file that does not fit the model is a 400 invalid_lora. See the price for the surcharge per adapter. */
+    loras?: Array<{
+      /** An http(s) URL of a .safetensors LoRA, a Hugging Face repo id (owner/name, optional @revision), or a file name in the server's LoRA directory (KLEIN_LORA_DIR) */
+      path: string;
+      /** For a repo id: the file in the repository (default pytorch_lora_weights.safetensors) */
+      weight_name?: string;
+      /** How strongly it applies (0 turns it off; negative inverts it) */
+      scale?: number;
+    }>;
     /** Ignored (OpenAI's quality tier) */
     quality?: string;
     /** Ignored */

@@ -12,10 +12,10 @@ every adapter set; such a batch runs the same fp8 module eagerly instead, which 
 compile speedup (not measured: no GPU in the session that wrote this), and leaves the graphs
 compiled at warm-up untouched for requests without adapters."""
 
-from .adapter import LoraAdapter, check_fits, place
+from .adapter import LoraAdapter, check_fits, linear_dims, place
 from .apply import applied
 from .formats import FORMATS, Factors, convert, detect_format
 from .store import LoraStore, sha256_of
 
-__all__ = ["FORMATS", "Factors", "LoraAdapter", "LoraStore", "applied", "check_fits", "convert", "detect_format", "place",
+__all__ = ["FORMATS", "Factors", "LoraAdapter", "LoraStore", "applied", "check_fits", "convert", "detect_format", "linear_dims", "place",
            "sha256_of"]

@@ -64,3 +64,16 @@ def place(key: str, fmt: str, layers: Mapping[str, Factors], transformer: nn.Mod
         return moved[id(t)]
 
     return LoraAdapter(key, fmt, {name: Factors(to(f.A), to(f.B), f.scaling) for name, f in layers.items()})
+
+
+def linear_dims(transformer) -> dict:
+    """The in and out features of the transformer's linear layers (fp8 ones included: they
+    keep `in_features`/`out_features`), sorted: what the gateway checks a LoRA file's shapes
+    against before anything is charged (ready's capabilities.loras.dims)."""
+    inputs, outputs = set(), set()
+    for m in transformer.modules():
+        i, o = getattr(m, "in_features", None), getattr(m, "out_features", None)
+        if isinstance(i, int) and isinstance(o, int):
+            inputs.add(i)
+            outputs.add(o)
+    return {"inputs": sorted(inputs), "outputs": sorted(outputs)}

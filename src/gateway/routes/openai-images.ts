@@ -58,7 +58,7 @@ function segmindInput(b: OpenAiImagesInput, images: string[], i: number): Genera
   }
   if (b.output_format !== undefined) out.image_format = b.output_format;
   if (b.output_compression !== undefined) out.quality = Math.max(10, b.output_compression);
-  for (const k of ['steps', 'cfg', 'negative_prompt', 'sampler', 'go_fast'] as const) if (b[k] !== undefined) out[k] = b[k];
+  for (const k of ['steps', 'cfg', 'negative_prompt', 'sampler', 'go_fast', 'loras'] as const) if (b[k] !== undefined) out[k] = b[k];
   if (b.seed !== undefined) out.seed = Math.min(b.seed + i, Number.MAX_SAFE_INTEGER);
   else if ((b.n ?? 1) > 1) out.seed = -1;
   if (images.length > 0) out.image_urls = images;

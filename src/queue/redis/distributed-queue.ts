@@ -30,7 +30,7 @@ import type { CancelReason, JobBus, JobOutcome, LoggedStep, ProgressEvent } from
 import { Lifecycle } from '../lifecycle.js';
 import { submitRequest } from '../submit.js';
 import type { QueueDepth } from '../../metrics/metrics.js';
-import type { JobQueue, Readiness, SubmitResult, SubmitSpec } from '../types.js';
+import { loraSupportOf, type JobQueue, type LoraSupport, type Readiness, type SubmitResult, type SubmitSpec } from '../types.js';
 import type { ConnOptions, RedisKeys } from '../../redis/connection.js';
 import { queueName, type JobData } from './bull-job.js';
 import { readProgress, readProgressLog, RedisNotifier, subscribeEvents } from './events.js';
@@ -196,6 +196,12 @@ export class DistributedQueue implements JobQueue {
    * or unhealthy takes no new work). With none, asynchronous work still queues (an
    * autoscaler sees its depth and starts a worker); a synchronous call gets 503.
    */
+  /** From the heartbeats of the model's workers (each carries its engine's LoRA capabilities once ready). */
+  loraSupport(model: string): LoraSupport {
+    const w = (this.fleet?.workers ?? []).find((x) => x.model === model && x.loras !== undefined);
+    return w ? loraSupportOf(w.loras === null ? {} : { loras: w.loras }) : 'unknown';
+  }
+
   async readinessNow(model: string): Promise<Readiness> {
     await this.readFleet();
     return this.readiness(model);

@@ -26,6 +26,11 @@ export interface WorkerInfo {
   jobs_done: number;
   started_at: string;
   seen_at: string;
+  /**
+   * Its engine's LoRA capabilities once ready (the Linear dims a LoRA must fit); null: the
+   * engine takes none; absent: not ready yet.
+   */
+  loras?: { max: number; dims?: { inputs: number[]; outputs: number[] } } | null;
 }
 
 export interface FleetView {

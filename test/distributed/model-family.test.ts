@@ -9,7 +9,12 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { ledgerProblems } from '../support/ledger-invariant.js';
+import { startFileServer, type FileServer } from '../support/safetensors-files.js';
 import { startStack, type Proc, type Stack } from './stack.js';
 
 const SLUGS = ['flux-2-klein-4b', 'flux-2-klein-4b-base', 'flux-2-klein-9b'] as const;
@@ -21,6 +26,7 @@ describe('fleet: three models, a worker each', { timeout: 600_000 }, () => {
   let s: Stack;
   let key: string;
   let url: string;
+  let files: FileServer;
   const workers = new Map<string, Proc>();
   const post = (path: string, body: unknown) =>
     fetch(`${url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-api-key': key }, body: JSON.stringify(body) });
@@ -36,13 +42,20 @@ describe('fleet: three models, a worker each', { timeout: 600_000 }, () => {
   const liveWorkers = async (slug: string) => (await health()).models[slug].workers as number;
 
   before(async () => {
-    s = await startStack({ env: { KLEIN_MODELS: MODELS } });
+    const made = mkdtempSync(join(tmpdir(), 'klein-fleet-loras-'));
+    const root = new URL('../..', import.meta.url).pathname;
+    execFileSync(join(root, 'engine/.venv/bin/python'), [join(root, 'test/clients/make_loras.py'), made], { stdio: 'ignore' });
+    files = await startFileServer({ honourRange: true, files: { '/fox.safetensors': readFileSync(join(made, 'fox.safetensors')), '/nine.safetensors': readFileSync(join(made, 'nine.safetensors')) } });
+    s = await startStack({ env: { KLEIN_MODELS: MODELS, KLEIN_ALLOW_NETWORKS: '127.0.0.0/8' } });
     url = (await s.startGateway()).url;
     key = await s.key({ credits: '100' });
     for (const slug of SLUGS) workers.set(slug, await s.startWorker({}, ['--model', slug]));
     await s.waitWorkers(3, 180_000);
   });
-  after(async () => s?.stop());
+  after(async () => {
+    await s?.stop();
+    await files?.close();
+  });
 
   it("runs each model's requests on that model's worker, through its own queue", async () => {
     const h = await health();
@@ -93,6 +106,24 @@ describe('fleet: three models, a worker each', { timeout: 600_000 }, () => {
     workers.set('flux-2-klein-9b', await s.startWorker({}, ['--model', 'flux-2-klein-9b']));
     await until('the new 9B worker serves the waiting request', async () => (await status(queued.request_id)) === 'COMPLETED');
     assert.equal((await post('/v1/flux-2-klein-9b', { prompt: 'served again', ...SMALL })).status, 200);
+  });
+
+  it("applies a LoRA on a fleet worker, and refuses one drawn for another model from the dims the workers report", async () => {
+    const body = { prompt: 'a fox', seed: 4, ...SMALL };
+    const png = async (r: Response) => {
+      assert.equal(r.status, 200, await r.clone().text());
+      return Buffer.from(await r.arrayBuffer()).toString('base64');
+    };
+    const plain = await png(await post('/v1/flux-2-klein-4b', body));
+    assert.notEqual(await png(await post('/v1/flux-2-klein-4b', { ...body, loras: [{ path: `${files.base}/fox.safetensors` }] })), plain);
+    assert.equal(await png(await post('/v1/flux-2-klein-4b', body)), plain, "the worker's base weights are untouched");
+    // nine.safetensors fits tiny-9b's layers: served on the 9B, refused on the 4B at admission.
+    assert.equal((await post('/v1/flux-2-klein-9b', { ...body, loras: [{ path: `${files.base}/nine.safetensors` }] })).status, 200);
+    const wrong = await post('/v1/flux-2-klein-4b', { ...body, loras: [{ path: `${files.base}/nine.safetensors` }] });
+    assert.equal(wrong.status, 400);
+    assert.equal(((await wrong.json()) as Json).code, 'invalid_lora');
+    const row = await s.db.selectFrom('requests').select('id').where('id', '=', wrong.headers.get('x-request-id')!).executeTakeFirst();
+    assert.equal(row, undefined, 'refused at admission: nothing queued');
   });
 
   it('keeps the ledger exact: the 503 charged nothing', async () => {

@@ -1,11 +1,12 @@
 /**
- * `klein generate "prompt" [--image ref.png] [--aspect-ratio 16:9] [--out out.png] [--json]`
- * against a running server (KLEIN_URL, KLEIN_API_KEY), through the async API with a
- * progress bar from the events stream.
+ * `klein generate "prompt" [--image ref.png] [--aspect-ratio 16:9] [--lora PATH[:SCALE]]
+ * [--out out.png] [--json]` against a running server (KLEIN_URL, KLEIN_API_KEY), through
+ * the async API with a progress bar from the events stream.
  */
 import { readFile, writeFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { KleinApiError, KleinClient, type GenerateBody } from '../client/index.js';
+import { MAX_LORAS, MAX_LORA_SCALE } from '../contract/request-schema.js';
 
 const EXT: Record<string, string> = { 'image/png': 'png', 'image/jpeg': 'jpg', 'image/webp': 'webp' };
 
@@ -14,6 +15,29 @@ async function imageArg(v: string): Promise<string> {
   const bytes = await readFile(v);
   const type = bytes[0] === 0xff ? 'jpeg' : bytes.toString('latin1', 8, 12) === 'WEBP' ? 'webp' : 'png';
   return `data:image/${type};base64,${bytes.toString('base64')}`;
+}
+
+type Lora = NonNullable<GenerateBody['loras']>[number];
+
+/** A plain decimal, as a person types a scale: `0.8`, `-1`, `.5`, `+2`. */
+const DECIMAL = /^[-+]?(\d+(\.\d*)?|\.\d+)$/;
+
+/**
+ * `--lora PATH[:SCALE]` (contract §7): PATH is an http(s) URL, a hub repo id
+ * (`owner/name[@rev]`) or a file name in the server's KLEIN_LORA_DIR. URLs hold ':' of
+ * their own (`https://`, `host:port`), so only a last ':' whose tail has no '/' introduces a
+ * scale; that tail must then be a decimal within the contract's range, said here before any
+ * request is made rather than sent on as part of a path.
+ */
+export function parseLora(arg: string): Lora {
+  const at = arg.lastIndexOf(':');
+  const tail = at < 0 ? '' : arg.slice(at + 1);
+  if (at <= 0 || tail.includes('/')) return { path: arg };
+  const path = arg.slice(0, at);
+  if (!DECIMAL.test(tail)) throw new Error(`--lora ${arg}: the scale after the last ':' must be a number from -${MAX_LORA_SCALE} to ${MAX_LORA_SCALE}, not '${tail}'`);
+  const scale = Number(tail);
+  if (Math.abs(scale) > MAX_LORA_SCALE) throw new Error(`--lora ${arg}: scale ${tail} is outside -${MAX_LORA_SCALE} to ${MAX_LORA_SCALE}`);
+  return { path, scale };
 }
 
 function bar(step: number, total: number): string {
@@ -36,14 +60,24 @@ export function register(program: Command): void {
     .option('--sampler <s>', 'euler or res_2s')
     .option('--negative-prompt <s>', 'negative prompt (used when cfg > 1)')
     .option('--format <f>', 'png, jpeg or webp')
+    .option(
+      '--lora <path[:scale]>',
+      `LoRA adapter: an http(s) URL of a .safetensors, a hub repo id owner/name[@rev], or a file in the server's KLEIN_LORA_DIR; scale -${MAX_LORA_SCALE} to ${MAX_LORA_SCALE}, default 1 (repeat for up to ${MAX_LORAS})`,
+      (v: string, acc: string[]) => [...acc, v],
+      [] as string[],
+    )
     .option('--out <file>', 'where to write the image (default: <request id>.<ext>)')
     .option('--json', 'print a JSON summary instead of a progress bar', false)
     .action(async (prompt: string, options: Record<string, unknown>) => {
       const url = process.env.KLEIN_URL || 'http://127.0.0.1:8080';
       const apiKey = process.env.KLEIN_API_KEY;
       if (!apiKey) throw new Error('KLEIN_API_KEY is not set: create a key with `klein keys create` and export it');
+      const loraArgs = options.lora as string[];
+      if (loraArgs.length > MAX_LORAS) throw new Error(`--lora: at most ${MAX_LORAS} adapters, ${loraArgs.length} given`);
+      const loras = loraArgs.map(parseLora);
       const client = new KleinClient({ baseUrl: url, apiKey });
       const body: GenerateBody = { prompt };
+      if (loras.length > 0) body.loras = loras;
       if ((options.image as string[]).length > 0) body.image_urls = await Promise.all((options.image as string[]).map(imageArg));
       const map: Array<[string, keyof GenerateBody]> = [
         ['aspectRatio', 'aspect_ratio'], ['width', 'width'], ['height', 'height'], ['steps', 'steps'], ['cfg', 'cfg'],

@@ -25,6 +25,12 @@ export class FieldErrors {
     this.targets.set(field, control ? { error, control } : { error });
   }
 
+  /** Removes a field's place (a list row taken off the page), hiding its message first. */
+  forget(field: string): void {
+    this.clear(field);
+    this.targets.delete(field);
+  }
+
   /** Shows each error next to its field; focuses the first; returns those with no place. */
   show(errors: FieldError[]): FieldError[] {
     const unplaced: FieldError[] = [];

@@ -20,17 +20,20 @@ import { ApiKey, KEY_FIELD } from './key.js';
 import { describeEnd, describeFailure } from './messages.js';
 import { ProgressView, type Preview } from './progress-view.js';
 import { References } from './references.js';
+import { Loras } from './loras.js';
 import { ResultView, type ResultFacts } from './result-view.js';
 import { ModelPicker } from './model-picker.js';
 import { loadBodySpecs, type BodySpec, type FieldSpec } from './schema.js';
 
 /**
- * Body fields with a place of their own on the page; every other field of the schema gets a
+ * Body fields with a place of their own on the page (the prompt, the references, the LoRA
+ * rows); every other field of the schema gets a
  * generated control. `base64` and `webhook_url` are for programs: the page always fetches
  * the image from the output route and watches the event stream itself.
  */
 const PROMPT = 'prompt';
 const IMAGES = 'image_urls';
+const LORAS = 'loras';
 const NOT_SHOWN = new Set(['base64', 'webhook_url']);
 
 const message = byId('message', HTMLElement);
@@ -144,6 +147,13 @@ async function start(): Promise<void> {
     error: byId('ref-problem', HTMLElement),
   });
   errors.register(IMAGES, byId('err-image_urls', HTMLElement), byId('ref-zone', HTMLElement));
+  // So are the LoRA rows; an error of the list itself (too many) goes below them.
+  const loras = new Loras(
+    fieldOf(specs[0]!, LORAS),
+    { list: byId('lora-list', HTMLElement), add: byId('lora-add', HTMLButtonElement), count: byId('lora-count', HTMLElement), hint: byId('lora-hint', HTMLElement) },
+    errors,
+  );
+  errors.register(LORAS, byId('err-loras', HTMLElement), byId('lora-add', HTMLButtonElement));
 
   const promptBox = byId('prompt-field', HTMLElement);
   const paramsBox = byId('params', HTMLElement);
@@ -160,7 +170,7 @@ async function start(): Promise<void> {
     promptBox.replaceChildren();
     paramsBox.replaceChildren();
     promptForm = new ParamsForm(promptBox, [fieldOf(spec, PROMPT)], errors);
-    params = new ParamsForm(paramsBox, spec.fields.filter((f) => f.name !== PROMPT && f.name !== IMAGES && !NOT_SHOWN.has(f.name)), errors);
+    params = new ParamsForm(paramsBox, spec.fields.filter((f) => f.name !== PROMPT && f.name !== IMAGES && f.name !== LORAS && !NOT_SHOWN.has(f.name)), errors);
     for (const [name, value] of kept) {
       promptForm.set(name, value);
       params.set(name, value);
@@ -240,12 +250,13 @@ async function start(): Promise<void> {
     }
     const p = promptForm.values();
     const v = params.values();
-    if (v.problems.length > 0) {
-      errors.show(v.problems);
+    const l = loras.values();
+    if (v.problems.length > 0 || l.problems.length > 0) {
+      errors.show([...v.problems, ...l.problems]);
       say('error', 'Fix the marked fields.');
       return;
     }
-    const body = { ...p.body, [IMAGES]: refs.values(), ...v.body };
+    const body = { ...p.body, [IMAGES]: refs.values(), ...v.body, ...(l.loras.length > 0 ? { [LORAS]: l.loras } : {}) };
     running = { sub: null, abort: new AbortController() };
     generateButton.disabled = true;
     cancelButton.hidden = false;

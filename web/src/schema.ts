@@ -30,6 +30,8 @@ export interface FieldSpec {
   choices?: string[];
   /** `list`: at most this many items. */
   maxItems?: number;
+  /** `list` of objects (`loras`): each item's fields, in the schema's order. */
+  itemFields?: FieldSpec[];
 }
 
 export interface BodySpec {
@@ -84,8 +86,18 @@ function fieldOf(name: string, p: Json, required: boolean): FieldSpec {
       return { ...base, kind: 'boolean', ...(typeof dflt === 'boolean' ? { default: dflt } : {}) };
     case 'string':
       return { ...base, kind: 'text', maxLength: num(p.maxLength), pattern: str(p.pattern), ...(typeof dflt === 'string' ? { default: dflt } : {}) };
-    case 'array':
-      return { ...base, kind: 'list', maxItems: num(p.maxItems), pattern: str(at(p, 'items', 'pattern')) };
+    case 'array': {
+      const items = at(p, 'items');
+      const props = at(items, 'properties');
+      const needed = new Set((at(items, 'required') as unknown[] | undefined)?.filter((x): x is string => typeof x === 'string'));
+      const itemFields = isObject(props)
+        ? Object.entries(props).map(([n, q]) => {
+            if (!isObject(q)) throw new Error(`field ${name}.${n}: not a schema`);
+            return fieldOf(n, q, needed.has(n));
+          })
+        : undefined;
+      return { ...base, kind: 'list', maxItems: num(p.maxItems), pattern: str(at(items, 'pattern')), ...(itemFields ? { itemFields } : {}) };
+    }
     default:
       throw new Error(`field ${name}: unsupported schema type ${String(p.type)}`);
   }

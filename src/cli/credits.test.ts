@@ -1,6 +1,5 @@
 import { afterEach, beforeEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Command } from 'commander';
 import { balance, release, reserve, settle } from '../accounts/ledger.js';
 import { DIALECTS, tempDb, type TempDb } from '../../test/support/temp-db.js';
 import { runKlein } from '../../test/support/cli.js';

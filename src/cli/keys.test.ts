@@ -2,7 +2,6 @@ import { afterEach, beforeEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { Command } from 'commander';
 import { authenticate } from '../accounts/keys.js';
 import { DIALECTS, tempDb, type TempDb } from '../../test/support/temp-db.js';
 import { runKlein } from '../../test/support/cli.js';

@@ -3,8 +3,10 @@
  * where they leave screenshots. `chromiumOptions()` fails, rather than skips, when it is
  * missing: `npm test` installs it (scripts/setup-test-services.mjs).
  */
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { chromium, type BrowserContext } from 'playwright-core';
 import { root } from './build-web.js';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -20,4 +22,18 @@ export function chromiumOptions(): { executablePath: string; args: string[]; hea
   }
   mkdirSync(ARTIFACTS, { recursive: true });
   return { executablePath: CHROMIUM, args: ARGS, headless: true };
+}
+
+/** A desktop-sized Chromium with a profile of its own (its own localStorage), removed on close. */
+export async function openBrowser(): Promise<{ context: BrowserContext; close(): Promise<void> }> {
+  const options = chromiumOptions();
+  const profile = mkdtempSync(join(tmpdir(), 'klein-chromium-'));
+  const context = await chromium.launchPersistentContext(profile, { ...options, viewport: { width: 1280, height: 900 } });
+  return {
+    context,
+    close: async () => {
+      await context.close();
+      rmSync(profile, { recursive: true, force: true });
+    },
+  };
 }

@@ -7,16 +7,14 @@
  * beside the row it names.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
-import { startFileServer, type FileServer } from '../support/safetensors-files.js';
+import { type BrowserContext, type Page } from 'playwright-core';
+import type { FileServer } from '../support/safetensors-files.js';
+import { makeTestLoras } from '../support/test-loras.js';
 import { startTestServer, type TestServer } from '../e2e/harness.js';
-import { buildWebScript, root } from './build-web.js';
-import { ARTIFACTS, chromiumOptions } from './chromium.js';
+import { buildWebScript } from './build-web.js';
+import { ARTIFACTS, chromiumOptions, openBrowser } from './chromium.js';
 
 const PHONE = { width: 390, height: 844 };
 type Json = Record<string, any>;
@@ -24,29 +22,26 @@ type Json = Record<string, any>;
 describe('playground LoRA rows (Chromium, tiny engine)', { timeout: 300_000 }, () => {
   let s: TestServer;
   let files: FileServer;
+  let browser: Awaited<ReturnType<typeof openBrowser>>;
   let context: BrowserContext;
-  let profile: string;
   let url: string;
   let schema: Json;
 
   before(async () => {
-    const browserOptions = chromiumOptions();
+    chromiumOptions(); // fails here, before a server is started, when Chromium is missing
     buildWebScript();
-    const made = mkdtempSync(join(tmpdir(), 'klein-playground-loras-'));
-    execFileSync(join(root, 'engine/.venv/bin/python'), [join(root, 'test/clients/make_loras.py'), made], { stdio: 'ignore' });
-    files = await startFileServer({ honourRange: true, files: { '/fox.safetensors': readFileSync(join(made, 'fox.safetensors')) } });
+    files = await makeTestLoras().serve({ 'fox.safetensors': 'fox' });
     url = `${files.base}/fox.safetensors`;
     s = await startTestServer({ KLEIN_ALLOW_NETWORKS: '127.0.0.0/8' });
-    profile = mkdtempSync(join(tmpdir(), 'klein-chromium-'));
-    context = await chromium.launchPersistentContext(profile, { ...browserOptions, viewport: { width: 1280, height: 900 } });
+    browser = await openBrowser();
+    context = browser.context;
     schema = ((await (await fetch(`${s.url}/openapi.json`)).json()) as Json).components.schemas.AsyncBody.properties.loras;
   });
 
   after(async () => {
-    await context?.close();
+    await browser?.close();
     await s?.close();
     await files?.close();
-    if (profile) rmSync(profile, { recursive: true, force: true });
   });
 
   /** A fresh page with the form built; uncaught errors and CSP refusals fail the test. */

@@ -7,14 +7,12 @@
  * reload as the key does. The page is saved to test-artifacts/playground-models.png.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { chromium, type BrowserContext } from 'playwright-core';
+import { type BrowserContext } from 'playwright-core';
 import { startTestServer, type TestServer } from '../e2e/harness.js';
 import { buildWebScript } from './build-web.js';
-import { ARTIFACTS, chromiumOptions } from './chromium.js';
+import { ARTIFACTS, chromiumOptions, openBrowser } from './chromium.js';
 
 const MODELS = 'flux-2-klein-4b=tiny,flux-2-klein-4b-base=tiny-base';
 const SLUGS = ['flux-2-klein-4b', 'flux-2-klein-4b-base'];
@@ -23,24 +21,23 @@ type Json = Record<string, any>;
 
 describe('playground model picker (Chromium, tiny and tiny-base engines)', () => {
   let s: TestServer;
+  let browser: Awaited<ReturnType<typeof openBrowser>>;
   let context: BrowserContext;
-  let profile: string;
   let doc: Json;
 
   before(async () => {
-    const browserOptions = chromiumOptions();
+    chromiumOptions(); // fails here, before a server is started, when Chromium is missing
     buildWebScript();
     // tiny-base builds its miniature on first use: startTestServer waits for READY.
     s = await startTestServer({ KLEIN_MODELS: MODELS });
-    profile = mkdtempSync(join(tmpdir(), 'klein-chromium-'));
-    context = await chromium.launchPersistentContext(profile, { ...browserOptions, viewport: { width: 1280, height: 900 } });
+    browser = await openBrowser();
+    context = browser.context;
     doc = (await (await fetch(`${s.url}/openapi.json`)).json()) as Json;
   });
 
   after(async () => {
-    await context?.close();
+    await browser?.close();
     await s?.close();
-    if (profile) rmSync(profile, { recursive: true, force: true });
   });
 
   /** The defaults the document gives a model's body (its submit route's schema, $ref followed). */

@@ -7,15 +7,14 @@
  * scrolling. The finished page is saved to test-artifacts/playground.png.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { type BrowserContext, type Page } from 'playwright-core';
 import sharp from 'sharp';
 import { startTestServer, type TestServer } from '../e2e/harness.js';
 import { buildWebScript } from './build-web.js';
-import { ARTIFACTS, chromiumOptions } from './chromium.js';
+import { ARTIFACTS, chromiumOptions, openBrowser } from './chromium.js';
 
 const PHONE = { width: 390, height: 844 };
 /** Every parameter of contract §1 that the form must offer (the page builds them from the schema). */
@@ -25,23 +24,22 @@ type Json = Record<string, any>;
 
 describe('playground (Chromium, tiny engine)', () => {
   let s: TestServer;
+  let browser: Awaited<ReturnType<typeof openBrowser>>;
   let context: BrowserContext;
-  let profile: string;
   let schema: Json;
 
   before(async () => {
-    const browserOptions = chromiumOptions();
+    chromiumOptions(); // fails here, before a server is started, when Chromium is missing
     buildWebScript();
     s = await startTestServer({ KLEIN_ENGINE_FAULTS: '1' });
-    profile = mkdtempSync(join(tmpdir(), 'klein-chromium-'));
-    context = await chromium.launchPersistentContext(profile, { ...browserOptions, viewport: { width: 1280, height: 900 } });
+    browser = await openBrowser();
+    context = browser.context;
     schema = ((await (await fetch(`${s.url}/openapi.json`)).json()) as Json).components.schemas.AsyncBody.properties;
   });
 
   after(async () => {
-    await context?.close();
+    await browser?.close();
     await s?.close();
-    if (profile) rmSync(profile, { recursive: true, force: true });
   });
 
   /** A fresh page (empty localStorage) with the form built; uncaught errors and CSP refusals fail the test. */

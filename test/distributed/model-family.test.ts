@@ -9,12 +9,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { ledgerProblems } from '../support/ledger-invariant.js';
-import { startFileServer, type FileServer } from '../support/safetensors-files.js';
+import type { FileServer } from '../support/safetensors-files.js';
+import { makeTestLoras } from '../support/test-loras.js';
 import { startStack, type Proc, type Stack } from './stack.js';
 
 const SLUGS = ['flux-2-klein-4b', 'flux-2-klein-4b-base', 'flux-2-klein-9b'] as const;
@@ -42,10 +39,7 @@ describe('fleet: three models, a worker each', { timeout: 600_000 }, () => {
   const liveWorkers = async (slug: string) => (await health()).models[slug].workers as number;
 
   before(async () => {
-    const made = mkdtempSync(join(tmpdir(), 'klein-fleet-loras-'));
-    const root = new URL('../..', import.meta.url).pathname;
-    execFileSync(join(root, 'engine/.venv/bin/python'), [join(root, 'test/clients/make_loras.py'), made], { stdio: 'ignore' });
-    files = await startFileServer({ honourRange: true, files: { '/fox.safetensors': readFileSync(join(made, 'fox.safetensors')), '/nine.safetensors': readFileSync(join(made, 'nine.safetensors')) } });
+    files = await makeTestLoras().serve({ 'fox.safetensors': 'fox', 'nine.safetensors': 'nine' });
     s = await startStack({ env: { KLEIN_MODELS: MODELS, KLEIN_ALLOW_NETWORKS: '127.0.0.0/8' } });
     url = (await s.startGateway()).url;
     key = await s.key({ credits: '100' });

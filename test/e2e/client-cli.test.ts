@@ -4,7 +4,7 @@
  * loopback, which KLEIN_ALLOW_NETWORKS lets the server fetch.
  */
 import assert from 'node:assert/strict';
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,7 +12,8 @@ import { createServer, connect, type AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import sharp from 'sharp';
 import { KleinApiError, KleinClient, type GenerateBody, type KleinEvent } from '../../src/client/index.js';
-import { startFileServer, type FileServer } from '../support/safetensors-files.js';
+import type { FileServer } from '../support/safetensors-files.js';
+import { makeTestLoras } from '../support/test-loras.js';
 import { FAST, startTestServer, type KeyInfo, type TestServer } from './harness.js';
 
 const root = new URL('../..', import.meta.url).pathname;
@@ -23,9 +24,7 @@ describe('typed client and CLI', () => {
   let client: KleinClient;
   let files: FileServer;
   before(async () => {
-    const made = mkdtempSync(join(tmpdir(), 'klein-cli-loras-'));
-    execFileSync(join(root, 'engine/.venv/bin/python'), [join(root, 'test/clients/make_loras.py'), made], { stdio: 'ignore' });
-    files = await startFileServer({ honourRange: true, files: { '/fox.safetensors': readFileSync(join(made, 'fox.safetensors')) } });
+    files = await makeTestLoras().serve({ 'fox.safetensors': 'fox' });
     s = await startTestServer({ KLEIN_ENGINE_FAULTS: '1', KLEIN_ALLOW_NETWORKS: '127.0.0.0/8' });
     key = s.createKey({ credits: '100', concurrency: 8 });
     client = new KleinClient({ baseUrl: s.url, apiKey: key.key });

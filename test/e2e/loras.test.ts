@@ -2,29 +2,26 @@
  * LoRA adapters at request time through the whole server (contract §7): the real gateway,
  * the real engine on `tiny`, LoRA files served by a loopback HTTP server that honours Range
  * (and counts what it sends), seeded random adapters written by the engine's own test
- * layouts (test/clients/make_loras.py).
+ * layouts (test/support/test-loras.ts).
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, copyFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { copyFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import sharp from 'sharp';
 import OpenAI from 'openai';
 import { openDatabase } from '../../src/store/db.js';
 import { ledgerProblems } from '../support/ledger-invariant.js';
-import { startFileServer, type FileServer } from '../support/safetensors-files.js';
+import type { FileServer } from '../support/safetensors-files.js';
+import { makeTestLoras } from '../support/test-loras.js';
 import { FAST, generate, startTestServer, type TestServer } from './harness.js';
 
-const ROOT = new URL('../..', import.meta.url).pathname;
 type Json = Record<string, any>;
 
 describe('LoRA adapters (tiny engine)', { timeout: 600_000 }, () => {
   let s: TestServer;
   let files: FileServer;
   let key: string;
-  let fox: Buffer;
   const pixels = async (r: Response) => {
     assert.equal(r.status, 200, r.status === 200 ? '' : await r.clone().text());
     return (await sharp(Buffer.from(await r.arrayBuffer())).raw().toBuffer()).toString('hex');
@@ -40,16 +37,11 @@ describe('LoRA adapters (tiny engine)', { timeout: 600_000 }, () => {
   const metric = async (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(await (await fetch(`${s.url}/metrics`)).text())?.[1] ?? 0);
 
   before(async () => {
-    const made = mkdtempSync(join(tmpdir(), 'klein-loras-'));
-    execFileSync(join(ROOT, 'engine/.venv/bin/python'), [join(ROOT, 'test/clients/make_loras.py'), made], { stdio: 'ignore' });
-    fox = readFileSync(join(made, 'fox.safetensors'));
-    const dir = join(made, 'dir');
+    const loras = makeTestLoras();
+    const dir = join(loras.dir, 'dir');
     mkdirSync(dir);
-    copyFileSync(join(made, 'kohya.safetensors'), join(dir, 'kohya.safetensors'));
-    files = await startFileServer({
-      honourRange: true,
-      files: { '/fox.safetensors': fox, '/fox-again.safetensors': fox, '/nine.safetensors': readFileSync(join(made, 'nine.safetensors')) },
-    });
+    copyFileSync(join(loras.dir, 'kohya.safetensors'), join(dir, 'kohya.safetensors'));
+    files = await loras.serve({ 'fox.safetensors': 'fox', 'fox-again.safetensors': 'fox', 'nine.safetensors': 'nine' });
     s = await startTestServer({ KLEIN_ALLOW_NETWORKS: '127.0.0.0/8', KLEIN_LORA_DIR: dir, KLEIN_PRICE_PER_LORA: '0.001' });
     key = s.createKey({ credits: '100' }).key;
   });

@@ -191,11 +191,6 @@ export class DistributedQueue implements JobQueue {
     return this.options.bus.onProgress(id, fn);
   }
 
-  /**
-   * Redis up, and a live worker for `model` (ready, busy or starting; one that is draining
-   * or unhealthy takes no new work). With none, asynchronous work still queues (an
-   * autoscaler sees its depth and starts a worker); a synchronous call gets 503.
-   */
   /** From the heartbeats of the model's workers (each carries its engine's LoRA capabilities once ready). */
   loraSupport(model: string): LoraSupport {
     const w = (this.fleet?.workers ?? []).find((x) => x.model === model && x.loras !== undefined);
@@ -207,6 +202,11 @@ export class DistributedQueue implements JobQueue {
     return this.readiness(model);
   }
 
+  /**
+   * Redis up, and a live worker for `model` (ready, busy or starting; one that is draining
+   * or unhealthy takes no new work). With none, asynchronous work still queues (an
+   * autoscaler sees its depth and starts a worker); a synchronous call gets 503.
+   */
   readiness(model: string): Readiness {
     const s = this.options.redis.status;
     if (s !== 'ready') return { status: 'UNHEALTHY', reason: `the job queue's Redis is unreachable (${s})`, retryAfterS: 5 };

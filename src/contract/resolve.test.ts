@@ -31,6 +31,7 @@ describe('resolveParams (contract §1, §3)', () => {
       quality: 90,
       image_urls: [],
       base64: false,
+      loras: [],
     });
     assert.deepEqual(DEFAULTS, {
       image_urls: [], negative_prompt: 'low quality, blurry, less details', seed: 3425234, cfg: 5, sampler: 'euler',
@@ -44,7 +45,12 @@ describe('resolveParams (contract §1, §3)', () => {
       aspect_ratio: '9:16', go_fast: false, image_format: 'webp', quality: 10, base64: true,
     };
     const p = resolveParams(input(body), [{ width: 10, height: 10 }], never);
-    assert.deepEqual(p, { ...body, width: 768, height: 1360 });
+    assert.deepEqual(p, { ...body, width: 768, height: 1360, loras: [] });
+  });
+
+  it('keeps each LoRA as given, with the default scale 1 where none is given', () => {
+    const loras = [{ path: 'https://a.example/l.safetensors', scale: 0.5 }, { path: 'owner/repo', weight_name: 'w.safetensors' }];
+    assert.deepEqual(resolveParams(input({ prompt: 'x', loras }), [], never).loras, [loras[0], { ...loras[1], scale: 1 }]);
   });
 
   it('jpg resolves to jpeg; jpeg and webp stay', () => {

@@ -16,7 +16,7 @@ const ok = (b: unknown, allowWebhook = false) => {
   assert.ok(r.ok, `${JSON.stringify(b).slice(0, 120)} refused: ${r.ok ? '' : JSON.stringify(r.details)}`);
 };
 
-const SCHEMA_ORDER = ['prompt', 'image_urls', 'negative_prompt', 'seed', 'cfg', 'sampler', 'steps', 'aspect_ratio', 'go_fast', 'image_format', 'quality', 'width', 'height', 'base64'];
+const SCHEMA_ORDER = ['prompt', 'image_urls', 'negative_prompt', 'seed', 'cfg', 'sampler', 'steps', 'aspect_ratio', 'go_fast', 'image_format', 'quality', 'width', 'height', 'base64', 'loras'];
 
 describe('validateGenerateBody (contract §1)', () => {
   it('accepts the seed page body exactly as Segmind documents it', () => {
@@ -119,7 +119,7 @@ describe('validateGenerateBody (contract §1)', () => {
   });
 
   it('lists fields in schema order, unknown fields last', () => {
-    const body = { zzz: 1, base64: 'no', height: 'x', width: 1, quality: 1, image_format: 1, go_fast: 1, aspect_ratio: 1, steps: 0, sampler: 1, cfg: 0, seed: 'x', negative_prompt: 1, image_urls: 1, prompt: 1 };
+    const body = { zzz: 1, loras: 'none', base64: 'no', height: 'x', width: 1, quality: 1, image_format: 1, go_fast: 1, aspect_ratio: 1, steps: 0, sampler: 1, cfg: 0, seed: 'x', negative_prompt: 1, image_urls: 1, prompt: 1 };
     assert.deepEqual(fields(body), [...SCHEMA_ORDER, 'zzz']);
     assert.deepEqual(fields({ steps: 0, image_urls: ['ftp://a', 'x'] }), ['prompt', 'image_urls[0]', 'image_urls[1]', 'steps']);
   });
@@ -172,7 +172,7 @@ describe('validateGenerateBody (contract §1)', () => {
 
   it('webhook_url only on v2, an http(s) URL of at most 2048 characters', () => {
     assert.deepEqual(fields({ prompt: 'x', webhook_url: 'https://a.example/h' }), ['webhook_url']);
-    assert.match(message({ prompt: 'x', webhook_url: 'https://a.example/h' }, 'webhook_url')!, /not a known field; allowed fields: prompt, .*, base64$/);
+    assert.match(message({ prompt: 'x', webhook_url: 'https://a.example/h' }, 'webhook_url')!, /not a known field; allowed fields: prompt, .*, base64, loras$/);
     ok({ prompt: 'x', webhook_url: 'https://a.example/h' }, true);
     ok({ prompt: 'x', webhook_url: 'http://a.example:9000/hook?id=1' }, true);
     const long = `https://a.example/${'h'.repeat(2048 - 'https://a.example/'.length)}`;

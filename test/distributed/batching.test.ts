@@ -5,7 +5,8 @@
  * the asynchronous mates (which no longer have a BullMQ job) are queued again and run, and
  * the synchronous request fails and is released.
  *
- * Requests are submitted before the worker starts, so the batches do not depend on timing.
+ * Requests are queued before the worker can take them (before it starts, or while it runs a
+ * request that is then cancelled), so the batches do not depend on timing.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -71,9 +72,16 @@ describe('fleet batching (simulated engine, KLEIN_MAX_BATCH=4)', () => {
   });
 
   it('requeues the asynchronous mates of a batch whose engine crashed, and fails and releases the synchronous request', async () => {
-    // The first test's worker is the only one: stop it, so that this batch forms at a new start.
-    for (const w of s.workers) w.child.kill('SIGTERM');
-    await Promise.all(s.workers.map((w) => w.exited));
+    // The first test's worker is the only one. It is kept busy by a long request of another
+    // account while the batch queues behind it (a synchronous call needs a live worker of its
+    // model, else it is a 503), and the blocker is then cancelled, so that the next job the
+    // worker takes is the crashing one, with its mates queued behind it.
+    const blockerKey = await s.key();
+    const blocker = (await call(blockerKey, 'POST', '/v2/flux-2-klein-4b', { ...SMALL, steps: 100, prompt: 'blocker', width: 128 })).request_id as string;
+    for (let r = await call(blockerKey, 'GET', `/v2/requests/${blocker}/status`); r.status !== 'PROCESSING'; r = await call(blockerKey, 'GET', `/v2/requests/${blocker}/status`)) {
+      assert.equal(r.status, 'QUEUED');
+      await new Promise((res) => setTimeout(res, 20));
+    }
     const key = await s.key({ credits: '10' });
     const crashing = generateOn(url, key, { ...SMALL, prompt: 'crash [[fault:crash]]' });
     await queuedRows(1);
@@ -82,7 +90,7 @@ describe('fleet batching (simulated engine, KLEIN_MAX_BATCH=4)', () => {
       (await call(key, 'POST', '/v2/flux-2-klein-4b', { ...SMALL, prompt: 'mate 2' })).request_id as string,
     ];
     const accountId = (await s.db.selectFrom('requests').select('account_id').where('id', '=', mates[0]!).executeTakeFirstOrThrow()).account_id;
-    await s.startWorker();
+    await call(blockerKey, 'POST', `/v2/requests/${blocker}/cancel`);
     const answer = await crashing;
     assert.equal(answer.status, 502);
     assert.equal(((await answer.json()) as Json).code, 'engine_failed');

@@ -1,19 +1,15 @@
 /**
  * One GET of a LoRA URL through the SSRF guard, for the header reader (a Range request) and
- * the cache (the whole file). It is safeFetch's walk (src/net/safe-fetch.ts) with the body
- * left to the caller: every hop is checked (checkUrl), its host resolved once and every
- * address judged (resolveChecked), the socket pinned to the judged address (pinnedAgent), and
- * redirects followed by hand, at most 3 (hub downloads redirect once to a CDN). Headers such as
- * the hub's Bearer token go to the first origin only: a redirect to another origin drops them,
- * as the Fetch standard's "HTTP-redirect fetch" drops Authorization across origins.
+ * the cache (the whole file): the guard's own walk (src/net/safe-fetch.ts `openGuarded`: every
+ * hop checked, its address pinned, redirects followed by hand, at most 3 — hub downloads
+ * redirect once to a CDN) with the body left to the caller. Headers such as the hub's Bearer
+ * token go to the first origin only: a redirect to another origin drops them, as the Fetch
+ * standard's "HTTP-redirect fetch" drops Authorization across origins. A fetch that fails
+ * is an invalid_lora here (url_blocked stays).
  */
-import type { IncomingHttpHeaders } from 'node:http';
-import type { Readable } from 'node:stream';
-import type { Dispatcher } from 'undici';
-import { request } from 'undici';
 import { ApiError } from '../contract/errors.js';
 import type { Cidr } from '../net/networks.js';
-import { checkUrl, pinnedAgent, resolveChecked, type Lookup } from '../net/safe-fetch.js';
+import { openGuarded as openThroughGuard, type GuardedResponse, type Lookup } from '../net/safe-fetch.js';
 import { loraError } from './source.js';
 
 export interface LoraFetchOptions {
@@ -28,15 +24,7 @@ export interface LoraFetchOptions {
   userAgent?: string | undefined;
 }
 
-export interface OpenedResponse {
-  status: number;
-  headers: IncomingHttpHeaders;
-  body: Readable;
-  /** The URL that answered, after redirects. */
-  url: string;
-  /** Stops the body and frees the pinned connection. */
-  close(): Promise<void>;
-}
+export type OpenedResponse = GuardedResponse;
 
 /**
  * A deadline for a whole operation (every hop, every byte): the caller's signal (the client
@@ -47,7 +35,7 @@ export class Deadline {
   private readonly timeout: AbortSignal;
   constructor(
     timeoutMs: number,
-    private readonly caller?: AbortSignal | undefined,
+    readonly caller?: AbortSignal | undefined,
   ) {
     this.timeout = AbortSignal.timeout(timeoutMs);
     this.signal = caller ? AbortSignal.any([this.timeout, caller]) : this.timeout;
@@ -78,54 +66,18 @@ function asLoraError(err: unknown, field: string): unknown {
 
 export async function openGuarded(url: string, options: LoraFetchOptions & { range?: [number, number] | undefined }, deadline: Deadline): Promise<OpenedResponse> {
   const { field } = options;
-  const maxRedirects = options.maxRedirects ?? 3;
-  let current: URL;
+  deadline.check(field);
   try {
-    current = checkUrl(url, { field });
+    return await openThroughGuard(url, {
+      ...options,
+      userAgent: options.userAgent ?? 'klein-serve/0.1 (+LoRA fetch)',
+      originHeaders: options.headers,
+      hopHeaders: options.range ? { range: `bytes=${options.range[0]}-${options.range[1]}` } : undefined,
+      deadline: deadline.signal,
+      caller: deadline.caller,
+    });
   } catch (err) {
     throw asLoraError(err, field);
-  }
-  const firstOrigin = current.origin;
-  for (let hop = 0; ; hop++) {
-    deadline.check(field);
-    let pinned;
-    try {
-      pinned = await resolveChecked(current, { allow: options.allow, field, lookup: options.lookup });
-    } catch (err) {
-      throw asLoraError(err, field);
-    }
-    deadline.check(field);
-    const agent = pinnedAgent(pinned);
-    const headers: Record<string, string> = {
-      'user-agent': options.userAgent ?? 'klein-serve/0.1 (+LoRA fetch)',
-      ...(current.origin === firstOrigin ? options.headers : {}),
-      ...(options.range ? { range: `bytes=${options.range[0]}-${options.range[1]}` } : {}),
-    };
-    let res: Dispatcher.ResponseData;
-    try {
-      res = await request(current, { method: 'GET', dispatcher: agent, signal: deadline.signal, headers });
-    } catch (err) {
-      void agent.destroy().catch(() => undefined);
-      throw deadline.failure(field, `fetching ${current.origin}`, err);
-    }
-    const close = async () => {
-      // undici's body errors with RequestAbortedError when destroyed unread; that end is wanted here.
-      res.body.on('error', () => undefined);
-      res.body.destroy();
-      await agent.destroy().catch(() => undefined);
-    };
-    if (res.statusCode >= 300 && res.statusCode < 400 && res.headers.location) {
-      await close();
-      if (hop >= maxRedirects) throw loraError(field, `more than ${maxRedirects} redirects`);
-      const loc = Array.isArray(res.headers.location) ? res.headers.location[0]! : res.headers.location;
-      try {
-        current = checkUrl(new URL(loc, current).toString(), { field });
-      } catch (err) {
-        throw asLoraError(err, field);
-      }
-      continue;
-    }
-    return { status: res.statusCode, headers: res.headers, body: res.body, url: current.toString(), close };
   }
 }
 

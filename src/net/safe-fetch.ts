@@ -10,6 +10,8 @@
  * Caps on bytes (Content-Length early, then the stream) and on total time.
  */
 import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
+import type { IncomingHttpHeaders } from 'node:http';
+import type { Readable } from 'node:stream';
 import { Agent, request } from 'undici';
 import { ApiError } from '../contract/errors.js';
 import { addressBlockReason, type Cidr } from './networks.js';
@@ -81,69 +83,111 @@ export function checkUrl(raw: string, options: Pick<SafeFetchOptions, 'field'>):
   return u;
 }
 
-export async function safeFetch(url: string, options: SafeFetchOptions): Promise<{ bytes: Buffer; finalUrl: string }> {
-  const timeout = AbortSignal.timeout(options.timeoutMs);
-  const deadline = options.signal ? AbortSignal.any([timeout, options.signal]) : timeout;
+/** A response whose body is still to be read, from the hop that answered. */
+export interface GuardedResponse {
+  status: number;
+  headers: IncomingHttpHeaders;
+  body: Readable;
+  /** The URL that answered, after redirects. */
+  url: string;
+  /** Stops the body and frees the pinned connection (safe to call after the body was read). */
+  close(): Promise<void>;
+}
+
+export interface OpenGuardedOptions extends Pick<SafeFetchOptions, 'allow' | 'field' | 'lookup' | 'maxRedirects'> {
+  /** Every hop's user agent. */
+  userAgent: string;
+  /** Sent on every hop (Accept, Range). */
+  hopHeaders?: Record<string, string> | undefined;
+  /** Sent to the first origin only: a redirect to another origin drops them (an Authorization token must not follow it). */
+  originHeaders?: Record<string, string> | undefined;
+  /** Ends the whole operation: its timeout, and the caller's signal. */
+  deadline: AbortSignal;
+  /** The caller's own signal: when it is the one that aborted, its reason is thrown, not a network failure. */
+  caller?: AbortSignal | undefined;
+}
+
+/**
+ * One GET through the guard, every hop checked (steps 1–4 above), the body left to the
+ * caller: safeFetch reads it whole with its caps, the LoRA reader a range, the LoRA cache
+ * streams it to disk. A redirect is followed when it is a 3xx with a Location; any other
+ * status is the caller's to judge. Errors: the guard's (url_blocked, image_fetch_failed for a
+ * name that does not resolve or a URL that does not parse), image_fetch_failed for a
+ * failed or timed-out connection and for too many redirects, the caller's reason when it has
+ * gone.
+ */
+export async function openGuarded(url: string, options: OpenGuardedOptions): Promise<GuardedResponse> {
+  const { field, deadline, caller } = options;
   const gone = () => {
-    if (options.signal?.aborted) throw options.signal.reason;
+    if (caller?.aborted) throw caller.reason;
   };
   gone();
   const maxRedirects = options.maxRedirects ?? 3;
   let current = checkUrl(url, options);
+  const firstOrigin = current.origin;
   for (let hop = 0; ; hop++) {
     const pinned = await resolveChecked(current, options);
     gone();
     const agent = pinnedAgent(pinned);
-    try {
-      const res = await request(current, {
-        method: 'GET',
-        dispatcher: agent,
-        signal: deadline,
-        headers: { 'user-agent': options.userAgent ?? 'klein-serve/0.1 (+reference image fetch)', accept: 'image/png,image/jpeg,image/webp;q=0.9,*/*;q=0.1' },
-      }).catch((err: unknown) => {
-        gone();
-        const why = deadline.aborted ? 'timed out' : `failed (${(err as { code?: string }).code ?? 'network error'})`;
-        throw new ApiError('image_fetch_failed', `${options.field}: fetching ${origin(current)} ${why}`, { details: [{ field: options.field, message: `fetch ${why}` }] });
-      });
-      if (res.statusCode >= 300 && res.statusCode < 400 && res.headers.location) {
-        await res.body.dump();
-        if (hop >= maxRedirects) {
-          throw new ApiError('image_fetch_failed', `${options.field}: more than ${maxRedirects} redirects`, { details: [{ field: options.field, message: `more than ${maxRedirects} redirects` }] });
-        }
-        const loc = Array.isArray(res.headers.location) ? res.headers.location[0]! : res.headers.location;
-        current = checkUrl(new URL(loc, current).toString(), options);
-        continue;
+    const headers = { 'user-agent': options.userAgent, ...options.hopHeaders, ...(current.origin === firstOrigin ? options.originHeaders : {}) };
+    const res = await request(current, { method: 'GET', dispatcher: agent, signal: deadline, headers }).catch((err: unknown) => {
+      void agent.destroy().catch(() => undefined);
+      gone();
+      const why = deadline.aborted ? 'timed out' : `failed (${(err as { code?: string }).code ?? 'network error'})`;
+      throw new ApiError('image_fetch_failed', `${field}: fetching ${origin(current)} ${why}`, { details: [{ field, message: `fetch ${why}` }] });
+    });
+    const close = async () => {
+      // undici's body errors with RequestAbortedError when destroyed unread; that end is wanted here.
+      res.body.on('error', () => undefined);
+      res.body.destroy();
+      await agent.destroy().catch(() => undefined);
+    };
+    if (res.statusCode >= 300 && res.statusCode < 400 && res.headers.location) {
+      await close();
+      if (hop >= maxRedirects) {
+        throw new ApiError('image_fetch_failed', `${field}: more than ${maxRedirects} redirects`, { details: [{ field, message: `more than ${maxRedirects} redirects` }] });
       }
-      if (res.statusCode < 200 || res.statusCode >= 300) {
-        await res.body.dump();
-        throw new ApiError('image_fetch_failed', `${options.field}: ${origin(current)} answered ${res.statusCode}`, { details: [{ field: options.field, message: `the server answered ${res.statusCode}` }] });
-      }
-      const len = Number(res.headers['content-length']);
-      if (Number.isFinite(len) && len > options.maxBytes) {
-        res.body.destroy();
-        throw tooLarge(options);
-      }
-      const chunks: Buffer[] = [];
-      let total = 0;
-      try {
-        for await (const chunk of res.body) {
-          total += (chunk as Buffer).length;
-          if (total > options.maxBytes) {
-            res.body.destroy();
-            throw tooLarge(options);
-          }
-          chunks.push(chunk as Buffer);
-        }
-      } catch (err) {
-        if (err instanceof ApiError) throw err;
-        gone();
-        const why = deadline.aborted ? 'timed out' : 'was cut off';
-        throw new ApiError('image_fetch_failed', `${options.field}: the download ${why}`, { details: [{ field: options.field, message: `the download ${why}` }] });
-      }
-      return { bytes: Buffer.concat(chunks), finalUrl: current.toString() };
-    } finally {
-      void agent.close().catch(() => undefined);
+      const loc = Array.isArray(res.headers.location) ? res.headers.location[0]! : res.headers.location;
+      current = checkUrl(new URL(loc, current).toString(), options);
+      continue;
     }
+    return { status: res.statusCode, headers: res.headers, body: res.body, url: current.toString(), close };
+  }
+}
+
+export async function safeFetch(url: string, options: SafeFetchOptions): Promise<{ bytes: Buffer; finalUrl: string }> {
+  const timeout = AbortSignal.timeout(options.timeoutMs);
+  const deadline = options.signal ? AbortSignal.any([timeout, options.signal]) : timeout;
+  const res = await openGuarded(url, {
+    ...options,
+    userAgent: options.userAgent ?? 'klein-serve/0.1 (+reference image fetch)',
+    hopHeaders: { accept: 'image/png,image/jpeg,image/webp;q=0.9,*/*;q=0.1' },
+    deadline,
+    caller: options.signal,
+  });
+  try {
+    if (res.status < 200 || res.status >= 300) {
+      throw new ApiError('image_fetch_failed', `${options.field}: ${origin(new URL(res.url))} answered ${res.status}`, { details: [{ field: options.field, message: `the server answered ${res.status}` }] });
+    }
+    const len = Number(res.headers['content-length']);
+    if (Number.isFinite(len) && len > options.maxBytes) throw tooLarge(options);
+    const chunks: Buffer[] = [];
+    let total = 0;
+    try {
+      for await (const chunk of res.body) {
+        total += (chunk as Buffer).length;
+        if (total > options.maxBytes) throw tooLarge(options);
+        chunks.push(chunk as Buffer);
+      }
+    } catch (err) {
+      if (err instanceof ApiError) throw err;
+      if (options.signal?.aborted) throw options.signal.reason;
+      const why = deadline.aborted ? 'timed out' : 'was cut off';
+      throw new ApiError('image_fetch_failed', `${options.field}: the download ${why}`, { details: [{ field: options.field, message: `the download ${why}` }] });
+    }
+    return { bytes: Buffer.concat(chunks), finalUrl: res.url };
+  } finally {
+    await res.close();
   }
 }
 

@@ -164,7 +164,7 @@ export async function admit(deps: AppDeps, req: FastifyRequest, caller: Caller, 
 
   // 4b. Each LoRA's header, read without its body and checked against the model (400 invalid_lora).
   gone?.throwIfAborted();
-  await checkLoras(deps, input.loras ?? [], model, allow, gone);
+  await checkLoras(deps, req, input.loras ?? [], model, allow, gone);
 
   // 5. Fetch and decode the references (400 per bad image, naming its field).
   gone?.throwIfAborted();

@@ -6,13 +6,36 @@
  * is not a LoRA for this model is a 400 invalid_lora naming the entry and why, before
  * anything is reserved or queued; the body is downloaded later by the worker's cache.
  */
+import type { FastifyRequest } from 'fastify';
 import type { ServedModel } from '../contract/models.js';
 import type { Cidr } from '../net/networks.js';
 import { inspectLora } from '../loras/inspect.js';
 import { loraError, parseLoraSource } from '../loras/source.js';
 import type { AppDeps } from './app.js';
 
-export async function checkLoras(
+/**
+ * The check of each HTTP request, once: the images of one OpenAI call (n > 1) are admitted one
+ * by one with the same `loras`, and their headers are read for the first only.
+ */
+const checked = new WeakMap<FastifyRequest, Promise<void>>();
+
+export function checkLoras(
+  deps: AppDeps,
+  req: FastifyRequest,
+  loras: ReadonlyArray<{ path: string; weight_name?: string | undefined }>,
+  model: ServedModel,
+  allow: Cidr[],
+  signal: AbortSignal | undefined,
+): Promise<void> {
+  let check = checked.get(req);
+  if (!check) {
+    check = checkHeaders(deps, loras, model, allow, signal);
+    checked.set(req, check);
+  }
+  return check;
+}
+
+async function checkHeaders(
   deps: AppDeps,
   loras: ReadonlyArray<{ path: string; weight_name?: string | undefined }>,
   model: ServedModel,

@@ -41,7 +41,7 @@ describe('LoRA adapters (tiny engine)', { timeout: 600_000 }, () => {
     const dir = join(loras.dir, 'dir');
     mkdirSync(dir);
     copyFileSync(join(loras.dir, 'kohya.safetensors'), join(dir, 'kohya.safetensors'));
-    files = await loras.serve({ 'fox.safetensors': 'fox', 'fox-again.safetensors': 'fox', 'nine.safetensors': 'nine' });
+    files = await loras.serve({ 'fox.safetensors': 'fox', 'fox-again.safetensors': 'fox', 'fox-openai.safetensors': 'fox', 'nine.safetensors': 'nine' });
     s = await startTestServer({ KLEIN_ALLOW_NETWORKS: '127.0.0.0/8', KLEIN_LORA_DIR: dir, KLEIN_PRICE_PER_LORA: '0.001' });
     key = s.createKey({ credits: '100' }).key;
   });
@@ -106,6 +106,10 @@ describe('LoRA adapters (tiny engine)', { timeout: 600_000 }, () => {
     const plain = await openai.images.generate(args as never);
     const adapted = await openai.images.generate({ ...args, loras: [{ path: `${files.base}/fox.safetensors` }] } as never);
     assert.notEqual(adapted.data![0]!.b64_json, plain.data![0]!.b64_json);
+    // Two images of one call: the header is read once for the call, the file fetched once.
+    const two = await openai.images.generate({ ...args, n: 2, loras: [{ path: `${files.base}/fox-openai.safetensors` }] } as never);
+    assert.equal(two.data?.length, 2);
+    assert.equal(files.requests.get('/fox-openai.safetensors'), 2 + 1);
     const sub = (await (await fetch(`${s.url}/v2/flux-2-klein-4b`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', 'x-api-key': key },

@@ -14,6 +14,7 @@ import { createKey, revokeKey } from '../src/accounts/keys.js';
 import Compile from 'typebox/compile';
 import type { TSchema } from 'typebox';
 import { COMPONENTS } from '../src/gateway/openapi.js';
+import { awayFromMinuteEdge } from './support/minute-window.js';
 
 interface Ctx {
   s: BuiltServer;
@@ -209,19 +210,21 @@ describe('routes on a ready server', () => {
   });
 
   it('429 over the per-minute limit and over the concurrency limit', async () => {
-    const k = await createKey(c.s.db, { creditsMicro: 100_000_000, rpm: 2, concurrency: 1 });
+    await awayFromMinuteEdge();
+    const k = await createKey(c.s.db, { creditsMicro: 100_000_000, rpm: 2, concurrency: 5 });
     assert.equal((await post(c.s, k.key, SMALL)).statusCode, 200);
-    const slow = post(c.s, k.key, { ...SMALL, prompt: 'x [[fault:sleep:400]]', steps: 2 });
-    await new Promise((r) => setTimeout(r, 150));
+    assert.equal((await post(c.s, k.key, SMALL)).statusCode, 200);
     const r = await post(c.s, k.key, SMALL);
     assert.equal(r.statusCode, 429);
     assert.equal(codeOf(r), 'rate_limited');
     assert.ok(Number(r.headers['retry-after']) >= 1);
     assert.ok(r.headers['x-rate-limit-reset-at-utc']);
-    assert.equal((await slow).statusCode, 200);
+    // The slow call holds the key's one slot from admission until its answer: the next call
+    // is sent once the slow one's row exists (it was admitted), not after a guessed delay.
     const k2 = await createKey(c.s.db, { creditsMicro: 100_000_000, rpm: 100, concurrency: 1 });
-    const slow2 = post(c.s, k2.key, { ...SMALL, prompt: 'x [[fault:sleep:400]]', steps: 2 });
-    await new Promise((r) => setTimeout(r, 150));
+    const slow2 = post(c.s, k2.key, { ...SMALL, prompt: 'x [[fault:sleep:1000]]', steps: 2 });
+    const admitted = () => c.s.db.selectFrom('requests').select('id').where('key_id', '=', k2.key_id).executeTakeFirst();
+    for (let i = 0; i < 400 && !(await admitted()); i++) await new Promise((r) => setTimeout(r, 10));
     const r2 = await post(c.s, k2.key, SMALL);
     assert.equal(r2.statusCode, 429);
     assert.equal(codeOf(r2), 'concurrency_limited');

@@ -15,6 +15,7 @@ import sharp from 'sharp';
 import { startTestServer, type TestServer } from '../e2e/harness.js';
 import { buildWebScript } from './build-web.js';
 import { ARTIFACTS, chromiumOptions, openBrowser } from './chromium.js';
+import { awayFromMinuteEdge } from '../support/minute-window.js';
 
 const PHONE = { width: 390, height: 844 };
 /** Every parameter of contract §1 that the form must offer (the page builds them from the schema). */
@@ -395,6 +396,7 @@ describe('playground (Chromium, tiny engine)', () => {
     assert.ok((await text(page, '#message')).startsWith(`Not enough credits (406): ${serverMessage}`), await text(page, '#message'));
 
     const limited = s.createKey({ credits: '100', rpm: 1 });
+    await awayFromMinuteEdge(20_000); // both clicks in one minute's window
     await page.fill('#api-key', limited.key);
     await page.fill('#f-steps', '500'); // the first call is refused as invalid (and counts)
     await page.click('#generate');

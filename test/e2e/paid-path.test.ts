@@ -19,6 +19,7 @@ import sharp from 'sharp';
 import { openDatabase } from '../../src/store/db.js';
 import type { Database } from '../../src/store/schema.js';
 import { ledgerProblems } from '../support/ledger-invariant.js';
+import { awayFromMinuteEdge } from '../support/minute-window.js';
 import { TERMINAL } from '../../src/contract/request-states.js';
 import { startTestServer, type TestServer } from './harness.js';
 import { imageServer, rawExchange, type ImageServer } from './net-helpers.js';
@@ -308,6 +309,7 @@ describe('cheap refusals before expensive work', () => {
 
   it('the per-minute rate limit: 429 before any reference is fetched', async () => {
     const k = e.s.createKey({ credits: '1', rpm: 1 });
+    await awayFromMinuteEdge();
     const first = await v1(e, k.key, { prompt: 'uses the minute', ...SMALL });
     assert.equal(first.status, 200, await first.clone().text());
     await first.arrayBuffer();
@@ -349,6 +351,7 @@ describe('cheap refusals before expensive work', () => {
 
   it('cancel is rate limited like every write', async () => {
     const k = e.s.createKey({ credits: '1', rpm: 2 });
+    await awayFromMinuteEdge();
     const codes: number[] = [];
     for (let i = 0; i < 3; i++) codes.push((await fetch(`${e.s.url}/v2/requests/none/cancel`, { method: 'POST', headers: { 'x-api-key': k.key } })).status);
     assert.deepEqual(codes, [404, 404, 429]);

@@ -9,6 +9,8 @@ import { after, before, describe, it } from 'node:test';
 import sharp from 'sharp';
 import { ASPECT_RATIOS, sizeForRatio } from '../../src/contract/aspect-ratios.js';
 import { FAST, generate, startTestServer, type KeyInfo, type TestServer } from './harness.js';
+import { openDatabase } from '../../src/store/db.js';
+import { awayFromMinuteEdge } from '../support/minute-window.js';
 
 async function pngOf(width: number, height: number, rgb: [number, number, number]): Promise<Buffer> {
   return sharp({ create: { width, height, channels: 3, background: { r: rgb[0], g: rgb[1], b: rgb[2] } } })
@@ -166,7 +168,15 @@ describe('POST /v1/flux-2-klein-4b end to end (tiny engine)', () => {
   it('refuses a second request over the concurrency limit with 429', async () => {
     const k = s.createKey({ credits: '100', concurrency: 1 });
     const slow = generate(s.url, k.key, { prompt: 'slow [[fault:sleep:400]]', ...FAST, steps: 4 });
-    await new Promise((r) => setTimeout(r, 300));
+    // The slow call holds the key's slot from admission: the second is sent once its row
+    // exists, not after a guessed delay that a loaded machine can outlast.
+    const db = openDatabase({ dataDir: s.dataDir });
+    try {
+      const admitted = () => db.selectFrom('requests').select('id').where('key_id', '=', k.key_id).executeTakeFirst();
+      for (let i = 0; i < 1000 && !(await admitted()); i++) await new Promise((r) => setTimeout(r, 10));
+    } finally {
+      await db.destroy();
+    }
     const second = await generate(s.url, k.key, { prompt: 'x', ...FAST });
     assert.equal(second.status, 429);
     assert.equal(((await second.json()) as { code: string }).code, 'concurrency_limited');
@@ -176,6 +186,7 @@ describe('POST /v1/flux-2-klein-4b end to end (tiny engine)', () => {
 
   it('refuses requests over the per-minute limit with 429, Retry-After and the reset time', async () => {
     const k = s.createKey({ credits: '100', rpm: 2 });
+    await awayFromMinuteEdge();
     for (let i = 0; i < 2; i++) assert.equal((await fetch(`${s.url}/v1/flux-2-klein-4b`, { method: 'POST', headers: { 'x-api-key': k.key, 'content-type': 'application/json' }, body: '{}' })).status, 400);
     const r = await generate(s.url, k.key, { prompt: 'x', ...FAST });
     assert.equal(r.status, 429);

@@ -15,6 +15,7 @@ import { parseAllowNetworks } from '../net/networks.js';
 import { LoraCache, type LoraCacheEvent, type LoraCacheOptions } from './cache.js';
 import { parseLoraSource } from './source.js';
 import { pair, raw, safetensors, startFileServer, type FileServer } from '../../test/support/safetensors-files.js';
+import { until } from '../../test/support/until.js';
 
 const loopback = parseAllowNetworks('127.0.0.1/32');
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
@@ -111,7 +112,7 @@ describe('LoraCache', () => {
     const p = cache.get(parseLoraSource({ path: `${slow.base}/slow.safetensors` }, 0), { ...get, signal: ac.signal });
     setTimeout(() => ac.abort(new Error('client gone')), 200);
     await assert.rejects(p, /client gone/);
-    await new Promise((r) => setTimeout(r, 100));
+    await until('the partial file is removed', async () => (await readdir(dir)).length === 1);
     assert.deepEqual(await readdir(dir), ['index.json']);
     assert.equal(cache.totalBytes, 0);
     assert.ok(events.some((e) => e.type === 'download_failed'));

@@ -130,7 +130,7 @@ describe('asynchronous API (tiny engine)', () => {
   it('counts queue_position down, and cancels queued and running requests without charging', async () => {
     const k = s.createKey({ credits: '100', concurrency: 10 });
     const before = await credits(s, k.key);
-    const slow = await submit(s, k.key, { prompt: 'slow [[fault:sleep:300]]', ...FAST, steps: 8 });
+    const slow = await submit(s, k.key, { prompt: 'slow [[fault:sleep:300]]', ...FAST, steps: 20 }); // 6 s if not cancelled
     await waitStatus(s, k.key, slow.json.request_id, ['PROCESSING']);
     const queued = [];
     for (let i = 0; i < 3; i++) queued.push((await submit(s, k.key, { prompt: `q${i} [[fault:sleep:100]]`, ...FAST, steps: 3 })).json.request_id);
@@ -144,8 +144,8 @@ describe('asynchronous API (tiny engine)', () => {
     const t0 = Date.now();
     const c2 = (await (await fetch(`${s.url}/v2/requests/${slow.json.request_id}/cancel`, { method: 'POST', headers: { 'x-api-key': k.key } })).json()) as Json;
     assert.equal(c2.status, 'CANCELLED');
-    assert.ok(Date.now() - t0 < 1500, `cancel took ${Date.now() - t0} ms`);
-    await waitStatus(s, k.key, queued[0]!, ['PROCESSING', 'COMPLETED'], 3000);
+    assert.ok(Date.now() - t0 < 2500, `cancel took ${Date.now() - t0} ms`);
+    await waitStatus(s, k.key, queued[0]!, ['PROCESSING', 'COMPLETED'], 4000);
     for (const id of [queued[0]!, queued[2]!]) await waitStatus(s, k.key, id, ['COMPLETED']);
     const costs = await Promise.all([queued[0], queued[2]].map(async (id) => (await get(s, k.key, `/v2/requests/${id}`)).json.metrics.cost as number));
     const spent = Math.round((before - (await credits(s, k.key))) * 1e6);

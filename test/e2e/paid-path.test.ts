@@ -20,6 +20,7 @@ import { openDatabase } from '../../src/store/db.js';
 import type { Database } from '../../src/store/schema.js';
 import { ledgerProblems } from '../support/ledger-invariant.js';
 import { awayFromMinuteEdge } from '../support/minute-window.js';
+import { until } from '../support/until.js';
 import { TERMINAL } from '../../src/contract/request-states.js';
 import { startTestServer, type TestServer } from './harness.js';
 import { imageServer, rawExchange, type ImageServer } from './net-helpers.js';
@@ -73,14 +74,6 @@ async function balance(e: Env, accountId: string): Promise<number> {
 
 async function rowsOf(e: Env, accountId: string) {
   return e.db.selectFrom('requests').selectAll().where('account_id', '=', accountId).orderBy('created_at').execute();
-}
-
-async function until(what: string, probe: () => Promise<boolean>, ms = 20_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await probe())) {
-    assert.ok(Date.now() < deadline, `${what} within ${ms} ms`);
-    await sleep(20);
-  }
 }
 
 function v1(e: Env, key: string, body: unknown, headers: Record<string, string> = {}, signal?: AbortSignal) {

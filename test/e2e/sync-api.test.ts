@@ -11,6 +11,7 @@ import { ASPECT_RATIOS, sizeForRatio } from '../../src/contract/aspect-ratios.js
 import { FAST, generate, startTestServer, type KeyInfo, type TestServer } from './harness.js';
 import { openDatabase } from '../../src/store/db.js';
 import { awayFromMinuteEdge } from '../support/minute-window.js';
+import { until } from '../support/until.js';
 
 async function pngOf(width: number, height: number, rgb: [number, number, number]): Promise<Buffer> {
   return sharp({ create: { width, height, channels: 3, background: { r: rgb[0], g: rgb[1], b: rgb[2] } } })
@@ -170,13 +171,7 @@ describe('POST /v1/flux-2-klein-4b end to end (tiny engine)', () => {
     const slow = generate(s.url, k.key, { prompt: 'slow [[fault:sleep:400]]', ...FAST, steps: 4 });
     // The slow call holds the key's slot from admission: the second is sent once its row
     // exists, not after a guessed delay that a loaded machine can outlast.
-    const db = openDatabase({ dataDir: s.dataDir });
-    try {
-      const admitted = () => db.selectFrom('requests').select('id').where('key_id', '=', k.key_id).executeTakeFirst();
-      for (let i = 0; i < 1000 && !(await admitted()); i++) await new Promise((r) => setTimeout(r, 10));
-    } finally {
-      await db.destroy();
-    }
+    await until('the slow call is admitted', async () => (await statusesOf(s, k)).length > 0);
     const second = await generate(s.url, k.key, { prompt: 'x', ...FAST });
     assert.equal(second.status, 429);
     assert.equal(((await second.json()) as { code: string }).code, 'concurrency_limited');
@@ -200,7 +195,7 @@ describe('POST /v1/flux-2-klein-4b end to end (tiny engine)', () => {
     const k = s.createKey({ credits: '100' });
     const before = await credits(s.url, k.key);
     const pending = generate(s.url, k.key, { prompt: 'doomed [[fault:sleep:500]]', ...FAST, steps: 6 });
-    await new Promise((r) => setTimeout(r, 700));
+    await until('the doomed call runs', async () => (await statusesOf(s, k)).includes('PROCESSING'));
     const pid = s.server.engine?.pid;
     assert.ok(pid, 'engine pid');
     process.kill(pid, 'SIGKILL');
@@ -273,6 +268,16 @@ describe('sync timeout, start-up and body limit (separate servers)', () => {
     }
   });
 });
+
+/** The statuses of a key's requests, read from the server's database. */
+async function statusesOf(s: TestServer, k: KeyInfo): Promise<string[]> {
+  const db = openDatabase({ dataDir: s.dataDir });
+  try {
+    return (await db.selectFrom('requests').select('status').where('key_id', '=', k.key_id).execute()).map((r) => r.status);
+  } finally {
+    await db.destroy();
+  }
+}
 
 async function credits(url: string, key: string): Promise<number> {
   const r = await fetch(`${url}/v1/get-user-credits`, { headers: { 'x-api-key': key } });

@@ -1,6 +1,7 @@
 /**
  * The disk cache: one download for concurrent requests of a source (a counting loopback
- * server), files named by their SHA-256, hits without a request, LRU eviction by bytes,
+ * server), files named by their SHA-256, hits without a request, LRU eviction by bytes
+ * (never of a file a batch holds),
  * nothing left behind by an aborted, failed, oversized or malformed download, the hub's token
  * sent to the hub only, KLEIN_LORA_DIR files hashed in place, and the index surviving a restart.
  */
@@ -104,6 +105,32 @@ describe('LoraCache', () => {
     // B's source is forgotten with its file: asked again, it is downloaded again.
     await cache.get(url('/b.safetensors'), get);
     assert.equal(server.requests.get('/b.safetensors'), 2);
+  });
+
+  it('never evicts a file a batch holds: the cap is passed meanwhile, and the file goes at its release', async () => {
+    const cache = await open({ maxCacheBytes: A.length + 10 }); // room for one file
+    const files = (names: string[]) => readdir(dir).then((all) => all.filter((f) => f.endsWith('.safetensors')).sort()).then((have) => assert.deepEqual(have, names.sort()));
+    const a = await cache.get(url('/a.safetensors'), { ...get, hold: true });
+    // B's download passes the cap, and A, the least recently used, is held by its batch.
+    await cache.get(url('/b.safetensors'), get);
+    await files([`${sha(A)}.safetensors`, `${sha(B)}.safetensors`]);
+    assert.equal(cache.totalBytes, A.length + B.length);
+    assert.deepEqual(await readFile(a.path), A, 'the held file is whole');
+    await a.release();
+    await files([`${sha(B)}.safetensors`]);
+    assert.deepEqual(events.filter((e) => e.type === 'evicted'), [{ type: 'evicted', key: sha(A), bytes: A.length }]);
+    await a.release(); // a second release does nothing
+    // Two batches hold B (hits), and a third holds C while it downloads: all stay until released.
+    const b1 = await cache.get(url('/b.safetensors'), { ...get, hold: true });
+    const b2 = await cache.get(url('/b.safetensors'), { ...get, hold: true });
+    const c = await cache.get(url('/c.safetensors'), { ...get, hold: true });
+    await b1.release();
+    await files([`${sha(B)}.safetensors`, `${sha(C)}.safetensors`]);
+    await b2.release(); // B is the least recently used file held by no one: it goes
+    await files([`${sha(C)}.safetensors`]);
+    await c.release();
+    await files([`${sha(C)}.safetensors`]);
+    assert.equal(cache.totalBytes, C.length);
   });
 
   it('leaves nothing behind when the only caller aborts mid-download', async () => {

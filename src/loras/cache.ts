@@ -12,7 +12,9 @@
  *   - a file appears under its hash only whole and checked: the body streams to a temp
  *     file while it is hashed, the header of the whole file is checked again (its size
  *     must be the one the header describes), and only then is it renamed into place; a
- *     failed, oversized or aborted download leaves nothing behind.
+ *     failed, oversized or aborted download leaves nothing behind;
+ *   - a file a batch holds (`get` with `hold`, from the call until its `release`) is never
+ *     evicted: the cap may be passed meanwhile, and the eviction runs again at the release.
  *
  * Files in KLEIN_LORA_DIR are hashed where they are, not copied: they are on local disk
  * already and belong to the operator, so a copy would double their disk use and could be
@@ -65,12 +67,19 @@ export interface CachedLora {
   /** How long this call waited (download or hashing); 0 for a hit. */
   seconds: number;
   header: SafetensorsHeader;
+  /** Ends the hold taken with `hold: true` (once is enough); does nothing otherwise. */
+  release(): Promise<void>;
 }
 
 export interface GetOptions {
   /** KLEIN_LORA_MAX_BYTES. */
   maxBytes: number;
   signal?: AbortSignal | undefined;
+  /**
+   * Keep the file from eviction from this call until `release`: a batch holds its files
+   * until the engine has read them, so another batch's download cannot evict one between.
+   */
+  hold?: boolean | undefined;
 }
 
 interface IndexFile {
@@ -82,7 +91,7 @@ interface IndexFile {
 }
 
 interface Flight {
-  promise: Promise<Omit<CachedLora, 'downloaded' | 'seconds'> & { downloaded: boolean }>;
+  promise: Promise<Omit<CachedLora, 'downloaded' | 'seconds' | 'release'> & { downloaded: boolean }>;
   waiters: number;
   abort: AbortController;
 }
@@ -95,6 +104,12 @@ export class LoraCache {
   /** KLEIN_LORA_DIR files: name → identity and hash. */
   private readonly hashed = new Map<string, { identity: string; key: string; header: SafetensorsHeader }>();
   private saving: Promise<void> = Promise.resolve();
+  /** Files in use by a batch, with how many holds each has. */
+  private readonly held = new Map<string, number>();
+  /** Sources whose `get` with `hold` is under way: their file is held before it is known. */
+  private readonly holding = new Map<string, number>();
+  /** Evictions run one at a time, so two never count or delete the same file. */
+  private evicting: Promise<void> = Promise.resolve();
 
   private constructor(private readonly options: LoraCacheOptions) {}
 
@@ -140,8 +155,21 @@ export class LoraCache {
 
   /** The file of a source: from the cache, downloaded, or hashed in KLEIN_LORA_DIR. */
   async get(source: LoraSource, options: GetOptions): Promise<CachedLora> {
-    const started = performance.now();
     const skey = sourceKey(source);
+    if (!options.hold) return { ...(await this.find(source, skey, options)), release: async () => undefined };
+    // Held from the start: the source's file is protected as soon as the index maps it (a hit
+    // at once, a download when it lands), then by its hash until the release.
+    count(this.holding, skey, +1);
+    try {
+      const file = await this.find(source, skey, options);
+      return { ...file, release: this.hold(file.key) };
+    } finally {
+      count(this.holding, skey, -1);
+    }
+  }
+
+  private async find(source: LoraSource, skey: string, options: GetOptions): Promise<Omit<CachedLora, 'release'>> {
+    const started = performance.now();
     options.signal?.throwIfAborted();
     if (source.kind !== 'dir') {
       const hit = await this.lookupHit(skey, source.field, options.maxBytes);
@@ -165,8 +193,27 @@ export class LoraCache {
     return { ...result, seconds: (performance.now() - started) / 1000 };
   }
 
+  /** Keeps a file from eviction until the returned release is called (once; more do nothing). */
+  private hold(key: string): () => Promise<void> {
+    count(this.held, key, +1);
+    let released = false;
+    return async () => {
+      if (released) return;
+      released = true;
+      count(this.held, key, -1);
+      if (this.totalBytes > this.options.maxCacheBytes) await this.evict(null);
+    };
+  }
+
+  /** Whether a batch holds the file, or a held `get` under way is for one of its sources. */
+  private isHeld(key: string): boolean {
+    if (this.held.has(key)) return true;
+    for (const skey of this.holding.keys()) if (this.index.sources[skey] === key) return true;
+    return false;
+  }
+
   /** Waits for a shared flight; leaving it aborts the flight only when it was the last waiter. */
-  private async wait(flight: Flight, signal: AbortSignal | undefined): Promise<Omit<CachedLora, 'seconds'>> {
+  private async wait(flight: Flight, signal: AbortSignal | undefined): Promise<Omit<CachedLora, 'seconds' | 'release'>> {
     signal?.throwIfAborted();
     flight.waiters++;
     let onAbort: (() => void) | undefined;
@@ -184,7 +231,7 @@ export class LoraCache {
     }
   }
 
-  private async lookupHit(skey: string, field: string, maxBytes: number): Promise<Omit<CachedLora, 'downloaded' | 'seconds'> | null> {
+  private async lookupHit(skey: string, field: string, maxBytes: number): Promise<Omit<CachedLora, 'downloaded' | 'seconds' | 'release'> | null> {
     const key = this.index.sources[skey];
     const entry = key ? this.index.files[key] : undefined;
     if (!key || !entry) return null;
@@ -203,7 +250,7 @@ export class LoraCache {
     return { key, path: this.filePath(key), bytes: entry.bytes, header };
   }
 
-  private async download(source: Exclude<LoraSource, { kind: 'dir' }>, maxBytes: number, signal: AbortSignal): Promise<Omit<CachedLora, 'seconds'>> {
+  private async download(source: Exclude<LoraSource, { kind: 'dir' }>, maxBytes: number, signal: AbortSignal): Promise<Omit<CachedLora, 'seconds' | 'release'>> {
     const skey = sourceKey(source);
     const field = source.field;
     const started = performance.now();
@@ -252,7 +299,7 @@ export class LoraCache {
     }
   }
 
-  private async hashInPlace(source: Extract<LoraSource, { kind: 'dir' }>, maxBytes: number): Promise<Omit<CachedLora, 'seconds'>> {
+  private async hashInPlace(source: Extract<LoraSource, { kind: 'dir' }>, maxBytes: number): Promise<Omit<CachedLora, 'seconds' | 'release'>> {
     const started = performance.now();
     const header = await readFileHeader(source.file, { field: source.field, maxBytes });
     const s = await stat(source.file);
@@ -267,20 +314,25 @@ export class LoraCache {
     return { key, path: source.file, bytes: s.size, header, downloaded: false };
   }
 
-  /** Deletes least recently used downloads until the total fits; never the one just added. */
-  private async evict(keep: string): Promise<void> {
-    let total = this.totalBytes;
-    for (const key of this.lruOrder()) {
-      if (total <= this.options.maxCacheBytes) break;
-      if (key === keep) continue;
-      const bytes = this.index.files[key]!.bytes;
-      delete this.index.files[key];
-      for (const [src, k] of Object.entries(this.index.sources)) if (k === key) delete this.index.sources[src];
-      await rm(this.filePath(key), { force: true });
-      total -= bytes;
-      this.emit({ type: 'evicted', key, bytes });
-    }
-    await this.save();
+  /**
+   * Deletes least recently used downloads until the total fits; never the one just added
+   * (`keep`) nor one a batch holds.
+   */
+  private evict(keep: string | null): Promise<void> {
+    const run = this.evicting.then(async () => {
+      for (const key of this.lruOrder()) {
+        if (this.totalBytes <= this.options.maxCacheBytes) break;
+        const entry = this.index.files[key];
+        if (key === keep || !entry || this.isHeld(key)) continue;
+        delete this.index.files[key];
+        for (const [src, k] of Object.entries(this.index.sources)) if (k === key) delete this.index.sources[src];
+        await rm(this.filePath(key), { force: true });
+        this.emit({ type: 'evicted', key, bytes: entry.bytes });
+      }
+      await this.save();
+    });
+    this.evicting = run.catch(() => undefined);
+    return run;
   }
 
   private filePath(key: string): string {
@@ -311,3 +363,9 @@ export class LoraCache {
   }
 }
 
+/** Adds `by` to a count in a map, deleting it at zero. */
+function count(map: Map<string, number>, key: string, by: 1 | -1): void {
+  const n = (map.get(key) ?? 0) + by;
+  if (n > 0) map.set(key, n);
+  else map.delete(key);
+}

@@ -21,6 +21,12 @@ export interface EngineLora {
   scale: number;
 }
 
+/** A batch's adapter files, and the release of their hold on the cache. */
+export interface ResolvedLoras {
+  files: EngineLora[];
+  release(): Promise<void>;
+}
+
 export class LoraFiles {
   private readonly cache: Promise<LoraCache>;
 
@@ -46,16 +52,31 @@ export class LoraFiles {
     this.cache.catch(() => undefined);
   }
 
-  /** The files of a job's adapters, in order (downloading what is not cached yet). */
-  async resolve(specs: readonly LoraSpec[], signal?: AbortSignal): Promise<EngineLora[]> {
-    if (specs.length === 0) return [];
+  /**
+   * The files of a batch's adapters, in order (downloading what is not cached yet), held in
+   * the cache until `release` — once the engine has read them — so that another batch's
+   * download cannot evict one in between.
+   */
+  async resolve(specs: readonly LoraSpec[], signal?: AbortSignal): Promise<ResolvedLoras> {
+    if (specs.length === 0) return { files: [], release: async () => undefined };
     const cache = await this.cache;
-    return Promise.all(
+    const releases: Array<() => Promise<void>> = [];
+    const release = async () => {
+      for (const r of releases.splice(0)) await r();
+    };
+    const settled = await Promise.allSettled(
       specs.map(async (spec, i) => {
         const source = parseLoraSource(spec, i, this.config.loraDir ? { loraDir: this.config.loraDir } : {});
-        const file = await cache.get(source, { maxBytes: this.config.loraMaxBytes, signal });
+        const file = await cache.get(source, { maxBytes: this.config.loraMaxBytes, signal, hold: true });
+        releases.push(file.release);
         return { key: file.key, path: file.path, scale: spec.scale };
       }),
     );
+    const failed = settled.find((r) => r.status === 'rejected');
+    if (failed) {
+      await release();
+      throw failed.reason;
+    }
+    return { files: settled.map((r) => (r as PromiseFulfilledResult<EngineLora>).value), release };
   }
 }

@@ -93,7 +93,7 @@ export async function runBatch(ctx: RunJobContext, jobs: JobToRun[], owner: stri
   // run is timed, so a first download is waiting, not generation. A file that cannot be had
   // fails every job of the batch with its reason (released, not charged).
   const loras = await ctx.loras.resolve(jobs[0]?.job.params.loras ?? []).then(
-    (files) => ({ files }),
+    (resolved) => ({ files: resolved.files, release: resolved.release }),
     (err: unknown) => ({ err }),
   );
   const startedAt = Date.now();
@@ -110,7 +110,12 @@ export async function runBatch(ctx: RunJobContext, jobs: JobToRun[], owner: stri
       opts: { onProgress: (step, total, preview) => ctx.lifecycle.progress(row.id, { step, total, preview, attempt: row.attempts }), signal: control.abort.signal },
     })),
   );
-  return Promise.all(jobs.map((j, i) => finish(ctx, j, outputs[i]!, owner, { startedAt, batchSize: size })));
+  try {
+    return await Promise.all(jobs.map((j, i) => finish(ctx, j, outputs[i]!, owner, { startedAt, batchSize: size })));
+  } finally {
+    // The engine has read the files (or will not): the cache may evict them again.
+    if (!('err' in loras)) await loras.release().catch(() => undefined);
+  }
 }
 
 /** One job of a batch, from its engine output to its end. */

@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { copyFileSync, mkdirSync } from 'node:fs';
+import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import sharp from 'sharp';
@@ -13,7 +14,8 @@ import OpenAI from 'openai';
 import { openDatabase } from '../../src/store/db.js';
 import { ledgerProblems } from '../support/ledger-invariant.js';
 import type { FileServer } from '../support/safetensors-files.js';
-import { makeTestLoras } from '../support/test-loras.js';
+import { makeTestLoras, variant } from '../support/test-loras.js';
+import { until } from '../support/until.js';
 import { FAST, generate, startTestServer, type TestServer } from './harness.js';
 
 type Json = Record<string, any>;
@@ -22,6 +24,7 @@ describe('LoRA adapters (tiny engine)', { timeout: 600_000 }, () => {
   let s: TestServer;
   let files: FileServer;
   let key: string;
+  let cacheCap: number;
   const pixels = async (r: Response) => {
     assert.equal(r.status, 200, r.status === 200 ? '' : await r.clone().text());
     return (await sharp(Buffer.from(await r.arrayBuffer())).raw().toBuffer()).toString('hex');
@@ -41,8 +44,17 @@ describe('LoRA adapters (tiny engine)', { timeout: 600_000 }, () => {
     const dir = join(loras.dir, 'dir');
     mkdirSync(dir);
     copyFileSync(join(loras.dir, 'kohya.safetensors'), join(dir, 'kohya.safetensors'));
-    files = await loras.serve({ 'fox.safetensors': 'fox', 'fox-again.safetensors': 'fox', 'fox-openai.safetensors': 'fox', 'nine.safetensors': 'nine' });
-    s = await startTestServer({ KLEIN_ALLOW_NETWORKS: '127.0.0.0/8', KLEIN_LORA_DIR: dir, KLEIN_PRICE_PER_LORA: '0.001' });
+    files = await loras.serve({
+      'fox.safetensors': 'fox',
+      'fox-again.safetensors': 'fox',
+      'fox-openai.safetensors': 'fox',
+      'fox-pair.safetensors': variant(loras.read('fox')),
+      'kohya-pair.safetensors': variant(loras.read('kohya')),
+      'nine.safetensors': 'nine',
+    });
+    // The disk cache has room for one of the two adapters, not both.
+    cacheCap = Math.max(loras.read('fox').length, loras.read('kohya').length) + 1000;
+    s = await startTestServer({ KLEIN_ALLOW_NETWORKS: '127.0.0.0/8', KLEIN_LORA_DIR: dir, KLEIN_PRICE_PER_LORA: '0.001', KLEIN_LORA_CACHE_BYTES: String(cacheCap) });
     key = s.createKey({ credits: '100' }).key;
   });
   after(async () => {
@@ -124,6 +136,25 @@ describe('LoRA adapters (tiny engine)', { timeout: 600_000 }, () => {
       assert.ok(['QUEUED', 'PROCESSING'].includes(rec.status), JSON.stringify(rec));
       await new Promise((r) => setTimeout(r, 100));
     }
+  });
+
+  it('holds a batch\'s files until its run ends: two adapters larger together than the disk cache both apply, and the cache is back under its cap after', async () => {
+    const body = { prompt: 'two adapters', seed: 11, ...FAST };
+    const plain = await pixels(await generate(s.url, key, body));
+    const fox = await pixels(await generate(s.url, key, { ...body, loras: [{ path: `${files.base}/fox.safetensors` }] }));
+    // Two files no engine has loaded, both downloaded for this one run: the second to land
+    // would evict the first, least recently used, were it not held until the engine read it.
+    const both = await generate(s.url, key, { ...body, loras: [{ path: `${files.base}/fox-pair.safetensors` }, { path: `${files.base}/kohya-pair.safetensors` }] });
+    const pair = await pixels(both);
+    assert.notEqual(pair, plain);
+    assert.notEqual(pair, fox, 'the second adapter applies too');
+    const cached = async () => {
+      const names = (await readdir(join(s.dataDir, 'loras'))).filter((n) => n.endsWith('.safetensors'));
+      // A file may go between the listing and its stat: the eviction is under way.
+      const sizes = await Promise.all(names.map((n) => stat(join(s.dataDir, 'loras', n)).then((st) => st.size, () => 0)));
+      return sizes.reduce((a, b) => a + b, 0);
+    };
+    await until('the cache is back under its cap once the run released its files', async () => (await cached()) <= cacheCap);
   });
 
   it('keeps the ledger exact', async () => {

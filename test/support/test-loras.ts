@@ -19,8 +19,21 @@ export interface TestLoras {
   /** The folder holding `<name>.safetensors`. */
   dir: string;
   read(name: TestLora): Buffer;
-  /** Serves the files at `/<path>` for each `path: name` (several paths may serve one file). */
-  serve(paths: Record<string, TestLora>): Promise<FileServer>;
+  /**
+   * Serves the files at `/<path>` for each `path: name` (several paths may serve one file),
+   * or given bytes (`variant`'s).
+   */
+  serve(paths: Record<string, TestLora | Buffer>): Promise<FileServer>;
+}
+
+/**
+ * The same adapter with one low mantissa bit of its first weight flipped: another file
+ * (another hash), which no engine has loaded yet, acting all but the same.
+ */
+export function variant(file: Buffer): Buffer {
+  const out = Buffer.from(file);
+  out[8 + Number(out.readBigUInt64LE(0))]! ^= 1;
+  return out;
 }
 
 export function makeTestLoras(): TestLoras {
@@ -30,6 +43,7 @@ export function makeTestLoras(): TestLoras {
   return {
     dir,
     read,
-    serve: (paths) => startFileServer({ honourRange: true, files: Object.fromEntries(Object.entries(paths).map(([p, name]) => [`/${p}`, read(name)])) }),
+    serve: (paths) =>
+      startFileServer({ honourRange: true, files: Object.fromEntries(Object.entries(paths).map(([p, file]) => [`/${p}`, Buffer.isBuffer(file) ? file : read(file)])) }),
   };
 }

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { startStack, generateOn, type Stack } from './stack.js';
 import { freePort } from '../support/services.js';
+import { until } from '../support/until.js';
 import { Redis } from 'ioredis';
 import { KleinClient, type KleinEvent } from '../../src/client/index.js';
 
@@ -139,11 +140,14 @@ describe('fleet: drain, scale to zero, metrics', () => {
     const key = await s.key();
     const url = s.gateways[0]!.url;
     const id = await submit(url, key, { prompt: 'waits for a worker', width: 64, height: 64, steps: 2, cfg: 1 });
-    await sleep(1200);
-    const m = await (await fetch(`${url}/metrics`)).text();
+    // The gauges are read from the queue once a second: wait for a reading a second old.
+    let m = '';
+    const age = () => Number(/^klein_queue_oldest_age_seconds\{model="flux-2-klein-4b"\} (\S+)$/m.exec(m)?.[1]);
+    await until('the oldest job is a second old in /metrics', async () => {
+      m = await (await fetch(`${url}/metrics`)).text();
+      return age() >= 1;
+    });
     assert.match(m, /^klein_jobs_waiting\{model="flux-2-klein-4b"\} 1$/m);
-    const age = Number(/^klein_queue_oldest_age_seconds\{model="flux-2-klein-4b"\} (\S+)$/m.exec(m)?.[1]);
-    assert.ok(age >= 1, `oldest age ${age}`);
     const h = (await (await fetch(`${url}/health`)).json()) as { status: string; workers: { ready: number }; queue: { waiting: number } };
     assert.equal(h.status, 'READY', 'a gateway with no worker still takes work (scale to zero)');
     assert.equal(h.workers.ready, 0);
@@ -206,7 +210,8 @@ describe('fleet: drain, scale to zero, metrics', () => {
     const g = await s.startGateway();
     await s.waitWorkers(1);
     const open = generateOn(g.url, key, { prompt: 'in flight [[fault:sleep:100]]', width: 64, height: 64, steps: 10, cfg: 1 });
-    await sleep(400);
+    const running = () => s.db.selectFrom('requests').select('id').where('status', '=', 'PROCESSING').where('params', 'like', '%in flight%').executeTakeFirst();
+    await until('the call runs', async () => (await running()) !== undefined);
     g.child.kill('SIGTERM');
     const r = await open;
     assert.equal(r.status, 200);

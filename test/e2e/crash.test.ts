@@ -10,69 +10,32 @@
  *   - every ended request that asked for a webhook has its delivery, and it is sent.
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import sharp from 'sharp';
 import { createKey } from '../../src/accounts/keys.js';
 import { DIALECTS, tempDb, type TempDb } from '../support/temp-db.js';
-import { freePort } from '../support/services.js';
 import { ledgerProblems } from '../support/ledger-invariant.js';
 import { TERMINAL } from '../../src/contract/request-states.js';
+import { startServeProcess, type ServeProcess } from './serve-process.js';
 
-const root = new URL('../..', import.meta.url).pathname;
-const MAIN = join(root, 'src/cli/main.ts');
+type Server_ = ServeProcess;
 
-interface Server_ {
-  url: string;
-  child: ChildProcess;
-  log: () => string;
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-}
-
-async function startServer(t: TempDb, env: Record<string, string>): Promise<Server_> {
-  const port = await freePort();
-  const child = spawn(process.execPath, ['--import', 'tsx', MAIN, 'serve'], {
-    cwd: root,
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: {
-      ...process.env,
-      HOST: '127.0.0.1',
-      PORT: String(port),
-      KLEIN_DATA_DIR: t.dataDir,
-      ...(t.url ? { DATABASE_URL: t.url } : {}),
-      KLEIN_MODEL: 'simulated:2',
-      KLEIN_ENGINE_FAULTS: '1',
-      KLEIN_ALLOW_NETWORKS: '127.0.0.0/8',
-      KLEIN_WEBHOOK_BACKOFF_MS: '50',
-      KLEIN_LOG_LEVEL: 'warn',
-      ...env,
-    },
+function startServer(t: TempDb, env: Record<string, string>): Promise<Server_> {
+  return startServeProcess({
+    KLEIN_DATA_DIR: t.dataDir,
+    ...(t.url ? { DATABASE_URL: t.url } : {}),
+    KLEIN_MODEL: 'simulated:2',
+    KLEIN_ENGINE_FAULTS: '1',
+    KLEIN_ALLOW_NETWORKS: '127.0.0.0/8',
+    KLEIN_WEBHOOK_BACKOFF_MS: '50',
+    ...env,
   });
-  let out = '';
-  const keep = (d: Buffer) => (out = (out + d.toString('utf8')).slice(-20_000));
-  child.stdout?.on('data', keep);
-  child.stderr?.on('data', keep);
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
-  const url = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 120_000;
-  for (;;) {
-    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`the server exited at start:\n${out}`);
-    const h = await fetch(`${url}/health`).then((r) => r.json() as Promise<{ status: string }>).catch(() => null);
-    if (h?.status === 'READY') break;
-    if (Date.now() > deadline) throw new Error(`the server was not ready in time:\n${out}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return { url, child, log: () => out, exited };
 }
 
-async function stop(s: Server_): Promise<void> {
-  if (s.child.exitCode === null && s.child.signalCode === null) s.child.kill('SIGTERM');
-  const t = setTimeout(() => s.child.kill('SIGKILL'), 20_000);
-  await s.exited;
-  clearTimeout(t);
+function stop(s: Server_): Promise<void> {
+  return s.stop();
 }
 
 /** A webhook receiver: counts each request id it was told about. */

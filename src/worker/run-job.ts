@@ -93,7 +93,7 @@ export async function runBatch(ctx: RunJobContext, jobs: JobToRun[], owner: stri
   // run is timed, so a first download is waiting, not generation. A file that cannot be had
   // fails every job of the batch with its reason (released, not charged).
   const loras = await ctx.loras.resolve(jobs[0]?.job.params.loras ?? []).then(
-    (resolved) => ({ files: resolved.files, release: resolved.release }),
+    (resolved) => resolved,
     (err: unknown) => ({ err }),
   );
   const startedAt = Date.now();

@@ -82,7 +82,7 @@ describe('hostile input', { concurrency: 2 }, () => {
       // which the suites beside this one keep busy.
       dir = mkdtempSync(join(tmpdir(), 'klein-default-timeouts-'));
       s = await startServeProcess({ KLEIN_DATA_DIR: dir, KLEIN_MODEL: 'simulated:5' });
-      key = s.createKey({ credits: '1' });
+      key = await s.createKey({ credits: '1' });
     });
     after(async () => {
       await s?.stop();

@@ -4,10 +4,13 @@
  * event loop with the test, whose synchronous calls (the CLI run by `createKey`, a sibling
  * suite's work) would delay its timers.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { freePort } from '../support/services.js';
-import { klein, type KeyInfo } from './harness.js';
+import type { KeyInfo } from './harness.js';
+
+const run = promisify(execFile);
 
 const root = new URL('../..', import.meta.url).pathname;
 const MAIN = join(root, 'src/cli/main.ts');
@@ -18,8 +21,12 @@ export interface ServeProcess {
   /** The last 20 kB of its output. */
   log: () => string;
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  /** A key made by `klein keys create` on the server's data directory and database. */
-  createKey(opts?: { credits?: string }): KeyInfo;
+  /**
+   * A key made by `klein keys create` on the server's data directory and database. Run
+   * asynchronously: the harness's synchronous run would stop this process's event loop for
+   * the CLI's start-up, and with it every suite running beside this one.
+   */
+  createKey(opts?: { credits?: string }): Promise<KeyInfo>;
   /** SIGTERM, then SIGKILL after 20 s. */
   stop(): Promise<void>;
 }
@@ -51,9 +58,8 @@ export async function startServeProcess(env: Record<string, string>, readyTimeou
     child,
     log: () => out,
     exited,
-    createKey(opts = {}) {
-      const r = klein(['keys', 'create', '--credits', opts.credits ?? '1000', '--json'], fullEnv);
-      if (r.status !== 0) throw new Error(`keys create failed: ${r.stderr}`);
+    async createKey(opts = {}) {
+      const r = await run(process.execPath, ['--import', 'tsx', MAIN, 'keys', 'create', '--credits', opts.credits ?? '1000', '--json'], { env: fullEnv, cwd: root, encoding: 'utf8' });
       return JSON.parse(r.stdout) as KeyInfo;
     },
     async stop() {

@@ -15,6 +15,7 @@ import Compile from 'typebox/compile';
 import type { TSchema } from 'typebox';
 import { COMPONENTS } from '../src/gateway/openapi.js';
 import { awayFromMinuteEdge } from './support/minute-window.js';
+import { until } from './support/until.js';
 
 interface Ctx {
   s: BuiltServer;
@@ -224,7 +225,7 @@ describe('routes on a ready server', () => {
     const k2 = await createKey(c.s.db, { creditsMicro: 100_000_000, rpm: 100, concurrency: 1 });
     const slow2 = post(c.s, k2.key, { ...SMALL, prompt: 'x [[fault:sleep:1000]]', steps: 2 });
     const admitted = () => c.s.db.selectFrom('requests').select('id').where('key_id', '=', k2.key_id).executeTakeFirst();
-    for (let i = 0; i < 400 && !(await admitted()); i++) await new Promise((r) => setTimeout(r, 10));
+    await until('the slow call is admitted', async () => (await admitted()) !== undefined, 4000, 10);
     const r2 = await post(c.s, k2.key, SMALL);
     assert.equal(r2.statusCode, 429);
     assert.equal(codeOf(r2), 'concurrency_limited');

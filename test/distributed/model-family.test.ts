@@ -12,6 +12,7 @@ import { Redis } from 'ioredis';
 import { ledgerProblems } from '../support/ledger-invariant.js';
 import type { FileServer } from '../support/safetensors-files.js';
 import { makeTestLoras } from '../support/test-loras.js';
+import { until } from '../support/until.js';
 import { startStack, type Proc, type Stack } from './stack.js';
 
 const SLUGS = ['flux-2-klein-4b', 'flux-2-klein-4b-base', 'flux-2-klein-9b'] as const;
@@ -29,13 +30,6 @@ describe('fleet: three models, a worker each', { timeout: 600_000 }, () => {
     fetch(`${url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-api-key': key }, body: JSON.stringify(body) });
   const status = async (id: string) => ((await (await fetch(`${url}/v2/requests/${id}/status`, { headers: { 'x-api-key': key } })).json()) as Json).status as string;
   const health = async () => (await (await fetch(`${url}/health`)).json()) as Json;
-  async function until(what: string, probe: () => Promise<boolean>, timeoutMs = 120_000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (!(await probe())) {
-      if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
   const liveWorkers = async (slug: string) => (await health()).models[slug].workers as number;
 
   before(async () => {
@@ -71,7 +65,7 @@ describe('fleet: three models, a worker each', { timeout: 600_000 }, () => {
     const nine = workers.get('flux-2-klein-9b')!;
     nine.child.kill('SIGTERM'); // a drain, as a scale-in does
     await nine.exited;
-    await until('the 9B worker gone from the fleet', async () => (await liveWorkers('flux-2-klein-9b')) === 0);
+    await until('the 9B worker gone from the fleet', async () => (await liveWorkers('flux-2-klein-9b')) === 0, 120_000, 100);
 
     const sync = await post('/v1/flux-2-klein-9b', { prompt: 'nobody serves me', ...SMALL });
     assert.equal(sync.status, 503);
@@ -86,7 +80,7 @@ describe('fleet: three models, a worker each', { timeout: 600_000 }, () => {
 
     const queued = (await (await post('/v2/flux-2-klein-9b', { prompt: 'I wait', ...SMALL })).json()) as Json;
     assert.equal(queued.status, 'QUEUED');
-    await until('the gauge shows it', async () => /^klein_jobs_waiting\{model="flux-2-klein-9b"\} 1$/m.test(await (await fetch(`${url}/metrics`)).text()));
+    await until('the gauge shows it', async () => /^klein_jobs_waiting\{model="flux-2-klein-9b"\} 1$/m.test(await (await fetch(`${url}/metrics`)).text()), 120_000, 100);
     assert.match(await (await fetch(`${url}/metrics`)).text(), /^klein_jobs_waiting\{model="flux-2-klein-4b"\} 0$/m);
     const r = new Redis(s.redis.url);
     try {
@@ -98,7 +92,7 @@ describe('fleet: three models, a worker each', { timeout: 600_000 }, () => {
     assert.equal(await status(queued.request_id), 'QUEUED');
 
     workers.set('flux-2-klein-9b', await s.startWorker({}, ['--model', 'flux-2-klein-9b']));
-    await until('the new 9B worker serves the waiting request', async () => (await status(queued.request_id)) === 'COMPLETED');
+    await until('the new 9B worker serves the waiting request', async () => (await status(queued.request_id)) === 'COMPLETED', 120_000, 100);
     assert.equal((await post('/v1/flux-2-klein-9b', { prompt: 'served again', ...SMALL })).status, 200);
   });
 

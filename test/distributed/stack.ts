@@ -6,7 +6,6 @@
  * simulated engine (`KLEIN_MODEL=simulated:<ms per evaluation>`: protocol-exact, a fixed
  * "GPU time" per model evaluation) unless told otherwise.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,19 +14,12 @@ import { openDatabase } from '../../src/store/db.js';
 import { migrateToLatest } from '../../src/store/migrations/index.js';
 import type { Database } from '../../src/store/schema.js';
 import { freePort, freshPostgresDatabase, startRedis, type RedisService } from '../support/services.js';
+import { launchKlein, untilServing, type KleinProcess } from '../support/klein-process.js';
+import { until } from '../support/until.js';
 import { createKey } from '../../src/accounts/keys.js';
 import { creditsToMicro } from '../../src/billing/pricing.js';
 
-const root = new URL('../..', import.meta.url).pathname;
-const MAIN = join(root, 'src/cli/main.ts');
-
-export interface Proc {
-  name: string;
-  child: ChildProcess;
-  /** Everything it printed (logs), for failure messages. */
-  log: () => string;
-  exited: Promise<number | null>;
-}
+export type Proc = KleinProcess;
 
 export interface Stack {
   env: NodeJS.ProcessEnv;
@@ -44,28 +36,6 @@ export interface Stack {
   /** Starts `gateways` gateways (at once) and `workers` workers, and waits for the workers to be ready. */
   startFleet(gateways: number, workers: number): Promise<void>;
   stop(): Promise<void>;
-}
-
-function launch(name: string, args: string[], env: NodeJS.ProcessEnv): Proc {
-  const child = spawn(process.execPath, ['--import', 'tsx', MAIN, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'], cwd: root });
-  let out = '';
-  const keep = (d: Buffer) => {
-    out = (out + d.toString('utf8')).slice(-20_000);
-  };
-  child.stdout?.on('data', keep);
-  child.stderr?.on('data', keep);
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  return { name, child, log: () => out, exited };
-}
-
-async function until(what: string, probe: () => Promise<boolean>, timeoutMs: number, proc?: Proc): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (proc && proc.child.exitCode !== null) throw new Error(`${proc.name} exited (${proc.child.exitCode}):\n${proc.log()}`);
-    if (await probe().catch(() => false)) return;
-    if (Date.now() > deadline) throw new Error(`${what} not within ${timeoutMs} ms${proc ? `:\n${proc.log()}` : ''}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 /**
@@ -103,14 +73,14 @@ export async function startStack(o: { model?: string; env?: Record<string, strin
     async startGateway(extra = {}) {
       const port = await freePort();
       const url = `http://127.0.0.1:${port}`;
-      const p = launch(`gateway ${stack.gateways.length + 1}`, ['serve', '--role', 'api'], { ...env, PORT: String(port), KLEIN_PUBLIC_URL: url, ...extra });
-      await until(`${p.name} answering`, async () => (await fetch(`${url}/health`)).ok, 60_000, p);
+      const p = launchKlein(`gateway ${stack.gateways.length + 1}`, ['serve', '--role', 'api'], { ...env, PORT: String(port), KLEIN_PUBLIC_URL: url, ...extra });
+      await untilServing(p, `${p.name} answering`, async () => (await fetch(`${url}/health`)).ok, 60_000);
       const g = { ...p, url };
       stack.gateways.push(g);
       return g;
     },
     async startWorker(extra = {}, args = []) {
-      const p = launch(`worker ${stack.workers.length + 1}`, ['worker', ...args], { ...env, ...extra });
+      const p = launchKlein(`worker ${stack.workers.length + 1}`, ['worker', ...args], { ...env, ...extra });
       stack.workers.push(p);
       return p;
     },
@@ -131,10 +101,11 @@ export async function startStack(o: { model?: string; env?: Record<string, strin
     async waitWorkers(n, timeoutMs = 60_000) {
       const g = stack.gateways[0];
       if (!g) throw new Error('start a gateway first');
-      await until(`${n} ready workers`, async () => {
+      const ready = async () => {
         const h = (await (await fetch(`${g.url}/health`)).json()) as { workers?: { ready: number } };
         return (h.workers?.ready ?? 0) >= n;
-      }, timeoutMs);
+      };
+      await until(`${n} ready workers`, () => ready().catch(() => false), timeoutMs, 100);
     },
     async stop() {
       const all = [...stack.gateways, ...stack.workers];
